@@ -1,0 +1,85 @@
+"""``python -m m3unet bench``: seconds per megapixel and peak memory by image size, on this CPU.
+
+Each size runs in a fresh subprocess so that its peak resident memory (``ru_maxrss``) is its
+own. Reported per size and step count: seconds, seconds per megapixel, the process's peak RSS
+(what the user's machine must have), and the baseline RSS after loading the model and text
+encoder. Timings of all sizes come from the same run, so their ratios are comparable.
+"""
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from .pipeline import DEFAULT_STEPS
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def worker(size: int, steps: int, model: str | None) -> dict:
+    """Restore one random ``size`` x ``size`` float image (in this process) and measure it."""
+    from .pipeline import Restorer
+    from .weights import load_model
+    torch.set_num_threads(2)
+    r = Restorer(load_model(model))
+    r.embed_text([""])  # load the text encoder before measuring
+    base = _rss_mb()
+    g = torch.Generator().manual_seed(0)
+    image = torch.rand(1, size, size, 3, generator=g)
+    t0 = time.perf_counter()
+    r.restore(image, "", steps=steps, seed=0)
+    sec = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    mp = size * size / 1e6
+    return {"size": size, "steps": steps, "seconds": round(sec, 2), "sec_per_mp": round(sec / mp, 2),
+            "peak_rss_mb": round(peak), "baseline_rss_mb": round(base),
+            "image_buffers_mb": round(2 * size * size * 3 * 4 / 2 ** 20)}
+
+
+def run(sizes: list[int], steps_list: list[int], model: str | None = None, log=print) -> list[dict]:
+    rows = []
+    for steps in steps_list:
+        for size in sizes:
+            code = ("import json,sys; from m3unet.bench import worker; "
+                    f"print(json.dumps(worker({size}, {steps}, {model!r})))")
+            proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                  cwd=Path(__file__).resolve().parent.parent)
+            if proc.returncode != 0:
+                raise RuntimeError(f"bench worker failed at {size}px:\n{proc.stderr[-2000:]}")
+            row = json.loads(proc.stdout.strip().splitlines()[-1])
+            log(json.dumps(row))
+            rows.append(row)
+    return rows
+
+
+def to_markdown(rows: list[dict]) -> str:
+    ref = {r["steps"]: r["peak_rss_mb"] for r in rows if r["size"] == 1024}
+    out = ["| size | steps | seconds | s / MP | peak RSS (MB) | peak vs 1024 px | RSS after model load (MB) |",
+           "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ratio = r["peak_rss_mb"] / ref[r["steps"]] if r["steps"] in ref else float("nan")
+        out.append(f"| {r['size']} | {r['steps']} | {r['seconds']} | {r['sec_per_mp']} | {r['peak_rss_mb']} | "
+                   f"{ratio:.2f}x | {r['baseline_rss_mb']} |")
+    return "\n".join(out) + "\n"
+
+
+def main_args(args) -> int:
+    sizes = [int(s) for s in args.sizes.split(",")]
+    steps = sorted({1, args.steps or DEFAULT_STEPS})
+    rows = run(sizes, steps, args.model)
+    print()
+    print(to_markdown(rows))
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+    return 0

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Fresh machine -> working project: creates .venv (torch from the local wheel cache, the pack's and
+# the dev/test requirements), builds the headless ComfyUI test host in .host/, then restores the
+# bundled degraded example with the shipped model, printing PSNR before/after and writing
+# out/coffee_degraded_before_after.png.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY="${PYTHON:-}"
+if [ -z "$PY" ]; then
+  for cand in python3.11 python3; do command -v "$cand" >/dev/null && { PY="$cand"; break; }; done
+fi
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+pip() { .venv/bin/python -m pip "$@" 2> >(grep -v "is ignored: it is neither" >&2); }
+pip install -q torch==2.14.1 torchvision==0.29.1
+pip install -q -r requirements.txt -r requirements-dev.txt
+.venv/bin/python scripts/comfy_host.py build
+.venv/bin/python -m m3unet restore examples/coffee_degraded.png -o out \
+  --reference examples/coffee_clean.png --before-after
