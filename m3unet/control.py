@@ -13,6 +13,7 @@ A MASK lets a user restore one region strongly and leave another untouched.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -83,4 +84,10 @@ def make_control(strength: float = 1.0, mask: torch.Tensor | None = None, image:
     m = mask.float().clamp(0, 1)
     if m.ndim == 2:
         m = m[None]
+    if m.max() == 0:
+        # ComfyUI's LoadImage outputs an all-zero 64x64 MASK for images without alpha; honouring
+        # it would silently switch restoration off everywhere, so an empty mask means "no mask".
+        warnings.warn("PixelControl: the mask is empty (all zero), so it is ignored and the strength "
+                      "applies everywhere; paint the region to restore in the mask to use it.")
+        return Control(image=image, strength=float(strength))
     return Control(image=image, strength=outside + (float(strength) - outside) * m)

@@ -135,9 +135,10 @@ class Restorer:
         text_emb = self.embed_text(texts).to(self.device)
         if image_embedding is None:
             image_embedding = self.embed_image(guide if guide is not None else image)
-        elif image_embedding.shape != (b, self.model.config.embed_dim) and image_embedding.shape[0] not in (1, b):
+        elif (image_embedding.ndim != 2 or image_embedding.shape[-1] != self.model.config.embed_dim
+              or image_embedding.shape[0] not in (1, b)):
             raise InputError(f"image embedding has shape {tuple(image_embedding.shape)}; expected "
-                             f"[{b}, {self.model.config.embed_dim}] from the RefineEncoder node")
+                             f"[{b}, {self.model.config.embed_dim}] from the RefineEncoder node of the same model")
         image_embedding = image_embedding.to(self.device).float().expand(b, -1)
 
         out = torch.empty_like(image)

@@ -1,0 +1,153 @@
+"""Glue shared by the M3UNet nodes: custom socket types, the models folder and model management.
+
+* Socket types: ``M3UNET_MODEL`` (a :class:`M3UNetHandle`), ``M3UNET_EMBED`` (the RefineEncoder's
+  image embedding, a float tensor ``[B, D]``) and ``M3UNET_CONTROL`` (an ``m3unet.control.Control``).
+* The ``m3unet`` models folder: ``<ComfyUI models>/m3unet`` plus the pack's own ``weights/``
+  (which holds the shipped ``m3unet-default.safetensors``), ``.safetensors`` files only.
+* Model management: the network is wrapped in ``comfy.model_patcher.ModelPatcher`` (as
+  ``comfy/clip_vision.py`` does), so ComfyUI moves it to the torch device before use and can
+  offload it when other models need the memory. Loaded models are cached per file path and
+  modification time, so re-running a workflow does not read the file again.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+
+import comfy.model_management as model_management
+import comfy.model_patcher
+import folder_paths
+from comfy_api.latest import io
+
+from ..m3unet.pipeline import Restorer
+from ..m3unet.unet import M3UNet
+from ..m3unet.weights import DEFAULT_WEIGHTS, CheckpointError, load_model
+
+CATEGORY = "M3UNet"
+FOLDER_NAME = "m3unet"
+EXTENSIONS = {".safetensors"}
+DEFAULT_MODEL_NAME = DEFAULT_WEIGHTS.name
+SHIPPED_WEIGHTS_DIR = DEFAULT_WEIGHTS.parent
+
+M3UNetModel = io.Custom("M3UNET_MODEL")
+M3UNetEmbed = io.Custom("M3UNET_EMBED")
+M3UNetControl = io.Custom("M3UNET_CONTROL")
+
+log = logging.getLogger("m3unet")
+
+
+# ---------------------------------------------------------------------------- models folder
+def user_models_dir() -> str:
+    """``<ComfyUI models dir>/m3unet`` (follows ``--base-directory``)."""
+    return os.path.join(folder_paths.models_dir, FOLDER_NAME)
+
+
+def register_model_folder() -> None:
+    """Add the ``m3unet`` folder to ``folder_paths``; extend an existing entry, never replace it.
+
+    An entry may already exist (``extra_model_paths.yaml`` or another pack): its folders are
+    kept (first), ours are appended, and ``.safetensors`` is added to its extensions.
+    """
+    ours = [user_models_dir(), str(SHIPPED_WEIGHTS_DIR)]
+    entry = folder_paths.folder_names_and_paths.get(FOLDER_NAME)
+    if entry is None:
+        folder_paths.folder_names_and_paths[FOLDER_NAME] = (ours, set(EXTENSIONS))
+    else:
+        paths, exts = entry
+        for p in ours:
+            if p not in paths:
+                paths.append(p)
+        if isinstance(exts, set):
+            exts.update(EXTENSIONS)
+        else:
+            exts = set(exts) | EXTENSIONS
+            folder_paths.folder_names_and_paths[FOLDER_NAME] = (paths, exts)
+    try:  # show users where to drop their own checkpoints
+        os.makedirs(user_models_dir(), exist_ok=True)
+    except OSError as e:
+        log.debug("M3UNet: cannot create %s: %s", user_models_dir(), e)
+
+
+def model_names() -> list[str]:
+    """Files of the ``m3unet`` folder for the loader's list, the shipped default first."""
+    names = folder_paths.get_filename_list(FOLDER_NAME)
+    return [DEFAULT_MODEL_NAME] + [n for n in names if n != DEFAULT_MODEL_NAME]
+
+
+def model_path(name: str) -> Path:
+    """Full path of a model list entry; raises :class:`CheckpointError` naming the folders."""
+    full = folder_paths.get_full_path(FOLDER_NAME, name)
+    if full is not None:
+        return Path(full)
+    if name == DEFAULT_MODEL_NAME:
+        return DEFAULT_WEIGHTS  # load_model explains that the shipped file is missing
+    folders = ", ".join(folder_paths.get_folder_paths(FOLDER_NAME))
+    raise CheckpointError(f"M3UNet model file {name!r} not found in the m3unet model folders ({folders}).")
+
+
+def file_fingerprint(path: Path) -> tuple[str, int, int] | None:
+    """``(resolved path, mtime_ns, size)`` of a file, or None if it does not exist."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (str(Path(path).resolve()), st.st_mtime_ns, st.st_size)
+
+
+# ---------------------------------------------------------------------------- model handle
+class M3UNetHandle:
+    """What flows through an ``M3UNET_MODEL`` socket: the network, its ModelPatcher, a Restorer."""
+
+    def __init__(self, model: M3UNet, path: Path):
+        self.model = model
+        self.path = Path(path)
+        self.patcher = comfy.model_patcher.ModelPatcher(
+            model, load_device=model_management.get_torch_device(),
+            offload_device=model_management.unet_offload_device())
+        self.restorer = Restorer(model)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def ready(self) -> Restorer:
+        """Ask ComfyUI's model management to put the network on its device; return the Restorer."""
+        model_management.load_models_gpu([self.patcher])
+        return self.restorer
+
+    def __repr__(self) -> str:
+        cfg = self.model.config
+        return f"M3UNetHandle({self.name}, width={cfg.width}, embed_dim={cfg.embed_dim})"
+
+
+_cache: dict[str, tuple[tuple[str, int, int], M3UNetHandle]] = {}
+_cache_lock = threading.Lock()
+
+
+def load_handle(path: Path) -> M3UNetHandle:
+    """Load (or reuse) the model at ``path``; the cache is keyed by path, mtime and size.
+
+    Library errors (:class:`CheckpointError`, a ValueError naming the file) propagate unchanged.
+    """
+    path = Path(path)
+    fp = file_fingerprint(path)
+    if fp is None:
+        load_model(path)  # raises CheckpointError("model file not found: ...")
+        raise CheckpointError(f"model file not found: {path}")
+    key = fp[0]
+    with _cache_lock:
+        hit = _cache.get(key)
+        if hit is not None and hit[0] == fp:
+            return hit[1]
+        model = load_model(path, device=model_management.unet_offload_device())
+        handle = M3UNetHandle(model, path)
+        _cache[key] = (fp, handle)  # replaces a stale entry of the same file
+        return handle
+
+
+def clear_cache() -> None:
+    """Forget the loaded models (they are freed once no workflow output holds them)."""
+    with _cache_lock:
+        _cache.clear()

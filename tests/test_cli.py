@@ -1,0 +1,105 @@
+"""The command line contract: restore, eval, bench, train (tiny smoke runs with the shipped weights)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def m3unet(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "m3unet", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_restore_keeps_names_sizes_and_modes(tmp_path):
+    rng = np.random.default_rng(0)
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(rng.integers(0, 255, (40, 50), dtype=np.uint8)).save(src / "grey.png")
+    Image.fromarray(rng.integers(0, 255, (33, 47, 4), dtype=np.uint8)).save(src / "rgba.png")
+    Image.fromarray(rng.integers(0, 255, (64, 48, 3), dtype=np.uint8)).save(src / "photo.jpg", quality=30)
+    Image.fromarray(rng.integers(0, 255, (36, 36, 3), dtype=np.uint8)).save(src / "pic.webp")
+    (src / "broken.png").write_bytes(b"not an image")
+    out = tmp_path / "out"
+    r = m3unet("restore", *map(str, sorted(src.iterdir())), "-o", str(out), "--steps", "2", "--seed", "3")
+    assert r.returncode == 1, r.stderr  # one input was bad: reported, others still written
+    assert "broken.png: not a readable image" in r.stderr
+    expect = {"grey.png": ("L", (50, 40)), "rgba.png": ("RGBA", (47, 33)), "photo.png": ("RGB", (48, 64)),
+              "pic.png": ("RGB", (36, 36))}
+    for name, (mode, size) in expect.items():
+        im = Image.open(out / name)
+        assert (im.mode, im.size) == (mode, size), name
+    alpha_in = np.asarray(Image.open(src / "rgba.png"))[..., 3]
+    assert np.array_equal(np.asarray(Image.open(out / "rgba.png"))[..., 3], alpha_in)
+
+
+def test_restore_example_improves_psnr_and_writes_comparison(tmp_path):
+    r = m3unet("restore", "examples/coffee_degraded.png", "-o", str(tmp_path), "--reference",
+               "examples/coffee_clean.png", "--before-after", "--mode", "single", "--steps", "1")
+    assert r.returncode == 0, r.stderr
+    before, after = (float(v) for v in
+                     __import__("re").search(r"PSNR before ([\d.]+) dB, after ([\d.]+) dB", r.stdout).groups())
+    assert after > before + 0.5, r.stdout
+    assert Image.open(tmp_path / "coffee_degraded_before_after.png").size == (600 * 2 + 8, 400)
+
+
+def test_missing_model_is_a_clear_error(tmp_path):
+    (tmp_path / "x.pt").write_bytes(b"\x80\x04")
+    r = m3unet("restore", "examples/coffee_degraded.png", "-o", str(tmp_path), "--model", str(tmp_path / "x.pt"))
+    assert r.returncode == 2 and "pickled checkpoints are refused" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_eval_smoke(tmp_path):
+    js = tmp_path / "eval.json"
+    r = m3unet("eval", "--crop", "64", "--settings", "noise25", "--baselines", "nlm,tv", "--steps", "2",
+               "--json", str(js))
+    assert r.returncode == 0, r.stderr
+    row = json.loads(js.read_text())["table"]["noise25"]
+    assert {"input", "nlm", "tv", "m3unet_1step", "m3unet_2step", "m3unet_1step_text"} <= set(row)
+    assert row["m3unet_1step"]["psnr"] > row["input"]["psnr"] + 2
+    assert "| noise25 |" in r.stdout
+
+
+def test_bench_smoke(tmp_path):
+    js = tmp_path / "bench.json"
+    r = m3unet("bench", "--sizes", "64,128", "--steps", "2", "--json", str(js))
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(js.read_text())
+    assert [(x["size"], x["steps"]) for x in rows] == [(64, 1), (128, 1), (64, 2), (128, 2)]
+    assert all(x["sec_per_mp"] > 0 and x["peak_rss_mb"] > 0 for x in rows)
+
+
+def test_train_smoke_and_resume(tmp_path):
+    """A tiny real training run on held-out-free scikit-image photos, then a resume."""
+    import skimage.data
+    data = tmp_path / "photos"
+    photos = {"train": {"rocket": skimage.data.rocket(), "hubble": skimage.data.hubble_deep_field()},
+              "heldout": {"astronaut": skimage.data.astronaut()}}
+    entries = []
+    for split, items in photos.items():
+        (data / split).mkdir(parents=True)
+        for name, arr in items.items():
+            Image.fromarray(arr).save(data / split / f"{name}.png")
+            entries.append({"id": name, "split": split, "file": f"{split}/{name}.png", "source": "skimage",
+                            "licence": "see skimage", "original_sha256": "-"})
+    (data / "manifest.json").write_text(json.dumps({"photos": entries}))
+    out = tmp_path / "run"
+    common = ["train", "--data", str(data), "--out", str(out), "--batch", "2", "--crop", "64", "--width", "8",
+              "--val-every", "2", "--save-every", "2"]
+    r = m3unet(*common, "--steps", "2")
+    assert r.returncode == 0, r.stderr
+    assert (out / "model.safetensors").exists() and (out / "MODEL_CARD.md").exists()
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert any("val_psnr" in rec for rec in log)
+    r = m3unet(*common, "--steps", "4", "--resume", str(out / "state.safetensors"))
+    assert r.returncode == 0, r.stderr
+    assert "resumed from" in r.stdout and "at step 2" in r.stdout
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "Steps: 4" in card and "rocket" in card

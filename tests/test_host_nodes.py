@@ -1,0 +1,316 @@
+"""The M3UNet nodes inside a real ComfyUI 0.3.75 host (HTTP API, one server per test session).
+
+Covers: registration (/object_info), the shipped workflows end to end (with PSNR against the
+clean reference), IMAGE batches, clear errors for bad inputs (validation and execution), the
+interrupt button and the progress bar events on the websocket.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+import pytest
+from PIL import Image
+
+from comfy_client import ComfyHost, PromptRejected, ui_to_api
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples"
+WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
+EXAMPLE_INPUT = "m3unet_example_degraded.png"
+NODE_IDS = {"M3UNetLoader": None, "M3UNetRefineEncoder": "RefineEncoder (M3UNet)",
+            "M3UNetPixelControl": "PixelControl (M3UNet)", "M3UNetSampler": None}
+DEFAULT_MODEL = "m3unet-default.safetensors"
+TIMINGS: dict[str, float] = {}
+
+
+# ---------------------------------------------------------------------------- helpers
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB of two uint8 images of the same shape."""
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
+
+
+def load_rgb(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+@pytest.fixture(scope="module")
+def inputs(comfy_host: ComfyHost) -> dict[str, str]:
+    """Input files in the host's input folder: the example, a small crop, a 2x2 image."""
+    shutil.copy(EXAMPLES / "coffee_degraded.png", comfy_host.input_dir / EXAMPLE_INPUT)
+    degraded = Image.open(EXAMPLES / "coffee_degraded.png").convert("RGB")
+    degraded.crop((200, 120, 360, 240)).save(comfy_host.input_dir / "m3unet_small.png")  # 160x120
+    degraded.crop((200, 120, 296, 184)).save(comfy_host.input_dir / "m3unet_smaller.png")  # 96x64
+    Image.fromarray(np.full((2, 2, 3), 128, np.uint8)).save(comfy_host.input_dir / "m3unet_2x2.png")
+    return {"example": EXAMPLE_INPUT, "small": "m3unet_small.png", "smaller": "m3unet_smaller.png",
+            "tiny": "m3unet_2x2.png"}
+
+
+def restore_graph(image_node: dict[str, Any], *, steps: int = 1, tile: int = 512, text: str = "",
+                  model_name: str = DEFAULT_MODEL, strength: float | None = None,
+                  control_image: dict[str, Any] | None = None, prefix: str | None = None,
+                  extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """API graph: image node "1" (+ "extra" nodes) -> M3UNetLoader/[PixelControl]/Sampler -> SaveImage."""
+    g: dict[str, Any] = {
+        "1": image_node,
+        "2": {"class_type": "M3UNetLoader", "inputs": {"model_name": model_name}},
+        "5": {"class_type": "M3UNetSampler",
+              "inputs": {"model": ["2", 0], "image": ["1", 0], "text": text, "steps": steps,
+                         "seed": 0, "eta": 0.0, "tile": tile}},
+        "6": {"class_type": "SaveImage",
+              "inputs": {"images": ["5", 0], "filename_prefix": prefix or f"m3unet_test/{uuid.uuid4().hex[:8]}"}},
+    }
+    if strength is not None or control_image is not None:
+        g["4"] = {"class_type": "M3UNetPixelControl",
+                  "inputs": {"image": ["1", 0] if control_image is None else ["7", 0],
+                             "strength": 1.0 if strength is None else strength, "outside": 0.0}}
+        if control_image is not None:
+            g["7"] = control_image
+        g["5"]["inputs"]["control"] = ["4", 0]
+    g.update(extra or {})
+    return g
+
+
+def load_image_node(name: str) -> dict[str, Any]:
+    return {"class_type": "LoadImage", "inputs": {"image": name}}
+
+
+def assert_success(host: ComfyHost, entry: dict[str, Any]) -> None:
+    assert entry["status"]["status_str"] == "success", host.execution_error(entry)
+
+
+class WsListener:
+    """Collect the JSON messages of ``/ws?clientId=...`` in a background thread (aiohttp)."""
+
+    def __init__(self, host: ComfyHost):
+        self.url = f"ws://127.0.0.1:{host.port}/ws?clientId={host.client_id}"
+        self.messages: list[dict[str, Any]] = []
+        self.connected = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.error: BaseException | None = None
+
+    def __enter__(self) -> "WsListener":
+        self._thread.start()
+        if not self.connected.wait(30):
+            raise RuntimeError(f"websocket did not connect: {self.error!r}")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(15)
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as e:  # noqa: BLE001 - surfaced through .error / connect timeout
+            self.error = e
+            self.connected.set()
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(self.url, heartbeat=None) as ws:
+                stop_task = asyncio.ensure_future(self._stop.wait())
+                while not self._stop.is_set():
+                    recv = asyncio.ensure_future(ws.receive())
+                    done, _ = await asyncio.wait({recv, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+                    if recv not in done:
+                        recv.cancel()
+                        break
+                    msg = recv.result()
+                    if msg.type == aiohttp.WSMsgType.TEXT:
+                        data = json.loads(msg.data)
+                        self.messages.append(data)
+                        if data.get("type") == "status":
+                            self.connected.set()
+                    elif msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+                        break
+                stop_task.cancel()
+
+    def events(self, kind: str, prompt_id: str | None = None) -> list[dict[str, Any]]:
+        out = [m["data"] for m in list(self.messages) if m.get("type") == kind]
+        return [d for d in out if prompt_id is None or d.get("prompt_id") == prompt_id]
+
+    def wait_for(self, kind: str, prompt_id: str, timeout: float = 120) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.events(kind, prompt_id)
+            if found:
+                return found[0]
+            time.sleep(0.05)
+        raise TimeoutError(f"no {kind!r} event for {prompt_id} after {timeout} s")
+
+
+# ---------------------------------------------------------------------------- 1. registration
+def test_nodes_registered(comfy_object_info: dict[str, Any]) -> None:
+    """All node ids are listed with category M3UNet; the shipped model is the first option."""
+    for node_id, display in NODE_IDS.items():
+        assert node_id in comfy_object_info, f"{node_id} missing (pack import failed?)"
+        info = comfy_object_info[node_id]
+        assert info["category"] == "M3UNet"
+        assert info["description"]
+        if display:
+            assert info["display_name"] == display
+        for section in ("required", "optional"):
+            for name, spec in (info["input"].get(section) or {}).items():
+                assert spec[1].get("tooltip"), f"{node_id}.{name} has no tooltip"
+    options = comfy_object_info["M3UNetLoader"]["input"]["required"]["model_name"][1]["options"]
+    assert options[0] == DEFAULT_MODEL, options
+    assert comfy_object_info["M3UNetSampler"]["output"] == ["IMAGE"]
+    assert comfy_object_info["M3UNetRefineEncoder"]["output"] == ["M3UNET_EMBED"]
+    assert comfy_object_info["M3UNetPixelControl"]["output"] == ["M3UNET_CONTROL"]
+    assert comfy_object_info["M3UNetLoader"]["output"] == ["M3UNET_MODEL"]
+
+
+# ---------------------------------------------------------------------------- 2. workflows
+@pytest.mark.parametrize("workflow", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
+def test_workflow_restores(comfy_host: ComfyHost, comfy_object_info: dict[str, Any],
+                           inputs: dict[str, str], workflow: Path) -> None:
+    """Each shipped UI workflow converts, runs, and writes an image of the input's size that is
+    closer to the clean reference than the degraded input (PSNR)."""
+    ui = json.loads(workflow.read_text())
+    assert ui.get("version") == 0.4 and ui["nodes"] and ui["links"]
+    api = ui_to_api(ui, comfy_object_info)
+    load_nodes = [n for n in api.values() if n["class_type"] == "LoadImage"]
+    assert load_nodes and all(n["inputs"]["image"] == EXAMPLE_INPUT for n in load_nodes)
+    t0 = time.monotonic()
+    entry = comfy_host.run(api, timeout=900)
+    TIMINGS[workflow.stem] = time.monotonic() - t0
+    assert_success(comfy_host, entry)
+    paths = comfy_host.output_images(entry)
+    assert len(paths) == 1, paths
+    saved = load_rgb(paths[0])
+    degraded = load_rgb(comfy_host.input_dir / EXAMPLE_INPUT)
+    clean = load_rgb(EXAMPLES / "coffee_clean.png")
+    assert saved.shape == degraded.shape == clean.shape
+    p_saved, p_input = psnr(saved, clean), psnr(degraded, clean)
+    print(f"\n{workflow.name}: PSNR saved {p_saved:.2f} dB vs input {p_input:.2f} dB "
+          f"({TIMINGS[workflow.stem]:.1f} s)")
+    assert p_saved > p_input, f"no restoration: PSNR saved {p_saved:.2f} dB <= input {p_input:.2f} dB"
+
+
+# ---------------------------------------------------------------------------- 3. batches
+def test_image_batch(comfy_host: ComfyHost, inputs: dict[str, str]) -> None:
+    """ImageBatch of an image with itself -> the Sampler returns 2 images of the same size."""
+    g = restore_graph({"class_type": "ImageBatch", "inputs": {"image1": ["8", 0], "image2": ["8", 0]}},
+                      strength=1.0, extra={"8": load_image_node(inputs["small"])})
+    entry = comfy_host.run(g, timeout=600)
+    assert_success(comfy_host, entry)
+    paths = comfy_host.output_images(entry)
+    assert len(paths) == 2, paths
+    for p in paths:
+        assert Image.open(p).size == (160, 120)
+
+
+# ---------------------------------------------------------------------------- 4. errors
+def test_too_small_image_is_a_clear_execution_error(comfy_host: ComfyHost, inputs: dict[str, str]) -> None:
+    entry = comfy_host.run(restore_graph(load_image_node(inputs["tiny"])), timeout=300)
+    assert entry["status"]["status_str"] == "error"
+    err = comfy_host.execution_error(entry)
+    assert err is not None and err["node_type"] == "M3UNetSampler", err
+    msg = err["exception_message"]
+    assert "2x2" in msg and "16x16" in msg, msg
+
+
+def test_strength_above_max_is_rejected(comfy_host: ComfyHost, inputs: dict[str, str]) -> None:
+    with pytest.raises(PromptRejected) as info:
+        comfy_host.queue(restore_graph(load_image_node(inputs["small"]), strength=5.0))
+    errors = info.value.node_errors.get("4", {}).get("errors", [])
+    assert any(e["type"] == "value_bigger_than_max" for e in errors), info.value.body
+
+
+def test_missing_model_file_is_rejected(comfy_host: ComfyHost, inputs: dict[str, str]) -> None:
+    with pytest.raises(PromptRejected) as info:
+        comfy_host.queue(restore_graph(load_image_node(inputs["small"]), model_name="no-such-model.safetensors"))
+    errors = info.value.node_errors.get("2", {}).get("errors", [])
+    # V3 combos are not checked against their options by ComfyUI 0.3.75: the loader's
+    # validate_inputs rejects the name (custom_validation_failed) and names the file.
+    assert any(e["type"] in ("value_not_in_list", "custom_validation_failed")
+               and "no-such-model.safetensors" in e["details"] for e in errors), info.value.body
+
+
+def test_corrupt_model_file_names_the_file(comfy_host: ComfyHost, inputs: dict[str, str]) -> None:
+    """A corrupt file dropped into models/m3unet while the host runs is listed (the folder list
+    is re-read when the folder changes) and fails with a message naming the file."""
+    folder = comfy_host.base_dir / "models" / "m3unet"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "broken.safetensors").write_bytes(np.random.default_rng(0).bytes(4096))
+    options = comfy_host.object_info("M3UNetLoader")["M3UNetLoader"]["input"]["required"]["model_name"][1]["options"]
+    assert "broken.safetensors" in options and options[0] == DEFAULT_MODEL, options
+    entry = comfy_host.run(restore_graph(load_image_node(inputs["small"]), model_name="broken.safetensors"),
+                           timeout=300)
+    assert entry["status"]["status_str"] == "error"
+    err = comfy_host.execution_error(entry)
+    assert err is not None and err["node_type"] == "M3UNetLoader", err
+    assert "broken.safetensors" in err["exception_message"], err
+    assert err["exception_type"].endswith("CheckpointError"), err
+
+
+def test_control_image_of_another_size_is_a_clear_error(comfy_host: ComfyHost, inputs: dict[str, str]) -> None:
+    g = restore_graph(load_image_node(inputs["small"]), control_image=load_image_node(inputs["smaller"]))
+    entry = comfy_host.run(g, timeout=300)
+    err = comfy_host.execution_error(entry)
+    assert err is not None and err["node_type"] == "M3UNetSampler", err
+    assert "96x64" in err["exception_message"] and "160x120" in err["exception_message"], err
+
+
+# ---------------------------------------------------------------------------- 5. interrupt
+def test_interrupt_stops_a_slow_job(comfy_host: ComfyHost, inputs: dict[str, str]) -> None:
+    """A 1024x1024 image at 20 steps; POST /interrupt once the Sampler reports progress."""
+    empty = {"class_type": "EmptyImage", "inputs": {"width": 1024, "height": 1024, "batch_size": 1,
+                                                    "color": 0x808080}}
+    g = restore_graph(empty, steps=20, text=f"interrupt me {uuid.uuid4().hex[:6]}")
+    with WsListener(comfy_host) as ws:
+        prompt_id = comfy_host.queue(g)
+        first = ws.wait_for("progress", prompt_id, timeout=300)
+        assert first["node"] == "5"
+        t0 = time.monotonic()
+        comfy_host.interrupt()
+        entry = comfy_host.wait(prompt_id, timeout=300)
+        stopped_after = time.monotonic() - t0
+        last = ws.events("progress", prompt_id)[-1]
+    TIMINGS["interrupt_latency"] = stopped_after
+    print(f"\ninterrupted at progress {last['value']}/{last['max']}, {stopped_after:.2f} s after /interrupt")
+    assert comfy_host.was_interrupted(entry), entry["status"]
+    assert entry["status"]["status_str"] == "error"
+    assert last["value"] < last["max"]
+    assert not comfy_host.output_images(entry)
+
+
+# ---------------------------------------------------------------------------- 6. progress
+def test_progress_events(comfy_host: ComfyHost, inputs: dict[str, str]) -> None:
+    """Progress events of the Sampler have max = batch * tiles * steps and end at max."""
+    from m3unet import tiling
+    from m3unet.pipeline import DEFAULT_OVERLAP
+
+    steps, tile, (w, h) = 2, 256, (600, 400)
+    tiles = tiling.count(h, w, tile, DEFAULT_OVERLAP)
+    assert tiles > 1  # exercise the tiled path
+    g = restore_graph(load_image_node(inputs["example"]), steps=steps, tile=tile,
+                      text=f"progress {uuid.uuid4().hex[:6]}")
+    with WsListener(comfy_host) as ws:
+        prompt_id = comfy_host.queue(g)
+        entry = comfy_host.wait(prompt_id, timeout=300)
+        deadline = time.monotonic() + 10
+        while not ws.events("executed", prompt_id) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        events = [e for e in ws.events("progress", prompt_id) if e["node"] == "5"]
+    assert_success(comfy_host, entry)
+    assert events, "no progress events from the Sampler"
+    assert {e["max"] for e in events} == {tiles * steps}
+    values = [e["value"] for e in events]
+    assert values == sorted(values) and values[-1] == tiles * steps, values

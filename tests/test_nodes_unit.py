@@ -1,0 +1,231 @@
+"""The M3UNet node classes called directly in this process (no server), on CPU.
+
+ComfyUI's modules are importable in-process from the host tree (``.host/ComfyUI``) once
+``comfy.cli_args.args.cpu`` is set (otherwise ``comfy.model_management`` looks for CUDA at
+import). The pack is imported the way ComfyUI does it: the repo root as a package
+(``m3unet_pack``), so its relative imports work. ``folder_paths.models_dir`` points at a
+temporary folder. A tiny random model with a zero-initialised output layer (the model starts
+as the identity) makes one sampler step return its input exactly, which checks the tiling,
+channels and batch plumbing without trained weights.
+"""
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from comfy_client import load_host_builder
+
+REPO = Path(__file__).resolve().parent.parent
+NODE_IDS = ["M3UNetLoader", "M3UNetRefineEncoder", "M3UNetPixelControl", "M3UNetSampler"]
+
+
+@pytest.fixture(scope="session")
+def pack(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    """The pack imported in-process as ``m3unet_pack`` with ComfyUI's modules importable."""
+    comfy_root = load_host_builder(REPO).build(REPO / ".host")
+    if str(comfy_root) not in sys.path:
+        sys.path.insert(0, str(comfy_root))
+    import comfy.cli_args
+
+    comfy.cli_args.args.cpu = True
+    import comfy.model_management as mm
+    import comfy.utils
+    import folder_paths
+
+    models_dir = tmp_path_factory.mktemp("comfy_models")
+    folder_paths.models_dir = str(models_dir)
+    if "m3unet_pack" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("m3unet_pack", REPO / "__init__.py",
+                                                      submodule_search_locations=[str(REPO)])
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["m3unet_pack"] = module
+        spec.loader.exec_module(module)
+    root = sys.modules["m3unet_pack"]
+    import m3unet_pack.nodes as nodes
+    from m3unet_pack.m3unet import pipeline, tiling
+    from m3unet_pack.m3unet.unet import M3UNet, M3UNetConfig
+    from m3unet_pack.m3unet.weights import save_model
+    from m3unet_pack.nodes import common
+
+    torch.manual_seed(0)
+    tiny = M3UNet(M3UNetConfig(width=8, enc_blocks=[1, 1, 1], mid_blocks=1, dec_blocks=[1, 1, 1],
+                               cond_dim=32, embed_dim=32, heads=1))
+    user_dir = Path(common.user_models_dir())
+    assert user_dir.parent == models_dir and user_dir.is_dir()
+    save_model(tiny, user_dir / "tiny.safetensors")
+    return SimpleNamespace(root=root, nodes=nodes, common=common, pipeline=pipeline, tiling=tiling,
+                           mm=mm, utils=comfy.utils, folder_paths=folder_paths, user_dir=user_dir)
+
+
+def run(node, **kwargs):
+    """Call a V3 node's execute and return its outputs tuple."""
+    return node.execute(**kwargs).result
+
+
+@pytest.fixture()
+def tiny_model(pack):
+    return run(pack.nodes.M3UNetLoader, model_name="tiny.safetensors")[0]
+
+
+# ---------------------------------------------------------------------------- registration
+def test_root_init_imports_nothing_heavy() -> None:
+    code = ("import importlib.util, sys; "
+            f"s = importlib.util.spec_from_file_location('p', {str(REPO / '__init__.py')!r}, "
+            f"submodule_search_locations=[{str(REPO)!r}]); m = importlib.util.module_from_spec(s); "
+            "s.loader.exec_module(m); assert callable(m.comfy_entrypoint); "
+            "bad = [k for k in ('torch', 'comfy', 'comfy_api', 'p.nodes') if k in sys.modules]; "
+            "assert not bad, bad; assert not hasattr(m, 'NODE_CLASS_MAPPINGS')")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_entrypoint_lists_the_nodes_with_tooltips(pack) -> None:
+    ext = asyncio.run(pack.root.comfy_entrypoint())
+    node_list = asyncio.run(ext.get_node_list())
+    schemas = {cls.GET_SCHEMA().node_id: cls.GET_SCHEMA() for cls in node_list}
+    assert sorted(schemas) == sorted(NODE_IDS)
+    assert schemas["M3UNetRefineEncoder"].display_name == "RefineEncoder (M3UNet)"
+    assert schemas["M3UNetPixelControl"].display_name == "PixelControl (M3UNet)"
+    for node_id, schema in schemas.items():
+        assert schema.category == "M3UNet" and schema.description, node_id
+        for inp in schema.inputs:
+            assert inp.tooltip, f"{node_id}.{inp.id} has no tooltip"
+    sampler = {i.id: i for i in schemas["M3UNetSampler"].inputs}
+    assert sampler["steps"].default == pack.pipeline.DEFAULT_STEPS
+    assert sampler["seed"].control_after_generate is True
+    assert (sampler["tile"].min, sampler["tile"].max, sampler["tile"].default) == (128, 2048, 512)
+    assert sampler["embedding"].optional and sampler["control"].optional
+
+
+# ---------------------------------------------------------------------------- models folder
+def test_model_folder_extends_an_existing_entry(pack) -> None:
+    fnp = pack.folder_paths.folder_names_and_paths
+    saved = fnp.get("m3unet")
+    try:
+        fnp["m3unet"] = (["/somewhere/else"], [".ckpt"])
+        pack.common.register_model_folder()
+        pack.common.register_model_folder()
+        paths, exts = fnp["m3unet"]
+        assert paths == ["/somewhere/else", pack.common.user_models_dir(), str(REPO / "weights")]
+        assert {".safetensors", ".ckpt"} <= set(exts)
+    finally:
+        fnp["m3unet"] = saved
+
+
+def test_model_list_has_the_default_first(pack) -> None:
+    names = pack.common.model_names()
+    assert names[0] == "m3unet-default.safetensors"
+    assert "tiny.safetensors" in names and names.count("m3unet-default.safetensors") == 1
+
+
+def test_loader_caches_and_reloads_when_the_file_changes(pack) -> None:
+    loader = pack.nodes.M3UNetLoader
+    a = run(loader, model_name="tiny.safetensors")[0]
+    b = run(loader, model_name="tiny.safetensors")[0]
+    assert a is b and a.name == "tiny.safetensors"
+    fp = loader.fingerprint_inputs(model_name="tiny.safetensors")
+    path = pack.user_dir / "tiny.safetensors"
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert loader.fingerprint_inputs(model_name="tiny.safetensors") != fp
+    c = run(loader, model_name="tiny.safetensors")[0]
+    assert c is not a
+
+
+def test_loader_validation_and_errors(pack) -> None:
+    loader = pack.nodes.M3UNetLoader
+    assert loader.validate_inputs(model_name="tiny.safetensors") is True
+    msg = loader.validate_inputs(model_name="missing.safetensors")
+    assert isinstance(msg, str) and "missing.safetensors" in msg and "tiny.safetensors" in msg
+    (pack.user_dir / "broken.safetensors").write_bytes(os.urandom(2048))
+    try:
+        assert "broken.safetensors" in pack.common.model_names()
+        with pytest.raises(ValueError, match="broken.safetensors"):
+            run(loader, model_name="broken.safetensors")
+    finally:
+        (pack.user_dir / "broken.safetensors").unlink()
+
+
+# ---------------------------------------------------------------------------- PixelControl
+def test_pixel_control(pack) -> None:
+    node = pack.nodes.M3UNetPixelControl
+    image = torch.rand(1, 20, 30, 3)
+    plain = run(node, image=image, strength=0.5)[0]
+    assert plain.strength == 0.5 and plain.image is image
+    mask = torch.zeros(1, 20, 30)
+    mask[:, :, :15] = 1
+    masked = run(node, image=image, strength=1.5, outside=0.25, mask=mask)[0]
+    s = masked.strength_map(1, 20, 30)
+    assert s.shape == (1, 1, 20, 30)
+    assert torch.allclose(s[..., :15], torch.tensor(1.5)) and torch.allclose(s[..., 15:], torch.tensor(0.25))
+    with pytest.warns(UserWarning, match="mask is empty"):
+        empty = run(node, image=image, strength=0.75, mask=torch.zeros(1, 64, 64))[0]
+    assert empty.strength == 0.75  # LoadImage's zero MASK must not switch restoration off
+    with pytest.raises(ValueError, match=r"mask must be a MASK.*\(1, 1, 20, 30\)"):
+        run(node, image=image, strength=1.0, mask=torch.zeros(1, 1, 20, 30))
+
+
+# ---------------------------------------------------------------------------- Sampler
+@pytest.mark.parametrize("channels", [3, 4, 1])
+def test_identity_model_returns_the_input_exactly(pack, tiny_model, channels: int) -> None:
+    """One step of the identity model through several blended tiles: output == input."""
+    image = torch.rand(2, 40, 200, channels)
+    assert pack.tiling.count(40, 200, 128, pack.pipeline.DEFAULT_OVERLAP) > 1
+    out = run(pack.nodes.M3UNetSampler, model=tiny_model, image=image, text="", steps=1, seed=0,
+              eta=0.0, tile=128)[0]
+    assert out.shape == image.shape and out.dtype == image.dtype
+    assert out.device == pack.mm.intermediate_device()
+    torch.testing.assert_close(out, image, atol=1e-5, rtol=0)
+
+
+def test_sampler_progress_bar_and_embedding(pack, tiny_model, monkeypatch) -> None:
+    calls = []
+    monkeypatch.setattr(pack.utils, "PROGRESS_BAR_HOOK",
+                        lambda value, total, preview, node_id=None: calls.append((value, total)))
+    image = torch.rand(1, 40, 200, 3)
+    emb = run(pack.nodes.M3UNetRefineEncoder, model=tiny_model, image=image.expand(2, -1, -1, -1))[0]
+    assert emb.shape == (2, tiny_model.model.config.embed_dim)
+    torch.testing.assert_close(emb[0], emb[1])
+    control = run(pack.nodes.M3UNetPixelControl, image=image, strength=1.0)[0]
+    out = run(pack.nodes.M3UNetSampler, model=tiny_model, image=image, text="remove the noise", steps=2,
+              seed=3, eta=0.5, tile=128, embedding=emb[:1], control=control)[0]
+    assert out.shape == image.shape and torch.isfinite(out).all()
+    total = 2 * pack.tiling.count(40, 200, 128, pack.pipeline.DEFAULT_OVERLAP)
+    assert calls and {t for _, t in calls} == {total}
+    assert [v for v, _ in calls] == list(range(1, total + 1))
+
+
+def test_sampler_is_interruptible(pack, tiny_model, monkeypatch) -> None:
+    """The interrupt flag set during the first step stops the Sampler right after it."""
+    mm = pack.mm
+    calls = []
+
+    def press_interrupt(value, total, preview, node_id=None):
+        calls.append(value)
+        mm.interrupt_current_processing(True)
+
+    monkeypatch.setattr(pack.utils, "PROGRESS_BAR_HOOK", press_interrupt)
+    try:
+        with pytest.raises(mm.InterruptProcessingException):
+            run(pack.nodes.M3UNetSampler, model=tiny_model, image=torch.rand(1, 40, 200, 3), text="",
+                steps=3, seed=0, eta=0.0, tile=128)
+    finally:
+        mm.interrupt_current_processing(False)
+    assert calls == [1]
+
+
+def test_sampler_errors_are_the_library_messages(pack, tiny_model) -> None:
+    with pytest.raises(pack.pipeline.InputError, match=r"8x8 px.*16x16"):
+        run(pack.nodes.M3UNetSampler, model=tiny_model, image=torch.rand(1, 8, 8, 3), text="",
+            steps=1, seed=0, eta=0.0, tile=512)
+    control = run(pack.nodes.M3UNetPixelControl, image=torch.rand(1, 24, 24, 3), strength=1.0)[0]
+    with pytest.raises(pack.pipeline.InputError, match=r"control image is 24x24 but the image is 32x32"):
+        run(pack.nodes.M3UNetSampler, model=tiny_model, image=torch.rand(1, 32, 32, 3), text="",
+            steps=1, seed=0, eta=0.0, tile=512, control=control)
