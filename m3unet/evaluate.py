@@ -48,6 +48,11 @@ def baseline(name: str, y: torch.Tensor, sigma: float) -> torch.Tensor:
     return torch.from_numpy(np.clip(out, 0, 1)).float().permute(2, 0, 1)
 
 
+def colour_shift(x: torch.Tensor, ref: torch.Tensor) -> float:
+    """Global colour drift in 1/255 units: the largest per-channel difference of mean colour."""
+    return float((x.mean((1, 2)) - ref.mean((1, 2))).abs().max() * 255)
+
+
 def heldout_photos(data: str | None) -> dict[str, np.ndarray]:
     if data is None and Path("data/photos/manifest.json").exists():
         data = "data/photos"
@@ -88,9 +93,10 @@ def evaluate(model_path: str | None = None, data: str | None = None, crop: int =
                 outs[f"m3unet_{n}step"] = restorer.restore(img, "", steps=n, seed=i)[0].permute(2, 0, 1)
             outs["m3unet_1step_text"] = restorer.restore(img, describe(degs), steps=1, seed=i)[0].permute(2, 0, 1)
             for k, v in outs.items():
-                scores.setdefault(k, []).append((psnr(v, x), ssim(v, x)))
+                scores.setdefault(k, []).append((psnr(v, x), ssim(v, x), colour_shift(v, x)))
         table[sname] = {k: {"psnr": round(float(np.mean([s[0] for s in v])), 2),
-                            "ssim": round(float(np.mean([s[1] for s in v])), 4)} for k, v in scores.items()}
+                            "ssim": round(float(np.mean([s[1] for s in v])), 4),
+                            "colour_shift": round(float(np.mean([s[2] for s in v])), 2)} for k, v in scores.items()}
         log(f"{sname}: " + ", ".join(f"{k} {v['psnr']:.2f}" for k, v in table[sname].items())
             + f" ({time.time() - t0:.0f}s)")
     return {"photos": sorted(photos), "crop": crop, "steps": steps, "table": table}
@@ -101,12 +107,14 @@ def to_markdown(result: dict) -> str:
     cols: list[str] = []
     for row in result["table"].values():
         cols += [c for c in row if c not in cols]
-    head = "| setting | " + " | ".join(cols) + " | gain (dB) |\n|---|" + "---|" * (len(cols) + 1) + "\n"
     best = f"m3unet_{result['steps']}step"
+    head = ("| setting | " + " | ".join(cols) + f" | gain of {best} (dB) | colour shift in / out (1/255) |\n|---|"
+            + "---|" * (len(cols) + 2) + "\n")
     lines = []
     for sname, row in result["table"].items():
         cells = [f"{row[c]['psnr']:.2f} / {row[c]['ssim']:.3f}" if c in row else "-" for c in cols]
-        lines.append(f"| {sname} | " + " | ".join(cells) + f" | {row[best]['psnr'] - row['input']['psnr']:+.2f} |")
+        lines.append(f"| {sname} | " + " | ".join(cells) + f" | {row[best]['psnr'] - row['input']['psnr']:+.2f} | "
+                     f"{row['input']['colour_shift']:.1f} / {row[best]['colour_shift']:.1f} |")
     return head + "\n".join(lines) + "\n"
 
 

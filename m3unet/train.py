@@ -197,20 +197,24 @@ def train(cfg: TrainConfig, command: str = "") -> Path:
     gen = torch.Generator().manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
     model = M3UNet(M3UNetConfig(**cfg.model)).to(memory_format=torch.channels_last)
-    if cfg.init:
+    step = 0
+    if cfg.init:  # continue from shipped/committed weights with a fresh optimizer
         from .weights import load_model
-        model.load_state_dict(load_model(cfg.init).state_dict())
+        init = load_model(cfg.init)
+        model.load_state_dict(init.state_dict())
+        step = int(getattr(init, "metadata", {}).get("step", 0))
+        print(f"initialised from {cfg.init} at step {step} (fresh optimizer)", flush=True)
     ema = copy.deepcopy(model).eval()
     for p in ema.parameters():
         p.requires_grad_(False)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
-    step = 0
     state_path = out / "state.safetensors"
     if cfg.resume:
         step = _load_state(Path(cfg.resume), model, ema, opt)
+        print(f"resumed from {cfg.resume} at step {step}", flush=True)
+    if step:  # new random stream, so a continued run does not replay the data it has seen
         gen.manual_seed(cfg.seed + step)
         rng.seed(cfg.seed + step)
-        print(f"resumed from {cfg.resume} at step {step}", flush=True)
     encoder = TextEncoder()
     sampler = CropSampler(load_split(Path(cfg.data), "train"), cfg.crop, gen)
     val = validation_set(Path(cfg.data))
@@ -234,9 +238,10 @@ def train(cfg: TrainConfig, command: str = "") -> Path:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        decay = min(cfg.ema, (1 + step) / (10 + step))  # EMA warm-up: early averages track the model
         with torch.no_grad():
             for pe, pm in zip(ema.parameters(), model.parameters()):
-                pe.lerp_(pm, 1 - cfg.ema)
+                pe.lerp_(pm, 1 - decay)
         step += 1
         losses.append(loss.item())
         if step % 50 == 0:
