@@ -60,7 +60,7 @@ def heldout_photos(data: str | None) -> dict[str, np.ndarray]:
 
 
 def center_crop(a: np.ndarray, size: int) -> torch.Tensor:
-    x = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1).float() / 255
+    x = torch.from_numpy(np.array(a, copy=True)).permute(2, 0, 1).float() / 255
     if size <= 0:
         return x
     _, h, w = x.shape

@@ -51,7 +51,7 @@ class M3UNetSampler(io.ComfyNode):
                     f"Sampler steps. One step is already a full restoration; more steps refine it and "
                     f"cost proportionally more time (default {DEFAULT_STEPS}).")),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
-                             tooltip="Seed of the sampler's noise (only matters with more than one step)."),
+                             tooltip="Seed of the sampler's fresh noise (only matters with eta > 0 and more than one step)."),
                 io.Float.Input("eta", default=0.0, min=0.0, max=1.0, step=0.05, tooltip=(
                     "Stochasticity: 0 = deterministic sampling, 1 = fresh noise at every step.")),
                 io.Int.Input("tile", default=DEFAULT_TILE, min=MIN_TILE, max=MAX_TILE, step=64, tooltip=(
