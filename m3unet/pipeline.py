@@ -17,7 +17,7 @@ from .control import Control
 from .text import TextEncoder, default_encoder
 from .unet import M3UNet
 
-DEFAULT_STEPS = 2
+DEFAULT_STEPS = 1
 DEFAULT_TILE = 512
 DEFAULT_OVERLAP = 32
 MIN_SIDE = 16
