@@ -1,6 +1,6 @@
 """Training and evaluating the DegradationClassifier on synthetic degradations of clean photos.
 
-``python -m m3unet train-classifier`` trains it (BCE on the labels, L1 on the severities of the
+:func:`train_classifier` trains it (BCE on the labels, L1 on the severities of the
 labels present) on random regions of the training photos; :func:`evaluate_classifier` measures,
 on held-out photos, per-label F1 on single degradations and on mixtures of two or three, the
 share of severities within one level, and the share of clean photos with no label.

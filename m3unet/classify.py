@@ -4,7 +4,8 @@ A small CNN looks at several native-resolution crops (pixel-level evidence: nois
 blur kernels) and at a down-scaled view of the whole image (global evidence: haze, low light),
 and predicts, for each label in :data:`LABELS`, a probability (multi-label) and a severity in
 [0, 1]. Crop predictions are averaged. Trained on the synthetic degradations of
-:mod:`m3unet.degradation` (``python -m m3unet train-classifier``); in the spirit of the
+:mod:`m3unet.degradation` (:func:`m3unet.classifier_training.train_classifier`; no command line
+or node yet, see issue 3); in the spirit of the
 degradation-aware prompts of SeeSR and DA-CLIP's degradation embedding, but small and fast.
 """
 from __future__ import annotations
@@ -19,9 +20,6 @@ import torch.nn.functional as F
 from .degradation import LABEL, Degradation, level
 
 LABELS = ("noise", "blur", "motion", "jpeg", "lowres", "lowlight", "haze")
-# Kind used to phrase each label's restoration text (see m3unet.text).
-LABEL_KIND = {"noise": "noise", "blur": "blur", "motion": "motion", "jpeg": "jpeg", "lowres": "lowres",
-              "lowlight": "lowlight", "haze": "haze"}
 
 
 @dataclass
@@ -128,9 +126,9 @@ class Finding:
                          f"severity {self.severity[k]:.2f})" for k in self.labels)
 
     def restoration_text(self) -> str:
-        """Canonical restoration text M3UNet was trained on, most severe first."""
+        """Canonical restoration text M3UNet was trained on, most severe first (labels are kinds)."""
         from .text import describe
-        return describe([Degradation(LABEL_KIND[k], self.severity[k]) for k in self.labels])
+        return describe([Degradation(k, self.severity[k]) for k in self.labels])
 
 
 class Classifier:

@@ -30,6 +30,7 @@ from safetensors.torch import load_file, save_file
 from . import degradation as deg
 from . import diffusion
 from .data import load_split
+from .evaluate import center_crop
 from .metrics import psnr
 from .text import TextEncoder, describe, training_text
 from .unet import M3UNet, M3UNetConfig
@@ -115,9 +116,7 @@ def validation_set(data: Path, crop: int = 128, per_setting: int = 6) -> list[tu
     g = torch.Generator().manual_seed(123)
     names = sorted(photos)[:per_setting]
     for name in names:
-        a = torch.from_numpy(photos[name]).permute(2, 0, 1).float() / 255
-        _, h, w = a.shape
-        x = a[:, (h - crop) // 2:(h - crop) // 2 + crop, (w - crop) // 2:(w - crop) // 2 + crop]
+        x = center_crop(photos[name], crop)
         for sname, d in settings.items():
             out.append((sname, x, deg.apply(x, d, g), describe(d)))
     return out
