@@ -56,6 +56,10 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", default=None, help="state.safetensors to resume from")
     t.add_argument("--init", default=None, help="model .safetensors to start from (fresh optimizer)")
     t.add_argument("--dilations", default=None, help="refine-layer dilation rates, e.g. 3 or 3,4,5")
+    t.add_argument("--loss", choices=["l1", "psnr"], default=None,
+                   help="l1 (paper, default) or psnr (per-sample PSNR loss, balances degradation types)")
+    t.add_argument("--text-fraction", dest="text_fraction", type=float, default=None,
+                   help="share of training crops that are rendered text pages (default 0)")
     t.add_argument("--width", type=int, default=None, help="base width of the networks")
 
     d = sub.add_parser("prepare-data", help="gather clean photos from offline sources with a manifest")

@@ -166,8 +166,8 @@ def apply(x: torch.Tensor, degs: list[Degradation], gen: torch.Generator | None 
 
 
 # Sampling weights for training: the tasks users meet most (noise, blur, JPEG) weigh more.
-TRAIN_WEIGHTS = {"noise": 3.0, "poisson": 1.0, "blur": 2.5, "motion": 1.5, "lowres": 1.5,
-                 "haze": 0.7, "lowlight": 0.8, "jpeg": 2.5}
+TRAIN_WEIGHTS = {"noise": 3.0, "poisson": 1.0, "blur": 3.5, "motion": 2.0, "lowres": 1.5,
+                 "haze": 0.7, "lowlight": 0.8, "jpeg": 3.0}
 EXCLUSIVE = [{"noise", "poisson"}, {"blur", "motion"}]
 
 

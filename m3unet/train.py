@@ -50,6 +50,8 @@ class TrainConfig:
     ema: float = 0.999
     aug_noise: float = 1e-4
     p_one_step: float = 0.5
+    loss: str = "l1"          # "l1" (paper) or "psnr" (per-sample -PSNR, NAFNet; balances tasks)
+    text_fraction: float = 0.0  # share of crops that are rendered text pages (m3unet.textimage)
     val_every: int = 500
     save_every: int = 250
     seed: int = 0
@@ -70,7 +72,9 @@ def _git_commit() -> str:
 class CropSampler:
     """Random crops with flips/rot90 from in-memory photos (photo chosen in proportion to area)."""
 
-    def __init__(self, photos: dict[str, np.ndarray], crop: int, gen: torch.Generator):
+    def __init__(self, photos: dict[str, np.ndarray], crop: int, gen: torch.Generator,
+                 text_fraction: float = 0.0):
+        self.text_fraction = text_fraction
         self.images = [torch.from_numpy(np.array(a, copy=True)).permute(2, 0, 1) for a in photos.values()
                        if min(a.shape[:2]) >= crop]
         if not self.images:
@@ -81,6 +85,11 @@ class CropSampler:
         self.gen = gen
 
     def __call__(self) -> torch.Tensor:
+        if self.text_fraction > 0 and float(torch.rand((), generator=self.gen)) < self.text_fraction:
+            from .textimage import render_page
+            seed = int(torch.randint(0, 2 ** 31 - 1, (), generator=self.gen))  # eval pages use seeds < 0
+            page, _ = render_page(self.crop, self.crop, seed=seed + 1_000_000, max_size=max(12, self.crop // 4))
+            return torch.from_numpy(page).permute(2, 0, 1).float() / 255
         im = self.images[int(torch.multinomial(self.p, 1, generator=self.gen))]
         _, h, w = im.shape
         y = int(torch.randint(0, h - self.crop + 1, (), generator=self.gen))
@@ -135,6 +144,20 @@ def validate(model: M3UNet, val, encoder: TextEncoder) -> dict[str, float]:
         res.setdefault(sname + "_in", []).append(psnr(y, x))
     model.train()
     return {k: round(float(np.mean(v)), 3) for k, v in res.items()}
+
+
+def loss_fn(kind: str, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Training loss: ``l1`` (paper Sec. 4.1) or ``psnr``, the mean per-sample ``10 log10(MSE)``.
+
+    The PSNR loss (as in NAFNet, Chen et al. 2022) weights each sample by the inverse of its
+    error, so small residuals (blur, JPEG) are not drowned by large ones (heavy noise).
+    """
+    if kind == "l1":
+        return F.l1_loss(pred, target)
+    if kind == "psnr":
+        mse = (pred - target).pow(2).flatten(1).mean(1)
+        return 10 * torch.log10(mse + 1e-5).mean()
+    raise ValueError(f"unknown loss {kind!r}: use 'l1' or 'psnr'")
 
 
 def lr_at(cfg: TrainConfig, step: int) -> float:
@@ -215,7 +238,7 @@ def train(cfg: TrainConfig, command: str = "") -> Path:
         gen.manual_seed(cfg.seed + step)
         rng.seed(cfg.seed + step)
     encoder = TextEncoder()
-    sampler = CropSampler(load_split(Path(cfg.data), "train"), cfg.crop, gen)
+    sampler = CropSampler(load_split(Path(cfg.data), "train"), cfg.crop, gen, cfg.text_fraction)
     val = validation_set(Path(cfg.data))
     log = open(out / "log.jsonl", "a")
     metrics: dict = {}
@@ -232,7 +255,7 @@ def train(cfg: TrainConfig, command: str = "") -> Path:
         lq_c, x_t = lq.contiguous(memory_format=cl), x_t.contiguous(memory_format=cl)
         pred = model(x_t, t, encoder.encode(texts), model.refine.embed(lq_c, size=cfg.crop),
                      model.refine.features(lq_c))
-        loss = F.l1_loss(pred, hq)
+        loss = loss_fn(cfg.loss, pred, hq)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
