@@ -62,6 +62,20 @@ def _parser() -> argparse.ArgumentParser:
                    help="share of training crops that are rendered text pages (default 0)")
     t.add_argument("--width", type=int, default=None, help="base width of the networks")
 
+    a = sub.add_parser("ablate-dilation", help="the paper's Table 3: train and score refine-layer D=3,4,5,[3,4,5]")
+    a.add_argument("--data", default="data/photos")
+    a.add_argument("--out", default="runs/ablation", help="one training run per variant in here (resumable)")
+    a.add_argument("--steps", type=int, default=1500, help="training budget per variant")
+    a.add_argument("--batch", type=int, default=8)
+    a.add_argument("--crop", type=int, default=96)
+    a.add_argument("--lr", type=float, default=1e-3)
+    a.add_argument("--width", type=int, default=None, help="base width (default: the shipped model's)")
+    a.add_argument("--threads", type=int, default=1)
+    a.add_argument("--settings", default="blur2,motion,noise25,mix", help="held-out settings to score")
+    a.add_argument("--eval-crop", dest="eval_crop", type=int, default=256, help="centre crop of held-out photos")
+    a.add_argument("--markdown", default=None, help="write the table here (e.g. docs/table3.md)")
+    a.add_argument("--json", default=None)
+
     d = sub.add_parser("prepare-data", help="gather clean photos from offline sources with a manifest")
     d.add_argument("--out", default="data/photos")
     d.add_argument("--cache", default=None)
@@ -91,6 +105,10 @@ def _dispatch(args) -> int:
         return run(args)
     elif args.command == "eval":
         from .evaluate import main_args
+        return main_args(args)
+    elif args.command == "ablate-dilation":
+        from .ablation import main_args
+        args.command = "python -m m3unet ablate-dilation " + " ".join(sys.argv[2:])
         return main_args(args)
     elif args.command == "bench":
         from .bench import main_args
