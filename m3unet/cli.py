@@ -61,6 +61,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--text-fraction", dest="text_fraction", type=float, default=None,
                    help="share of training crops that are rendered text pages (default 0)")
     t.add_argument("--width", type=int, default=None, help="base width of the networks")
+    t.add_argument("--kinds", default=None, help="train on these degradation kinds only, with weights, "
+                   "e.g. blur:3,motion:2,noise:1 (a specialist); default: all kinds")
 
     a = sub.add_parser("ablate-dilation", help="the paper's Table 3: train and score refine-layer D=3,4,5,[3,4,5]")
     a.add_argument("--data", default="data/photos")

@@ -171,14 +171,24 @@ TRAIN_WEIGHTS = {"noise": 3.0, "poisson": 1.0, "blur": 3.5, "motion": 2.0, "lowr
 EXCLUSIVE = [{"noise", "poisson"}, {"blur", "motion"}]
 
 
-def sample(gen: torch.Generator, p_clean: float = 0.08, p_mix: float = 0.4) -> list[Degradation]:
-    """Draw a random degradation set: clean, one kind, or a mixture of two or three kinds."""
+def sample(gen: torch.Generator, p_clean: float = 0.08, p_mix: float = 0.4,
+           weights: dict[str, float] | None = None) -> list[Degradation]:
+    """Draw a random degradation set: clean, one kind, or a mixture of two or three kinds.
+
+    ``weights`` (default :data:`TRAIN_WEIGHTS`) gives each kind's relative frequency; a subset
+    restricts the draw to those kinds (e.g. a deblurring specialist).
+    """
+    weights_by_kind = TRAIN_WEIGHTS if weights is None else weights
+    unknown = set(weights_by_kind) - set(KINDS)
+    if unknown:
+        raise ValueError(f"unknown degradation kinds {sorted(unknown)}; known: {', '.join(KINDS)}")
     r = float(torch.rand((), generator=gen))
     if r < p_clean:
         return []
+    kinds = list(weights_by_kind)
     n = 1 if r < p_clean + (1 - p_clean - p_mix) else int(torch.randint(2, 4, (), generator=gen))
-    kinds = list(TRAIN_WEIGHTS)
-    weights = torch.tensor([TRAIN_WEIGHTS[k] for k in kinds])
+    n = min(n, len(kinds) - sum(1 for ex in EXCLUSIVE if len(ex & set(kinds)) > 1))
+    weights = torch.tensor([float(weights_by_kind[k]) for k in kinds])
     chosen: list[str] = []
     while len(chosen) < n:
         k = kinds[int(torch.multinomial(weights, 1, generator=gen))]

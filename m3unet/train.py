@@ -52,6 +52,7 @@ class TrainConfig:
     p_one_step: float = 0.5
     loss: str = "l1"          # "l1" (paper) or "psnr" (per-sample -PSNR, NAFNet; balances tasks)
     text_fraction: float = 0.0  # share of crops that are rendered text pages (m3unet.textimage)
+    kinds: dict = field(default_factory=dict)  # degradation kind -> weight; empty: all (TRAIN_WEIGHTS)
     val_every: int = 500
     save_every: int = 250
     seed: int = 0
@@ -101,12 +102,13 @@ class CropSampler:
         return torch.rot90(c, k & 3, (1, 2)).contiguous()
 
 
-def make_batch(sampler: CropSampler, n: int, gen: torch.Generator, rng: random.Random, aug_noise: float):
+def make_batch(sampler: CropSampler, n: int, gen: torch.Generator, rng: random.Random, aug_noise: float,
+               kinds: dict[str, float] | None = None):
     """Clean crops, degraded crops, texts and the degradation lists of one training batch."""
     hq, lq, texts, degs = [], [], [], []
     for _ in range(n):
         x = sampler()
-        d = deg.sample(gen)
+        d = deg.sample(gen, weights=kinds or None)
         y = deg.apply(x, d, gen)
         if aug_noise > 0:
             y = y + aug_noise * torch.randn(y.shape, generator=gen)
@@ -248,7 +250,7 @@ def train(cfg: TrainConfig, command: str = "") -> Path:
         lr = lr_at(cfg, step)
         for group in opt.param_groups:
             group["lr"] = lr
-        hq, lq, texts, _ = make_batch(sampler, cfg.batch, gen, rng, cfg.aug_noise)
+        hq, lq, texts, _ = make_batch(sampler, cfg.batch, gen, rng, cfg.aug_noise, cfg.kinds)
         t = diffusion.sample_times(cfg.batch, gen, cfg.p_one_step)
         x_t = diffusion.q_sample(hq, lq, t, torch.randn(hq.shape, generator=gen))
         cl = torch.channels_last
@@ -293,4 +295,6 @@ def main_args(args) -> None:
         cfg.model = dict(cfg.model, dilations=[int(d) for d in args.dilations.split(",")])
     if args.width:
         cfg.model = dict(cfg.model, width=args.width)
+    if args.kinds:  # "blur:3,motion:2,noise" -> {"blur": 3.0, "motion": 2.0, "noise": 1.0}
+        cfg.kinds = {k.split(":")[0]: float(k.split(":")[1]) if ":" in k else 1.0 for k in args.kinds.split(",")}
     train(cfg, command="python -m m3unet train " + " ".join(sys.argv[2:]))
