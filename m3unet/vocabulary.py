@@ -159,7 +159,7 @@ def _tidy(text: str) -> str:
         text = re.sub(r"\s+", " ", text)
         text = re.sub(r"\s+([,;:.!?])", r"\1", text)
         text = re.sub(r"([,;:])\s*(?=[,;:.!?]|$)", "", text)
-        text = re.sub(r"\b(?:with|and|or|of|from|by|has|have|shows|showing|but|is|are)\s*(?=[,;:.!?]|$)", "", text,
+        text = re.sub(r"\b(?:with|and|or|of|from|by|has|have|shows|showing|but|is|are|in|at|on|to|for|under)\s*(?=[,;:.!?]|$)", "", text,
                       flags=re.IGNORECASE)
         text = re.sub(r"^\s*[,;:]\s*", "", text)
         text = re.sub(r"\b(a|an|the)\s*,\s*", r"\1 ", text, flags=re.IGNORECASE)
