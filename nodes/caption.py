@@ -90,6 +90,20 @@ def auto_dtype(device: torch.device) -> torch.dtype:
     return torch.float32
 
 
+class ModelHolder(torch.nn.Module):
+    """Plain module around a transformers model for ModelPatcher, which sets ``.device`` (read-only on
+    a PreTrainedModel) and its bookkeeping attributes on the module it manages."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.inner = model
+
+
+def holder_for(model: torch.nn.Module) -> ModelHolder:
+    """A holder whose class carries the model's class name, so ComfyUI logs "Requested to load <name>"."""
+    return type(type(model).__name__, (ModelHolder,), {})(model)
+
+
 _cache: dict[tuple, MLLMHandle] = {}
 _cache_lock = threading.Lock()
 
@@ -117,7 +131,7 @@ def load_local(name: str, dtype_name: str) -> MLLMHandle:
             return hit
         captioner = cap.TransformersCaptioner(folder, dtype=dtype)
         patcher = comfy.model_patcher.ModelPatcher(
-            captioner.model, load_device=load_device, offload_device=model_management.text_encoder_offload_device())
+            holder_for(captioner.model), load_device=load_device, offload_device=model_management.text_encoder_offload_device())
         captioner.before_generate = lambda: model_management.load_models_gpu([patcher])
         handle = MLLMHandle(captioner, patcher)
         for k in [k for k in _cache if k[0] == key[0]]:
@@ -278,6 +292,6 @@ class MLLMCaption(io.ComfyNode):
         model_management.throw_exception_if_processing_interrupted()
         result = cap.caption_images(mllm.captioner, images, settings, findings=findings, fuse_findings=True,
                                     progress=on_progress)
-        log.info("M3UNet MLLMCaption (%s): %s -> %r", mllm.captioner.describe(), result.caption[:200],
-                 result.degradation_text)
+        log.info("M3UNet MLLMCaption (%s; %d of %d captions from the cache): %r -> %r", mllm.captioner.describe(),
+                 sum(result.cached), len(result.cached), result.caption[:200], result.degradation_text)
         return io.NodeOutput(result.caption, result.content, result.degradation_text)
