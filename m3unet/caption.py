@@ -27,6 +27,7 @@ import os
 import socket
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -341,8 +342,11 @@ class HTTPCaptioner(Captioner):
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
         req = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers, method="POST")
+        # A server on this machine is reached directly, whatever proxy the environment sets.
+        local = urllib.parse.urlsplit(self.host).hostname in ("127.0.0.1", "localhost", "::1")
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({})) if local else urllib.request.build_opener()
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as r:
+            with opener.open(req, timeout=self.timeout) as r:
                 raw = r.read()
         except urllib.error.HTTPError as e:
             detail = e.read()[:500].decode(errors="replace")

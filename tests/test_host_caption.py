@@ -138,10 +138,10 @@ def test_local_model_caption_steers_m3unet(comfy_host: ComfyHost, llm_dir: Path,
 
 
 def test_captions_are_cached_by_image_content(comfy_host: ComfyHost, llm_dir: Path, images: dict) -> None:
-    run_ok(comfy_host, caption_graph(images["a"], "tiny-qwen2_vl", user_text="cache test"))
+    run_ok(comfy_host, caption_graph(images["a"], "tiny-qwen2_vl", preset="content only"))
     before = comfy_host.log_text().count("1 of 1 captions from the cache")
     # another file with the same pixels: ComfyUI runs the node again, the caption comes from the cache
-    entry = run_ok(comfy_host, caption_graph(images["a_copy"], "tiny-qwen2_vl", user_text="cache test"))
+    entry = run_ok(comfy_host, caption_graph(images["a_copy"], "tiny-qwen2_vl", preset="content only"))
     assert texts(entry)[2] == EXPECTED_TEXT
     assert comfy_host.log_text().count("1 of 1 captions from the cache") == before + 1
 
@@ -195,5 +195,5 @@ def test_bad_model_folders_and_images(comfy_host: ComfyHost, llm_dir: Path, imag
     msg = run_error(comfy_host, caption_graph(tiny, "tiny-blip"), "M3UNetMLLMCaption")
     assert "4x4 px" in msg and "at least 8 px" in msg, msg
     # nothing half-loaded is left behind: the same model still captions
-    entry = run_ok(comfy_host, caption_graph(images["a"], "tiny-blip", user_text="after errors"))
+    entry = run_ok(comfy_host, caption_graph(images["a"], "tiny-blip", preset="quality problems only"))
     assert texts(entry)[2] == EXPECTED_TEXT

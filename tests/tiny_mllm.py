@@ -159,6 +159,30 @@ def build_idefics3(folder: Path) -> Path:
     return _save(model, processor, folder)
 
 
+def build_llava(folder: Path) -> Path:
+    """LLaVA 1.5 (LlavaForConditionalGeneration: CLIP vision tower + Llama) with a CLIP image processor."""
+    from transformers import CLIPImageProcessor, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+    special = ["<pad>", "<unk>", "<s>", "</s>", "<image>", "user:", "assistant:"]
+    tok, vocab = _tokenizer(special, "<s>", "</s>", "<pad>", "<unk>")
+    template = ("{% for m in messages %}{{ m['role'] }}:{% for c in m['content'] %}{% if c['type'] == 'image' %}"
+                " <image>{% else %} {{ c['text'] }}{% endif %}{% endfor %} {% endfor %}"
+                "{% if add_generation_prompt %}assistant: {% endif %}")
+    ip = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    processor = LlavaProcessor(image_processor=ip, tokenizer=tok, patch_size=8, vision_feature_select_strategy="default",
+                               chat_template=template, num_additional_image_tokens=1)
+    cfg = LlavaConfig(
+        text_config=dict(model_type="llama", vocab_size=len(vocab), hidden_size=64, intermediate_size=128,
+                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512,
+                         bos_token_id=vocab["<s>"], eos_token_id=vocab["</s>"], pad_token_id=vocab["<pad>"]),
+        vision_config=dict(model_type="clip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                           num_attention_heads=2, image_size=32, patch_size=8, projection_dim=32),
+        image_token_id=vocab["<image>"], vision_feature_select_strategy="default", vision_feature_layer=-1)
+    torch.manual_seed(0)
+    model = LlavaForConditionalGeneration(cfg)
+    _teach(model, _chat_batches(processor, "</s>", nested=False), steps=300)
+    return _save(model, processor, folder)
+
+
 def _save(model, processor, folder: Path) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -167,7 +191,7 @@ def _save(model, processor, folder: Path) -> Path:
     return folder
 
 
-BUILDERS = {"blip": build_blip, "qwen2_vl": build_qwen2_vl, "idefics3": build_idefics3}
+BUILDERS = {"blip": build_blip, "qwen2_vl": build_qwen2_vl, "idefics3": build_idefics3, "llava": build_llava}
 
 
 VERSION = "v1"  # bump when a builder changes (the cache is keyed by it)
