@@ -62,13 +62,15 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--models", default=",".join(SMOLVLM))
+    ap.add_argument("--tiles", default="1,5", help="image tiles per caption (64 image tokens each), comma list")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     print("| model (random weights, real architecture) | parameters | image | prefill (s) | "
           f"{args.tokens} tokens total (s) | tokens/s |\n|---|---|---|---|---|---|")
     for name in args.models.split(","):
         model, n = build(name)
-        for tiles, label in ((1, "1 tile (64 image tokens)"), (5, "5 tiles (320)"), (17, "17 tiles (1088)")):
+        for tiles in (int(t) for t in args.tiles.split(",")):
+            label = f"{tiles} tile{'s' if tiles > 1 else ''} ({64 * tiles} image tokens)"
             r = time_caption(model, tiles, 180, args.tokens)
             print(f"| {name} | {n / 1e6:.0f} M | {label} | {r['prefill_s']} | {r['total_s']} | {r['tokens_per_s']} |",
                   flush=True)

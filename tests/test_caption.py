@@ -31,7 +31,7 @@ def _one_thread():
 
 
 # ---------------------------------------------------------------------------- local models
-@pytest.mark.parametrize("family", ["blip", "qwen2_vl", "idefics3"])
+@pytest.mark.parametrize("family", ["blip", "qwen2_vl", "idefics3", "llava"])
 def test_tiny_models_caption_through_generate(family: str) -> None:
     """A tiny model of each family loads from its folder (Auto classes, local files) and says its sentence."""
     c = cap.TransformersCaptioner(cached_model(family))

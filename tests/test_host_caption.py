@@ -1,6 +1,6 @@
 """MLLM Loader + MLLM Caption inside the real ComfyUI 0.3.75 host (HTTP API, the session's server).
 
-Tiny models of three real transformers families (BLIP, Qwen2-VL, Idefics3/SmolVLM; built offline by
+Tiny models of four real transformers families (BLIP, Qwen2-VL, Idefics3/SmolVLM, LLaVA; built offline by
 tests/tiny_mllm.py and cached in .host/cache) are put into the host's models/LLM folder and run
 through the real nodes; their degradation_text steers the M3UNet Sampler. The HTTP backends talk
 to a local server on 127.0.0.1 that speaks the Ollama and OpenAI protocols. Bad inputs give
@@ -24,9 +24,9 @@ from tiny_mllm import cached_model
 
 REPO = Path(__file__).resolve().parent.parent
 EXPECTED_TEXT = "remove the heavy noise, then remove the light blur"
-FAMILIES = ["blip", "qwen2_vl", "idefics3"]
+FAMILIES = ["blip", "qwen2_vl", "idefics3", "llava"]
 CLASS_NAMES = {"blip": "BlipForConditionalGeneration", "qwen2_vl": "Qwen2VLForConditionalGeneration",
-               "idefics3": "Idefics3ForConditionalGeneration"}
+               "idefics3": "Idefics3ForConditionalGeneration", "llava": "LlavaForConditionalGeneration"}
 
 
 def free_port() -> int:
