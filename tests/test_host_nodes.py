@@ -246,8 +246,8 @@ def test_workflow_restores(comfy_host: ComfyHost, comfy_object_info: dict[str, A
     sd_part = downstream_of(api, "CheckpointLoaderSimple")
     t0 = time.monotonic()
     if sd_part and not RUN_SD15:
-        # SD1.5 on this 2-core CPU costs minutes per UNet step (measured ~76 s per step at 256 px on a
-        # busy machine), far beyond the suite's budget: run everything else, and have /prompt validate
+        # SD1.5 on a 2-core CPU costs minutes (one UNet step at 256 px took over a minute on the shared
+        # development machine; plus the VAE at 600x400 and a 1.9 GB checkpoint build), beyond the suite's budget: run everything else, and have /prompt validate
         # the whole graph (links, types, widget ranges, the checkpoint name) without executing it.
         request.getfixturevalue("sd15_checkpoint")
         prompt_id = comfy_host.queue(api, partial_execution_targets=sorted(outputs - sd_part))
