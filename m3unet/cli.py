@@ -33,6 +33,11 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--baselines", default="nlm,tv,bm3d", help="comma list: nlm,tv,bm3d (or none)")
     e.add_argument("--settings", default=None, help="comma list of settings (default: all)")
     e.add_argument("--json", default=None, help="also write the table as JSON here")
+    e.add_argument("--text-ablation", dest="text_ablation", action="store_true",
+                   help="instead: no / correct / wrong text on mixed degradations, and noise-only vs "
+                   "blur-only controllability")
+    e.add_argument("--per-photo", dest="per_photo", type=int, default=2,
+                   help="--text-ablation: random mixtures per held-out photo (default 2)")
 
     b = sub.add_parser("bench", help="seconds per megapixel and peak memory by image size")
     b.add_argument("--sizes", default="512,1024,2048,4096")

@@ -203,10 +203,16 @@ class ComfyHost:
         r.raise_for_status()
         return r.json()
 
-    def queue(self, prompt_api: dict[str, Any]) -> str:
-        """``POST /prompt``; return the prompt_id. Raises ``PromptRejected`` on HTTP 400."""
-        r = self.session.post(self.url + "/prompt",
-                              json={"prompt": prompt_api, "client_id": self.client_id}, timeout=60)
+    def queue(self, prompt_api: dict[str, Any], partial_execution_targets: list[str] | None = None) -> str:
+        """``POST /prompt``; return the prompt_id. Raises ``PromptRejected`` on HTTP 400.
+
+        ``partial_execution_targets``: run (and validate) only these output nodes, as the
+        frontend's "queue selected output nodes" does.
+        """
+        body: dict[str, Any] = {"prompt": prompt_api, "client_id": self.client_id}
+        if partial_execution_targets is not None:
+            body["partial_execution_targets"] = list(partial_execution_targets)
+        r = self.session.post(self.url + "/prompt", json=body, timeout=60)
         if r.status_code == 400:
             try:
                 body = r.json()
@@ -215,6 +221,10 @@ class ComfyHost:
             raise PromptRejected(body)
         r.raise_for_status()
         return r.json()["prompt_id"]
+
+    def delete_queued(self, prompt_id: str) -> None:
+        """``POST /queue {"delete": [id]}``: drop a prompt that has not started yet."""
+        self.session.post(self.url + "/queue", json={"delete": [prompt_id]}, timeout=30).raise_for_status()
 
     def history(self, prompt_id: str) -> dict[str, Any] | None:
         """History entry of ``prompt_id`` or None while it has not finished."""

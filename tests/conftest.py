@@ -28,7 +28,7 @@ def comfy_host() -> Iterator[ComfyHost]:
     host = ComfyHost()
     error: str | None = None
     try:
-        host.start(REPO)
+        host.start(REPO, startup_timeout=float(os.environ.get("M3UNET_HOST_STARTUP_TIMEOUT", "180")))
     except Exception as exc:  # noqa: BLE001 - report any start failure as a test failure
         error = f"ComfyUI host failed to start: {exc}"
     if error is not None:

@@ -24,7 +24,8 @@ import torch
 from comfy_client import load_host_builder
 
 REPO = Path(__file__).resolve().parent.parent
-NODE_IDS = ["M3UNetLoader", "M3UNetRefineEncoder", "M3UNetPixelControl", "M3UNetSampler"]
+NODE_IDS = ["M3UNetLoader", "M3UNetRefineEncoder", "M3UNetPixelControl", "M3UNetSampler", "M3UNetMLLMLoader",
+            "M3UNetMLLMCaption"]
 
 
 @pytest.fixture(scope="session")
