@@ -90,3 +90,17 @@ def smooth_photo(h: int = 96, w: int = 128) -> torch.Tensor:
 def add_noise(image: torch.Tensor, sigma: float, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return (image + sigma * torch.randn(image.shape, generator=g)).clamp(0, 1)
+
+
+class PoolModelRunner:
+    """The library's pool wrapper around a spandrel file, on uint8 ``[H, W, 3]`` arrays (reference outputs)."""
+
+    def __init__(self, path: Path):
+        from m3unet.pool import PoolModel
+        self.model = PoolModel(load_descriptor(path), "noise")
+
+    def __call__(self, arr):
+        import numpy as np
+        x = torch.from_numpy(np.asarray(arr)).float().permute(2, 0, 1) / 255
+        y = self.model(x).permute(1, 2, 0).numpy()
+        return (y * 255).astype(np.uint8)  # SaveImage truncates
