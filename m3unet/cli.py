@@ -36,6 +36,13 @@ def _parser() -> argparse.ArgumentParser:
                    help="auto: write each image's report (what was done and why) as JSON lines here")
 
     e = sub.add_parser("eval", help="PSNR/SSIM table per degradation on held-out photos")
+    e.add_argument("--auto", action="store_true", help="instead: automatic restore vs one blind pass vs the best "
+                   "fixed order on held-out mixes, and clean photos through auto restore")
+    e.add_argument("--per-set", dest="per_set", type=int, default=3, help="--auto: photos per mix (default 3)")
+    e.add_argument("--classifier", default=None, help="--auto: classifier weights (default: shipped)")
+    e.add_argument("--budget", type=int, default=4, help="--auto: step budget (default 4)")
+    e.add_argument("--mixes", default=None, help="--auto: comma list of mixes, e.g. jpeg+noise,blur+jpeg+noise "
+                   "(default: 5 pairs and 5 triples)")
     e.add_argument("--data", default=None, help="prepared photo folder (default: data/photos if present, "
                    "else the held-out photos bundled with scikit-image)")
     e.add_argument("--model", default=None)
