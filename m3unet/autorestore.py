@@ -11,8 +11,10 @@ The loop (in the spirit of RestoreAgent / AgenticIR, with a small classifier ins
    degradation score (:func:`degradation_score`) is kept. If none reduces it, the step is rolled
    back (the image stays as it was).
 4. Before each planned step the latest reading decides: a degradation no longer detected is
-   skipped, the text is re-sized to its current severity; when the plan is done and something
-   is still detected, the rest is planned again. It stops when the image is clean, when nothing
+   skipped; when the plan is done and something is still detected, the rest is planned again.
+   The step's strength (and text) stays the one read on the input: the classifier was trained on
+   degraded photos, not on half-restored ones, and its severities there read low (measured: a
+   dark photo, denoised first, read as "light" low light and was then under-brightened). It stops when the image is clean, when nothing
    is left to try, or after the step budget.
 
 Deterministic for a given seed (M3UNet's sampler is seeded per step; the classifier reads a fixed
@@ -256,9 +258,6 @@ class AutoRestorer:
                     report.steps.append(StepRecord(index, step.task, step.strength, "", [], None, "skipped", s, s,
                                                    "no longer detected"))
                     continue
-                # Size the step to the latest reading (earlier steps may have changed it).
-                step = Step(step.task, round(f.severity[step.task], 3), step.model, "")
-                step.text = step.instruction()
             tried.add(step.task)
             names = self.pool.candidates(step, strict=fixed)
             if not names:
