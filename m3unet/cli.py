@@ -1,4 +1,4 @@
-"""Command line: ``python -m m3unet restore|classify|eval|bench|train|prepare-data``."""
+"""Command line: ``python -m m3unet restore|classify|eval|plan-orders|bench|train|prepare-data``."""
 from __future__ import annotations
 
 import argparse
@@ -14,7 +14,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("-o", "--out", required=True, help="output folder")
     r.add_argument("--mode", choices=["auto", "single"], default="auto",
                    help="auto: fully automatic (default); single: exactly one M3UNet pass steered only by --text")
-    r.add_argument("--text", default=None, help="restoration text, e.g. 'remove the heavy noise'")
+    r.add_argument("--text", default=None, help="restoration text, e.g. 'remove the heavy noise' (given: one "
+                   "M3UNet pass steered by it, also in auto mode)")
     r.add_argument("--steps", type=int, default=None, help="sampler steps (default: the model's default)")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--eta", type=float, default=0.0, help="stochasticity of the sampler, 0..1")
@@ -23,8 +24,25 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--tile", type=int, default=None, help="tile size in px (default 512)")
     r.add_argument("--before-after", action="store_true", help="also write NAME_before_after.png side by side")
     r.add_argument("--reference", default=None, help="clean reference image: print PSNR before/after")
+    r.add_argument("--budget", type=int, default=None, help="auto: at most this many restoration steps (default 4)")
+    r.add_argument("--plan", default=None, help="auto: a plan (JSON text or a .json file) to run instead of "
+                   "planning from the classifier, e.g. '[{\"task\": \"noise\"}, {\"task\": \"jpeg\"}]'")
+    r.add_argument("--pool", action="append", default=[], metavar="FILE=TASK[,TASK]",
+                   help="auto: add a spandrel-loadable .safetensors model (Real-ESRGAN, SwinIR, NAFNet, SCUNet...) "
+                        "to the pool for these tasks; repeatable")
+    r.add_argument("--upscale", action="store_true", help="auto: keep the larger size of an upscaling pool model")
+    r.add_argument("--classifier", default=None, help="auto: DegradationClassifier weights (default: shipped)")
+    r.add_argument("--report-json", dest="report_json", default=None,
+                   help="auto: write each image's report (what was done and why) as JSON lines here")
 
     e = sub.add_parser("eval", help="PSNR/SSIM table per degradation on held-out photos")
+    e.add_argument("--auto", action="store_true", help="instead: automatic restore vs one blind pass vs the best "
+                   "fixed order on held-out mixes, and clean photos through auto restore")
+    e.add_argument("--per-set", dest="per_set", type=int, default=3, help="--auto: photos per mix (default 3)")
+    e.add_argument("--classifier", default=None, help="--auto: classifier weights (default: shipped)")
+    e.add_argument("--budget", type=int, default=4, help="--auto: step budget (default 4)")
+    e.add_argument("--mixes", default=None, help="--auto: comma list of mixes, e.g. jpeg+noise,blur+jpeg+noise "
+                   "(default: 5 pairs and 5 triples)")
     e.add_argument("--data", default=None, help="prepared photo folder (default: data/photos if present, "
                    "else the held-out photos bundled with scikit-image)")
     e.add_argument("--model", default=None)
@@ -38,6 +56,18 @@ def _parser() -> argparse.ArgumentParser:
                    "blur-only controllability")
     e.add_argument("--per-photo", dest="per_photo", type=int, default=2,
                    help="--text-ablation: random mixtures per held-out photo (default 2)")
+
+    o = sub.add_parser("plan-orders", help="measure the best order of restoration steps on held-out mixes "
+                       "(writes the table the planner reads)")
+    o.add_argument("--model", default=None, help="M3UNet weights (default: shipped)")
+    o.add_argument("--data", default=None, help="prepared photo folder (held-out split; default data/photos)")
+    o.add_argument("--crop", type=int, default=256, help="centre crop size per photo")
+    o.add_argument("--pairs", type=int, default=3, help="photos per pair of tasks (default 3)")
+    o.add_argument("--triples", type=int, default=2, help="photos per triple of tasks (default 2)")
+    o.add_argument("--seed", type=int, default=0)
+    o.add_argument("--threads", type=int, default=1)
+    o.add_argument("--out", default=None, help="JSON table (default: m3unet/plan_orders.json, read by the planner)")
+    o.add_argument("--md", default=None, help="Markdown copy (default: docs/plan_orders.md; '' for none)")
 
     b = sub.add_parser("bench", help="seconds per megapixel and peak memory by image size")
     b.add_argument("--sizes", default="512,1024,2048,4096")
@@ -116,6 +146,11 @@ def _dispatch(args) -> int:
     elif args.command == "ablate-dilation":
         from .ablation import main_args
         args.command = "python -m m3unet ablate-dilation " + " ".join(sys.argv[2:])
+        return main_args(args)
+    elif args.command == "plan-orders":
+        from .orders import DEFAULT_MD, DEFAULT_OUT, main_args
+        args.out = args.out or DEFAULT_OUT
+        args.md = DEFAULT_MD if args.md is None else args.md
         return main_args(args)
     elif args.command == "bench":
         from .bench import main_args

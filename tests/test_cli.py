@@ -125,3 +125,81 @@ def test_ablate_dilation_smoke(tmp_path):
     assert "| D=[3,4,5] | 29.99 / 0.723 |" in table and "Ordering by PSNR" in table
     r = m3unet(*args)
     assert r.returncode == 0 and "training" not in r.stdout, r.stdout
+# ---------------------------------------------------------------------------- automatic restore (issue 3)
+def _auto_inputs(tmp_path):
+    """A noisy smooth PNG, an (untrained) classifier file and a spandrel Compact blur (1x and 2x)."""
+    import torch
+    from auto_helpers import add_noise, save_compact_blur, smooth_photo
+    from m3unet.classify import DegradationClassifier, save_classifier
+    arr = (add_noise(smooth_photo(64, 80), 0.08)[0].numpy() * 255).round().astype(np.uint8)
+    Image.fromarray(arr).save(tmp_path / "noisy.png")
+    torch.manual_seed(0)
+    save_classifier(DegradationClassifier(), tmp_path / "classifier.safetensors")
+    save_compact_blur(tmp_path / "compact.safetensors", 1)
+    save_compact_blur(tmp_path / "compact2x.safetensors", 2)
+    return arr
+
+
+def test_restore_auto_with_pool_plan_and_report(tmp_path):
+    arr = _auto_inputs(tmp_path)
+    plan = json.dumps([{"task": "noise", "strength": 0.4, "model": "compact"}, {"task": "jpeg"}])
+    r = m3unet("restore", str(tmp_path / "noisy.png"), "-o", str(tmp_path / "out"), "--classifier",
+               str(tmp_path / "classifier.safetensors"), "--pool", f"{tmp_path / 'compact.safetensors'}=noise,jpeg",
+               "--plan", plan, "--report-json", str(tmp_path / "report.jsonl"), "--seed", "2")
+    assert r.returncode == 0, r.stderr
+    assert "step 1 noise:" in r.stdout and "automatic" in r.stdout
+    rep = json.loads((tmp_path / "report.jsonl").read_text().splitlines()[0])
+    assert rep["file"].endswith("noisy.png") and rep["plan"]["steps"][0]["model"] == "compact"
+    assert [a["model"] for a in rep["steps"][0]["attempts"]] == ["compact"]
+    assert [a["model"] for a in rep["steps"][1]["attempts"]] == ["m3unet", "compact"]  # "auto": the pool
+    assert Image.open(tmp_path / "out" / "noisy.png").size == (80, 64)
+    big = m3unet("restore", str(tmp_path / "noisy.png"), "-o", str(tmp_path / "big"), "--classifier",
+                 str(tmp_path / "classifier.safetensors"), "--pool", f"{tmp_path / 'compact2x.safetensors'}=noise",
+                 "--plan", '[{"task": "noise", "model": "compact2x"}]', "--upscale", "--before-after")
+    assert big.returncode == 0, big.stderr
+    assert Image.open(tmp_path / "big" / "noisy.png").size == (160, 128)
+    assert arr.shape == (64, 80, 3)
+
+
+def test_restore_auto_default_runs(tmp_path):
+    """No options: the automatic path with the shipped model (and classifier, once it ships)."""
+    _auto_inputs(tmp_path)
+    r = m3unet("restore", str(tmp_path / "noisy.png"), "-o", str(tmp_path / "out"))
+    assert r.returncode == 0, r.stderr
+    assert "detected:" in r.stdout and "stopped:" in r.stdout
+    assert Image.open(tmp_path / "out" / "noisy.png").size == (80, 64)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--plan", '[{"task": "nosie"}]'], "plan step 1: unknown task 'nosie'"),
+    (["--plan", "missing.json"], "--plan 'missing.json': no such file"),
+    (["--pool", "model.safetensors"], "write FILE=TASK"),
+    (["--pool", "nowhere.safetensors=noise"], "model file not found"),
+    (["--text", "remove the noise", "--budget", "2"], "belong to the automatic mode"),
+])
+def test_restore_auto_errors_are_clear(tmp_path, extra, message):
+    _auto_inputs(tmp_path)
+    r = m3unet("restore", str(tmp_path / "noisy.png"), "-o", str(tmp_path / "out"), "--classifier",
+               str(tmp_path / "classifier.safetensors"), *extra)
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_plan_orders_and_eval_auto_smoke(tmp_path):
+    _auto_inputs(tmp_path)
+    out, md = tmp_path / "orders.json", tmp_path / "orders.md"
+    r = m3unet("plan-orders", "--crop", "32", "--pairs", "1", "--triples", "0", "--out", str(out), "--md", str(md))
+    assert r.returncode == 0, r.stderr
+    table = json.loads(out.read_text())
+    assert len(table["pairwise"]) == 20 and len(table["weights_sha256"]) == 64
+    assert "| haze+noise | 1 |" in md.read_text()
+    js = tmp_path / "auto.json"
+    r = m3unet("eval", "--auto", "--crop", "32", "--per-set", "1", "--mixes", "jpeg+noise,blur+jpeg+noise",
+               "--classifier", str(tmp_path / "classifier.safetensors"), "--json", str(js))
+    assert r.returncode == 0, r.stderr
+    res = json.loads(js.read_text())
+    assert set(res["sets"]) == {"jpeg+noise", "blur+jpeg+noise"}
+    assert {"input", "single_blind", "planned_true", "best_fixed", "oracle", "auto"} <= set(res["mean"])
+    for row in res["rows"]:
+        assert row["oracle"] >= row["best_fixed"] >= min(row["orders"].values())
+        assert row["best_fixed"] == row["orders"][row["best_fixed_order"]]
+    assert "auto vs one blind M3UNet pass" in r.stdout and len(res["clean"]) == 2 * len(res["photos"])

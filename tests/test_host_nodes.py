@@ -29,7 +29,8 @@ WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
 EXAMPLE_INPUT = "m3unet_example_degraded.png"
 NODE_IDS = {"M3UNetLoader": None, "M3UNetRefineEncoder": "RefineEncoder (M3UNet)",
             "M3UNetPixelControl": "PixelControl (M3UNet)", "M3UNetSampler": None,
-            "M3UNetMLLMLoader": "MLLM Loader (M3UNet)", "M3UNetMLLMCaption": "MLLM Caption (M3UNet)"}
+            "M3UNetMLLMLoader": "MLLM Loader (M3UNet)", "M3UNetMLLMCaption": "MLLM Caption (M3UNet)",
+            "M3UNetAutoRestore": "M3UNet Auto Restore"}
 DEFAULT_MODEL = "m3unet-default.safetensors"
 TIMINGS: dict[str, float] = {}
 
@@ -175,6 +176,9 @@ def test_nodes_registered(comfy_object_info: dict[str, Any]) -> None:
     assert comfy_object_info["M3UNetRefineEncoder"]["output"] == ["M3UNET_EMBED"]
     assert comfy_object_info["M3UNetPixelControl"]["output"] == ["M3UNET_CONTROL"]
     assert comfy_object_info["M3UNetLoader"]["output"] == ["M3UNET_MODEL"]
+    auto = comfy_object_info["M3UNetAutoRestore"]
+    assert auto["output"] == ["IMAGE", "STRING", "STRING"]
+    assert auto["input"]["optional"]["pool_model_1"][0] == "UPSCALE_MODEL"
 
 
 # ---------------------------------------------------------------------------- 2. workflows
@@ -394,3 +398,52 @@ def test_progress_events(comfy_host: ComfyHost, inputs: dict[str, str]) -> None:
     assert {e["max"] for e in events} == {tiles * steps}
     values = [e["value"] for e in events]
     assert values == sorted(values) and values[-1] == tiles * steps, values
+
+
+# ---------------------------------------------------------------------------- 7. automatic restore
+def test_auto_restore_runs_a_spandrel_pool_model(comfy_host: ComfyHost) -> None:
+    """A tiny RealESRGAN Compact file in models/upscale_models, loaded by ComfyUI's UpscaleModelLoader,
+    wired into M3UNetAutoRestore as pool_model_1 and named by the plan: it runs, and the report says so.
+    With keep_larger, a 2x pool model gives a 2x image."""
+    from auto_helpers import PoolModelRunner, save_compact_blur
+
+    folder = comfy_host.base_dir / "models" / "upscale_models"
+    for scale in (1, 2):
+        save_compact_blur(folder / f"m3unet_test_compact_{scale}x.safetensors", scale)
+    clean = load_rgb(EXAMPLES / "coffee_clean.png")[120:240, 200:360]
+    rng = np.random.default_rng(0)
+    noisy = np.clip(clean + rng.normal(0, 15, clean.shape), 0, 255).astype(np.uint8)
+    Image.fromarray(noisy).save(comfy_host.input_dir / "m3unet_noisy.png")
+
+    def graph(scale: int, plan: str, keep_larger: bool) -> dict[str, Any]:
+        return {
+            "1": load_image_node("m3unet_noisy.png"),
+            "2": {"class_type": "M3UNetLoader", "inputs": {"model_name": DEFAULT_MODEL}},
+            "3": {"class_type": "UpscaleModelLoader",
+                  "inputs": {"model_name": f"m3unet_test_compact_{scale}x.safetensors"}},
+            "4": {"class_type": "M3UNetAutoRestore",
+                  "inputs": {"model": ["2", 0], "image": ["1", 0], "budget": 2, "seed": 0, "keep_larger": keep_larger,
+                             "plan": plan, "pool_model_1": ["3", 0], "pool_task_1": "noise"}},
+            "5": {"class_type": "SaveImage", "inputs": {"images": ["4", 0],
+                                                        "filename_prefix": f"m3unet_test/{uuid.uuid4().hex[:8]}"}},
+            "6": {"class_type": "PreviewAny", "inputs": {"source": ["4", 1]}},
+            "7": {"class_type": "PreviewAny", "inputs": {"source": ["4", 2]}},
+        }
+
+    plan = json.dumps([{"task": "noise", "strength": 0.3, "model": "pool_model_1"}])
+    entry = comfy_host.run(graph(1, plan, False), timeout=600)
+    assert_success(comfy_host, entry)
+    report = entry["outputs"]["6"]["text"][0]
+    assert "step 1 noise:" in report and "pool_model_1" in report, report
+    assert json.loads(entry["outputs"]["7"]["text"][0])["steps"][0]["model"] == "pool_model_1"
+    saved = load_rgb(comfy_host.output_images(entry)[0])
+    assert saved.shape == noisy.shape
+    if "rolled back" in report:  # the classifier judged the step harmful: the input comes back
+        assert psnr(saved, noisy) > 45, report
+    else:  # applied (no classifier) or kept: exactly the spandrel model's output
+        expected = PoolModelRunner(folder / "m3unet_test_compact_1x.safetensors")(noisy)
+        assert psnr(saved, expected) > 45, report
+        assert psnr(saved, clean) > psnr(noisy, clean) + 2
+    big = comfy_host.run(graph(2, "", True), timeout=600)
+    assert_success(comfy_host, big)
+    assert load_rgb(comfy_host.output_images(big)[0]).shape == (240, 320, 3)

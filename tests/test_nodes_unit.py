@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -21,11 +22,13 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from auto_helpers import NoiseReader, add_noise, noise_sigma, save_compact_blur, smooth_photo
 from comfy_client import load_host_builder
 
 REPO = Path(__file__).resolve().parent.parent
 NODE_IDS = ["M3UNetLoader", "M3UNetRefineEncoder", "M3UNetPixelControl", "M3UNetSampler", "M3UNetMLLMLoader",
             "M3UNetMLLMCaption"]
+NODE_IDS = ["M3UNetLoader", "M3UNetRefineEncoder", "M3UNetPixelControl", "M3UNetSampler", "M3UNetAutoRestore"]
 
 
 @pytest.fixture(scope="session")
@@ -230,3 +233,122 @@ def test_sampler_errors_are_the_library_messages(pack, tiny_model) -> None:
     with pytest.raises(pack.pipeline.InputError, match=r"control image is 24x24 but the image is 32x32"):
         run(pack.nodes.M3UNetSampler, model=tiny_model, image=torch.rand(1, 32, 32, 3), text="",
             steps=1, seed=0, eta=0.0, tile=512, control=control)
+
+
+# ---------------------------------------------------------------------------- M3UNetAutoRestore
+# A pool model loaded by ComfyUI's own UpscaleModelLoader from a tiny real spandrel (RealESRGAN
+# Compact) file, and a noise-reading classifier stand-in (the shipped classifier's accuracy is
+# tested where it is trained).
+@pytest.fixture(scope="module")
+def node_module(pack):
+    return sys.modules["m3unet_pack.nodes.autorestore"]
+
+
+@pytest.fixture(scope="module")
+def upscale_models(pack, tmp_path_factory):
+    """Compact 1x and 2x files in an upscale_models folder, loaded by ComfyUI's UpscaleModelLoader."""
+    folder = tmp_path_factory.mktemp("upscale_models")
+    save_compact_blur(folder / "compact_1x.safetensors", 1)
+    save_compact_blur(folder / "compact_2x.safetensors", 2)
+    paths, _ = pack.folder_paths.folder_names_and_paths["upscale_models"]
+    paths.append(str(folder))
+    from comfy_extras.nodes_upscale_model import UpscaleModelLoader
+    return {n: UpscaleModelLoader.execute(model_name=f"{n}.safetensors").result[0]
+            for n in ("compact_1x", "compact_2x")}
+
+
+def test_autorestore_schema(pack) -> None:
+    schema = pack.nodes.M3UNetAutoRestore.GET_SCHEMA()
+    assert schema.node_id == "M3UNetAutoRestore" and schema.category == "M3UNet" and schema.description
+    inputs = {i.id: i for i in schema.inputs}
+    for i in (1, 2, 3):
+        assert inputs[f"pool_model_{i}"].optional and inputs[f"pool_model_{i}"].get_io_type() == "UPSCALE_MODEL"
+        assert list(inputs[f"pool_task_{i}"].options) == list(pack.root.m3unet.plan.TASKS)
+    assert inputs["plan"].optional and inputs["seed"].control_after_generate is True
+    assert all(i.tooltip for i in schema.inputs)
+    assert [o.get_io_type() for o in schema.outputs] == ["IMAGE", "STRING", "STRING"]
+
+
+def test_autorestore_plan_is_validated_before_running(pack) -> None:
+    node = pack.nodes.M3UNetAutoRestore
+    assert node.validate_inputs(plan="") is True
+    assert node.validate_inputs(plan='[{"task": "noise", "model": "pool_model_1"}]') is True
+    msg = node.validate_inputs(plan='[{"task": "sharpen"}]')
+    assert isinstance(msg, str) and "plan step 1: unknown task 'sharpen'" in msg
+
+
+def test_auto_restore_picks_the_pool_model(pack, tiny_model, node_module, upscale_models,
+                                           monkeypatch) -> None:
+    """The identity M3UNet cannot remove noise; the Compact blur from the pool can: it is kept."""
+    monkeypatch.setattr(node_module, "shipped_classifier", lambda: NoiseReader())
+    calls = []
+    monkeypatch.setattr(pack.utils, "PROGRESS_BAR_HOOK",
+                        lambda value, total, preview, node_id=None: calls.append((value, total)))
+    clean = smooth_photo(64, 96)
+    noisy = add_noise(clean, 0.08)
+    image, report, plan = run(pack.nodes.M3UNetAutoRestore, model=tiny_model, image=noisy, budget=3, seed=0,
+                              keep_larger=False, plan="", pool_model_1=upscale_models["compact_1x"],
+                              pool_task_1="noise")
+    assert image.shape == noisy.shape and image.device == pack.mm.intermediate_device()
+    assert "step 1 noise: kept (pool_model_1)" in report and "m3unet ->" in report, report
+    assert float(noise_sigma(image)) < float(noise_sigma(noisy)) / 2
+    assert json.loads(plan)["steps"][0]["task"] == "noise"
+    assert calls and calls[-1][0] == calls[-1][1] == 2  # m3unet + pool_model_1
+    # The plan output fed back as the override reproduces the result.
+    again = run(pack.nodes.M3UNetAutoRestore, model=tiny_model, image=noisy, budget=3, seed=0, keep_larger=False,
+                plan=plan, pool_model_1=upscale_models["compact_1x"], pool_task_1="noise")
+    torch.testing.assert_close(again[0], image)
+
+
+def test_autorestore_keep_larger_with_a_2x_pool_model(pack, tiny_model, node_module, upscale_models,
+                                          monkeypatch) -> None:
+    monkeypatch.setattr(node_module, "shipped_classifier", lambda: NoiseReader())
+    noisy = add_noise(smooth_photo(40, 56), 0.08).expand(2, -1, -1, -1).contiguous()
+    kwargs = dict(model=tiny_model, image=noisy, budget=2, seed=0, plan="",
+                  pool_model_2=upscale_models["compact_2x"], pool_task_2="noise")
+    big = run(pack.nodes.M3UNetAutoRestore, keep_larger=True, **kwargs)
+    assert big[0].shape == (2, 80, 112, 3) and "kept (pool_model_2)" in big[1]
+    assert isinstance(json.loads(big[2]), list)  # one plan per image of the batch
+    same = run(pack.nodes.M3UNetAutoRestore, keep_larger=False, **kwargs)
+    assert same[0].shape == noisy.shape
+
+
+def test_autorestore_interrupt_and_missing_classifier(pack, tiny_model, node_module, monkeypatch) -> None:
+    mm = pack.mm
+    monkeypatch.setattr(node_module, "shipped_classifier", lambda: None)
+    image = add_noise(smooth_photo(48, 48), 0.05)
+    out, report, plan = run(pack.nodes.M3UNetAutoRestore, model=tiny_model, image=image, budget=4, seed=0,
+                            keep_larger=False, plan="")
+    assert "restored blind with one M3UNet pass" in report and json.loads(plan)["steps"] == []
+    torch.testing.assert_close(out, image, atol=1e-5, rtol=0)  # identity model
+
+    def press_interrupt(value, total, preview, node_id=None):
+        mm.interrupt_current_processing(True)
+
+    monkeypatch.setattr(node_module, "shipped_classifier", lambda: NoiseReader())
+    monkeypatch.setattr(pack.utils, "PROGRESS_BAR_HOOK", press_interrupt)
+    try:
+        with pytest.raises(mm.InterruptProcessingException):
+            run(pack.nodes.M3UNetAutoRestore, model=tiny_model, image=image, budget=4, seed=0,
+                keep_larger=False, plan="")
+    finally:
+        mm.interrupt_current_processing(False)
+
+
+def test_shipped_classifier_is_found_by_its_constant_and_cached(pack, node_module, monkeypatch,
+                                                                 tmp_path) -> None:
+    lib = sys.modules["m3unet_pack.m3unet.autorestore"]
+    from m3unet_pack.m3unet.classify import Classifier, DegradationClassifier, save_classifier
+    path = tmp_path / "classifier-default.safetensors"
+    save_classifier(DegradationClassifier(), path)
+    monkeypatch.setattr(lib, "SHIPPED_CLASSIFIER", path)
+    monkeypatch.setattr(node_module, "SHIPPED_CLASSIFIER", path)
+    node_module._classifier_cache.clear()
+    a = node_module.shipped_classifier()
+    assert isinstance(a, Classifier) and node_module.shipped_classifier() is a
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert node_module.shipped_classifier() is not a
+    monkeypatch.setattr(node_module, "SHIPPED_CLASSIFIER", tmp_path / "gone.safetensors")
+    assert node_module.shipped_classifier() is None
+    node_module._classifier_cache.clear()

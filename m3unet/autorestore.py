@@ -1,0 +1,333 @@
+"""Automatic restoration: classify -> plan -> run each step with the best pool model -> re-classify.
+
+The loop (in the spirit of RestoreAgent / AgenticIR, with a small classifier instead of an MLLM):
+
+1. The DegradationClassifier reads the image (:class:`~m3unet.classify.Finding`).
+2. The planner orders the detected degradations by the measured order table
+   (:func:`m3unet.plan.plan_from_finding`), unless the caller gives a plan.
+3. For each step, every candidate model of the pool (:class:`~m3unet.pool.Pool`: M3UNet steered by
+   the step's restoration text, plus user models tagged with the step's task) restores the current
+   image, the classifier re-reads each result, and the candidate that most reduces the remaining
+   degradation score (:func:`degradation_score`) is kept. If none reduces it, the step is rolled
+   back (the image stays as it was).
+4. Before each planned step the latest reading decides: a degradation no longer detected is
+   skipped; when the plan is done and something is still detected, the rest is planned again.
+   The step's strength (and text) stays the one read on the input: the classifier was trained on
+   degraded photos, not on half-restored ones, and its severities there read low (measured: a
+   dark photo, denoised first, read as "light" low light and was then under-brightened). It stops when the image is clean, when nothing
+   is left to try, or after the step budget.
+
+Deterministic for a given seed (M3UNet's sampler is seeded per step; the classifier reads a fixed
+crop grid). The output keeps the input's size, dtype, batch and channels (grey, RGB, RGBA with its
+alpha untouched), unless the caller asks for the larger size of an upscaling pool model.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Sequence
+
+import torch
+
+from .plan import MODEL_M3UNET, Plan, Step, load_order_table, plan_for, plan_from_finding
+from .pool import Pool, resize
+from .weights import REPO
+
+# The shipped DegradationClassifier weights (the automatic path loads them from here).
+SHIPPED_CLASSIFIER = REPO / "weights" / "classifier-default.safetensors"
+DEFAULT_BUDGET = 4
+MAX_BUDGET = 16
+# A step must lower the degradation score by at least this to be kept: removing a detected
+# degradation lowers it by about 0.5 or more, so smaller changes are read as classifier jitter.
+MIN_GAIN = 0.05
+
+
+def degradation_score(finding) -> float:
+    """Remaining degradation of a classifier reading: ``sum_k p_k * (1 + s_k) / 2`` over all labels.
+
+    ``p_k`` is the probability of label k and ``s_k`` its severity in [0, 1]: a sure detection
+    counts 0.5 at the lightest severity and 1 at the heaviest; a clean reading scores near 0.
+    Summing over ALL labels means a step that removes noise but adds blur is not rewarded.
+    """
+    return float(sum(p * (1 + finding.severity.get(k, 0.0)) / 2 for k, p in finding.probabilities.items()))
+
+
+def load_shipped_classifier():
+    """The shipped classifier as a callable ``IMAGE -> list[Finding]``, or None if its file is missing."""
+    if not SHIPPED_CLASSIFIER.is_file():
+        return None
+    from .classify import Classifier, load_classifier
+    return Classifier(load_classifier(SHIPPED_CLASSIFIER))
+
+
+@dataclass
+class AutoProgress:
+    """What the progress callback receives: model runs done / planned, and what is running."""
+    done: int
+    total: int
+    message: str
+
+
+@dataclass
+class Attempt:
+    model: str
+    score: float | None
+    detected: list[str]
+
+
+@dataclass
+class StepRecord:
+    """What happened to one plan step."""
+    index: int
+    task: str
+    strength: float
+    text: str
+    attempts: list[Attempt]
+    chosen: str | None
+    outcome: str  # "kept", "rolled back", "skipped", "applied" (no classifier to score it)
+    score_before: float | None
+    score_after: float | None
+    why: str
+
+
+@dataclass
+class AutoReport:
+    """The report of one image: first reading, plan, steps, last reading and why it stopped."""
+    detected: str
+    score: float | None
+    plan: Plan
+    steps: list[StepRecord] = field(default_factory=list)
+    final: str = ""
+    final_score: float | None = None
+    stopped: str = ""
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["plan"] = self.plan.to_dict()
+        return d
+
+    def text(self) -> str:
+        """A human-readable account: what was found, what was done and why."""
+        fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
+        lines = [f"detected: {self.detected}" + (f" (degradation score {fmt(self.score)})" if self.score is not None
+                                                  else ""),
+                 f"plan: {self.plan.summary()}"]
+        for r in self.steps:
+            tried = ", ".join(f"{a.model} -> {fmt(a.score)}" for a in r.attempts)
+            head = f"step {r.index} {r.task}: {r.outcome}"
+            if r.chosen and r.outcome != "rolled back":
+                head += f" ({r.chosen})"
+            lines.append(head + (f"; scores: {tried}" if tried else "") + f"; {r.why}")
+            if any(a.model == MODEL_M3UNET for a in r.attempts):
+                lines.append(f"    m3unet text: {r.text!r}")
+        if self.final:
+            lines.append(f"result: {self.final} (degradation score {fmt(self.final_score)})")
+        lines.append(f"stopped: {self.stopped} ({self.seconds:.1f} s)")
+        return "\n".join(lines)
+
+
+@dataclass
+class AutoResult:
+    image: torch.Tensor          # [B, H, W, C], the input's dtype and channels
+    reports: list[AutoReport]
+
+    def text(self) -> str:
+        if len(self.reports) == 1:
+            return self.reports[0].text()
+        return "\n\n".join(f"image {i}:\n{r.text()}" for i, r in enumerate(self.reports))
+
+    def plan_json(self) -> str:
+        """The plan(s) that ran, as editable JSON (one plan, or a list for a batch)."""
+        import json
+        if len(self.reports) == 1:
+            return self.reports[0].plan.to_json()
+        return json.dumps([r.plan.to_dict() for r in self.reports], indent=1)
+
+
+def _reading(finding) -> str:
+    return finding.report() if finding is not None else "not classified"
+
+
+class AutoRestorer:
+    """Automatic restoration with a classifier, the measured planner and a model pool."""
+
+    def __init__(self, pool: Pool, classifier: Callable[[torch.Tensor], list] | None, order_table=None):
+        self.pool = pool
+        self.classifier = classifier
+        self.table = load_order_table() if order_table is None else order_table
+
+    def classify(self, x: torch.Tensor):
+        """Read one ``[3, H, W]`` float image (None without a classifier)."""
+        if self.classifier is None:
+            return None
+        return self.classifier(x.permute(1, 2, 0)[None])[0]
+
+    def run(self, image: torch.Tensor, plan: Plan | Sequence[Plan] | None = None, budget: int = DEFAULT_BUDGET,
+            seed: int = 0, upscale: bool = False, rollback: bool = True,
+            progress: Callable[[AutoProgress], None] | None = None) -> AutoResult:
+        """Restore an IMAGE batch ``[B, H, W, C]``; returns the image and a report per image.
+
+        ``plan``: None plans from the classifier; a :class:`Plan` (or one per image) runs as
+        written (each step still scored and rolled back if it makes things worse, unless
+        ``rollback`` is False). ``upscale``: return the size of the pool's largest scale instead of
+        the input's. ``progress`` is called after every model run and inside M3UNet's tiles (it may
+        raise to interrupt).
+        """
+        from .pipeline import InputError, _to_rgb_float, check_image
+        image = check_image(image)
+        if not 1 <= int(budget) <= MAX_BUDGET:
+            raise InputError(f"step budget must be between 1 and {MAX_BUDGET}; got {budget}")
+        b, h, w, c = image.shape
+        plans = list(plan) if isinstance(plan, (list, tuple)) else [plan] * b
+        if len(plans) != b:
+            raise InputError(f"got {len(plans)} plans for a batch of {b} images; give one plan or one per image")
+        scale = self.pool.max_scale if upscale else 1
+        target = (h * scale, w * scale)
+        outs, reports = [], []
+        for i in range(b):
+            rgb, report = self._restore_one(_to_rgb_float(image[i]), plans[i], int(budget), int(seed) + 104_729 * i,
+                                            target, rollback, progress)
+            outs.append(resize(rgb, target))
+            reports.append(report)
+        return AutoResult(_like(image, outs, target), reports)
+
+    # ------------------------------------------------------------------ one image
+    def _restore_one(self, x: torch.Tensor, plan: Plan | None, budget: int, seed: int, target: tuple[int, int],
+                     rollback: bool, progress) -> tuple[torch.Tensor, AutoReport]:
+        t0 = time.time()
+        counter = {"done": 0, "total": 0}
+
+        def tick(message: str, add: int = 0, total: int | None = None) -> None:
+            counter["done"] += add
+            if total is not None:
+                counter["total"] = total
+            if progress is not None:
+                progress(AutoProgress(counter["done"], max(counter["total"], counter["done"], 1), message))
+
+        if self.classifier is None and plan is None:
+            # No classifier weights: one blind M3UNet pass (the model is trained for empty text).
+            if self.pool.restorer is None:
+                raise ValueError("automatic restore needs a classifier, a plan, or M3UNet in the pool")
+            tick("blind M3UNet pass", total=1)
+            y = self.pool.restorer.restore(x.permute(1, 2, 0)[None], text="", steps=self.pool.steps, seed=seed,
+                                           tile=self.pool.tile, progress=lambda _p: tick("blind M3UNet pass"))
+            tick("done", add=1)
+            report = AutoReport("not classified (no classifier weights)", None, Plan([]), stopped=(
+                "no DegradationClassifier weights: restored blind with one M3UNet pass and empty text"))
+            report.seconds = time.time() - t0
+            return y[0].permute(2, 0, 1), report
+
+        f = self.classify(x)
+        s = degradation_score(f) if f is not None else None
+        fixed = plan is not None
+        plan = plan if fixed else plan_from_finding(f, self.table)
+        report = AutoReport(_reading(f), s, Plan(list(plan.steps)))
+        queue = list(plan.steps)
+        tried: set[str] = set()
+        runs = lambda steps: sum(len(self.pool.candidates(st, fixed)) if f is not None else 1  # noqa: E731
+                                 for st in steps)
+        tick("planned", total=runs(queue[:budget]))  # also checks every named model exists
+        executed = 0
+        while True:
+            if not queue:
+                if fixed:
+                    report.stopped = "plan done"
+                    break
+                left = {t: f.severity[t] for t in f.labels if t not in tried}
+                if not f.labels:
+                    report.stopped = "clean: no degradation detected"
+                    break
+                if not left:
+                    report.stopped = f"still detected ({', '.join(f.labels)}) but every step for it was tried"
+                    break
+                extra = plan_for(left, self.table).steps
+                report.plan.steps.extend(extra)
+                queue = list(extra)
+            if executed >= budget:
+                report.stopped = f"step budget ({budget}) reached; not run: {', '.join(st.task for st in queue)}"
+                break
+            step = queue.pop(0)
+            index = len(report.steps) + 1
+            if not fixed:
+                if not f.labels:
+                    report.stopped = "clean: no degradation detected"
+                    break
+                if step.task not in f.labels:
+                    tried.add(step.task)
+                    report.steps.append(StepRecord(index, step.task, step.strength, "", [], None, "skipped", s, s,
+                                                   "no longer detected"))
+                    continue
+            tried.add(step.task)
+            names = self.pool.candidates(step, strict=fixed)
+            if not names:
+                report.steps.append(StepRecord(index, step.task, step.strength, "", [], None, "skipped", s, s,
+                                               "no model in the pool serves it"))
+                continue
+            executed += 1
+            if f is None:
+                names = names[:1]  # nothing to compare candidates with: the first (M3UNet for "auto")
+            tick(f"step {index}: {step.task}", total=counter["done"] + len(names) + runs(queue[:budget - executed]))
+            results = []
+            for k, name in enumerate(names):
+                y = self._run(name, x, step, seed + 7919 * index + k, tick)
+                y = self._fit(y, x.shape[-2:], target)
+                fy = self.classify(y)
+                results.append((name, y, fy, degradation_score(fy) if fy is not None else None))
+                tick(f"step {index}: {step.task} with {name}", add=1)
+            attempts = [Attempt(n, sy, fy.labels if fy is not None else []) for n, _, fy, sy in results]
+            if f is None:  # no classifier (a given plan): apply the first candidate as written
+                name, y, _, _ = results[0]
+                x = y
+                report.steps.append(StepRecord(index, step.task, step.strength, step.instruction(), attempts, name,
+                                               "applied", None, None, "no classifier to score it"))
+                continue
+            name, y, fy, sy = min(results, key=lambda r: r[3])  # first (M3UNet) wins ties
+            if sy < s - MIN_GAIN or not rollback:
+                why = (f"score {s:.2f} -> {sy:.2f}" + (f", the lowest of {len(results)} candidates"
+                                                       if len(results) > 1 else ""))
+                if sy >= s - MIN_GAIN:
+                    why = "kept although the score did not go down (rollback off)"
+                report.steps.append(StepRecord(index, step.task, step.strength, step.instruction(), attempts, name,
+                                               "kept", s, sy, why))
+                x, f, s = y, fy, sy
+            else:
+                report.steps.append(StepRecord(index, step.task, step.strength, step.instruction(), attempts, name,
+                                               "rolled back", s, s, f"the best candidate ({name}) would leave the "
+                                               f"score at {sy:.2f}, not below {s:.2f} - {MIN_GAIN}"))
+        report.final, report.final_score = _reading(f), s
+        report.seconds = time.time() - t0
+        return x, report
+
+    def _run(self, name: str, x: torch.Tensor, step: Step, seed: int, tick) -> torch.Tensor:
+        return self.pool.run(name, x, step, seed, check=lambda: tick(f"{step.task} with {name}"))
+
+    @staticmethod
+    def _fit(y: torch.Tensor, size, target: tuple[int, int]) -> torch.Tensor:
+        """Back to the current size, or (asked for the larger size) up to ``target`` at most."""
+        size = tuple(size)
+        if tuple(y.shape[-2:]) == size:
+            return y
+        if y.shape[-2] > size[0] and size != tuple(target):
+            return resize(y, target)
+        return resize(y, size)
+
+
+def _like(image: torch.Tensor, outs: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+    """RGB float ``[3, H, W]`` results -> the input's IMAGE layout, dtype and channels (alpha kept)."""
+    b, h, w, c = image.shape
+    res = []
+    for i, rgb in enumerate(outs):
+        y = rgb.permute(1, 2, 0)
+        if c == 1:
+            y = (y * torch.tensor([0.299, 0.587, 0.114])).sum(-1, keepdim=True)
+        elif c == 4:
+            a = image[i][..., 3:].float() / (255 if image.dtype == torch.uint8 else 1)
+            if (h, w) != tuple(size):
+                a = resize(a.permute(2, 0, 1), size).permute(1, 2, 0)
+            y = torch.cat([y, a], -1)
+        res.append(y)
+    out = torch.stack(res).clamp(0, 1)
+    if image.dtype == torch.uint8:
+        return (out * 255 + 0.5).clamp(0, 255).to(torch.uint8)
+    return out.to(image.dtype)

@@ -1,0 +1,243 @@
+"""Restoration plans: which degradations to remove, in which order, with which model.
+
+A :class:`Plan` is an ordered list of :class:`Step` s ``{task, strength, model, text}``:
+
+* ``task``: the degradation the step removes (a classifier label, :data:`TASKS`);
+* ``strength``: its severity in [0, 1] as detected (it sets the level in M3UNet's restoration
+  text: light / moderate / heavy);
+* ``model``: ``"auto"`` (try every pool model serving the task and keep the best), ``"m3unet"``
+  or the name of one pool model;
+* ``text``: what M3UNet is told for this step (empty: generated from task and strength by
+  :func:`m3unet.text.describe`, the phrasing the model was trained on).
+
+The plan is JSON (``{"version": 1, "steps": [...]}``) so a user can read it in a workflow, edit
+it and feed it back; :meth:`Plan.from_json` validates edited JSON with errors naming the step
+and the field.
+
+The ORDER of the steps is learned from measurements, not taste (RestoreAgent / AgenticIR make the
+same point: the order of restoration steps matters and depends on the degradations).
+``python -m m3unet plan-orders`` (:mod:`m3unet.orders`) restores held-out photos with mixed
+degradations in every order of single-task M3UNet passes and records, for every pair of tasks,
+how many dB doing ``a`` before ``b`` gains over ``b`` before ``a``. :func:`order_tasks` picks the
+order that maximises the summed pairwise gains (a Kemeny-style ranking of the measured
+preferences); pairs never measured fall back to undoing the camera pipeline in reverse.
+"""
+from __future__ import annotations
+
+import functools
+import itertools
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from .degradation import ORDER, Degradation, level
+
+TASKS = ("noise", "blur", "motion", "jpeg", "lowres", "lowlight", "haze")  # = m3unet.classify.LABELS
+MODEL_AUTO = "auto"
+MODEL_M3UNET = "m3unet"
+PLAN_VERSION = 1
+MAX_STEPS = 32
+STEP_KEYS = ("task", "strength", "model", "text")
+# The measured order table the planner reads (written by ``python -m m3unet plan-orders``).
+ORDER_TABLE = Path(__file__).resolve().parent / "plan_orders.json"
+# Fallback for task pairs with no measurement: undo the camera pipeline of
+# m3unet.degradation.apply in reverse (JPEG was applied last, so it is removed first).
+FALLBACK_ORDER = tuple(sorted(TASKS, key=lambda t: -ORDER[t]))
+
+
+class PlanError(ValueError):
+    """An invalid plan (bad JSON, unknown task or model, out-of-range strength); names the step."""
+
+
+@dataclass
+class Step:
+    """One restoration step."""
+    task: str
+    strength: float = 0.5
+    model: str = MODEL_AUTO
+    text: str = ""
+
+    def instruction(self) -> str:
+        """The restoration text M3UNet gets: ``text``, or the canonical phrasing of the task."""
+        from .text import describe
+        return self.text.strip() or describe([Degradation(self.task, self.strength)])
+
+    def describe(self) -> str:
+        return f"{self.task} ({level(self.strength)}, {self.strength:.2f}) with {self.model}"
+
+
+@dataclass
+class Plan:
+    """An ordered list of steps; JSON round trip with validation."""
+    steps: list[Step] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    @property
+    def tasks(self) -> list[str]:
+        return [s.task for s in self.steps]
+
+    def to_dict(self) -> dict:
+        return {"version": PLAN_VERSION, "steps": [asdict(s) for s in self.steps]}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "Plan":
+        """Validate a parsed plan: ``{"steps": [...]}`` or a bare list of steps."""
+        if isinstance(data, dict):
+            unknown = set(data) - {"version", "steps"}
+            if unknown:
+                raise PlanError(f"plan has unknown key(s) {sorted(unknown)}; a plan is "
+                                '{"version": 1, "steps": [{"task": ..., "strength": ..., "model": ..., "text": ...}]}')
+            if data.get("version", PLAN_VERSION) != PLAN_VERSION:
+                raise PlanError(f"plan version {data.get('version')!r} is not supported; expected {PLAN_VERSION}")
+            if "steps" not in data:
+                raise PlanError('plan has no "steps" list; write {"steps": [{"task": "noise"}]} '
+                                "(or leave the plan empty to plan automatically)")
+            data = data["steps"]
+        if not isinstance(data, list):
+            raise PlanError(f'plan must be an object {{"steps": [...]}} or a list of steps; got {type(data).__name__}')
+        if len(data) > MAX_STEPS:
+            raise PlanError(f"plan has {len(data)} steps; at most {MAX_STEPS} are allowed")
+        return cls([_parse_step(i, s) for i, s in enumerate(data, 1)])
+
+    @classmethod
+    def from_json(cls, text: str) -> "Plan":
+        """Parse and validate plan JSON (as shown in a workflow and edited by a user)."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise PlanError(f"plan is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); fix it, "
+                            "or leave the plan empty to plan automatically") from e
+        return cls.from_dict(data)
+
+    def summary(self) -> str:
+        if not self.steps:
+            return "nothing to do"
+        return " -> ".join(s.describe() for s in self.steps)
+
+
+def _parse_step(i: int, s: Any) -> Step:
+    where = f"plan step {i}"
+    if isinstance(s, str):  # shorthand: "noise"
+        s = {"task": s}
+    if not isinstance(s, dict):
+        raise PlanError(f"{where} must be an object like {{\"task\": \"noise\"}}; got {type(s).__name__}")
+    unknown = set(s) - set(STEP_KEYS)
+    if unknown:
+        raise PlanError(f"{where} has unknown key(s) {sorted(unknown)}; allowed keys: {', '.join(STEP_KEYS)}")
+    task = s.get("task")
+    if task not in TASKS:
+        raise PlanError(f"{where}: unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    strength = s.get("strength", 0.5)
+    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0.0 <= strength <= 1.0:
+        raise PlanError(f"{where} ({task}): strength must be a number between 0 (light) and 1 (heavy); got {strength!r}")
+    model = s.get("model", MODEL_AUTO)
+    if not isinstance(model, str) or not model.strip():
+        raise PlanError(f"{where} ({task}): model must be a name: 'auto' (try the pool), 'm3unet' or a pool "
+                        f"model's name; got {model!r}")
+    text = s.get("text", "")
+    if not isinstance(text, str):
+        raise PlanError(f"{where} ({task}): text must be a string; got {type(text).__name__}")
+    return Step(task, float(strength), model.strip(), text)
+
+
+# ---------------------------------------------------------------------------- the measured order
+@dataclass
+class OrderTable:
+    """Pairwise order preferences: ``margin[(a, b)]`` = mean dB gained by doing ``a`` before ``b``."""
+    margin: dict[tuple[str, str], float] = field(default_factory=dict)
+    source: dict = field(default_factory=dict)
+
+    def prefer(self, a: str, b: str) -> float | None:
+        """dB gained by ``a`` before ``b`` (None if never measured)."""
+        if (a, b) in self.margin:
+            return self.margin[(a, b)]
+        if (b, a) in self.margin:
+            return -self.margin[(b, a)]
+        return None
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "OrderTable":
+        margin = {}
+        for key, v in data.get("pairwise", {}).items():
+            a, b = key.split(">")
+            margin[(a, b)] = float(v["margin_db"])
+        return cls(margin, {k: v for k, v in data.items() if k not in ("pairwise", "sets", "instances")})
+
+
+@functools.lru_cache(maxsize=4)
+def _load(path: str, mtime: float) -> OrderTable:
+    return OrderTable.from_dict(json.loads(Path(path).read_text()))
+
+
+def load_order_table(path: Path | str | None = None) -> OrderTable:
+    """The measured order table (default: the shipped :data:`ORDER_TABLE`; empty if missing)."""
+    p = Path(path) if path else ORDER_TABLE
+    if not p.is_file():
+        if path:
+            raise PlanError(f"order table {p} not found; run `python -m m3unet plan-orders` to measure it")
+        return OrderTable()
+    return _load(str(p), p.stat().st_mtime)
+
+
+def order_tasks(tasks: Iterable[str], table: OrderTable | None = None) -> list[str]:
+    """Order tasks to maximise the summed measured pairwise gains (ties: camera pipeline reversed)."""
+    table = load_order_table() if table is None else table
+    tasks = sorted(set(tasks), key=FALLBACK_ORDER.index)
+    if len(tasks) > 8:  # 8! = 40320 orders is still quick; more cannot happen with 7 labels
+        raise PlanError(f"too many tasks to order: {tasks}")
+
+    def gain(a: str, b: str) -> float:
+        m = table.prefer(a, b)
+        # Unmeasured pairs: a tiny preference for the fallback order, so it only breaks ties.
+        return m if m is not None else (1e-3 if FALLBACK_ORDER.index(a) < FALLBACK_ORDER.index(b) else -1e-3)
+
+    best, best_score = tasks, float("-inf")
+    for perm in itertools.permutations(tasks):  # first maximum wins: the fallback order on ties
+        score = sum(gain(perm[i], perm[j]) for i in range(len(perm)) for j in range(i + 1, len(perm)))
+        if score > best_score + 1e-9:
+            best, best_score = list(perm), score
+    return best
+
+
+def plan_for(severities: Mapping[str, float], table: OrderTable | None = None, model: str = MODEL_AUTO) -> Plan:
+    """A plan removing the degradations ``{task: severity}`` in the measured best order."""
+    unknown = set(severities) - set(TASKS)
+    if unknown:
+        raise PlanError(f"unknown task(s) {sorted(unknown)}; choose from {', '.join(TASKS)}")
+    steps = []
+    for task in order_tasks(severities, table):
+        s = round(float(min(max(severities[task], 0.0), 1.0)), 3)
+        step = Step(task, s, model)
+        step.text = step.instruction()
+        steps.append(step)
+    return Plan(steps)
+
+
+def plan_from_finding(finding, table: OrderTable | None = None, model: str = MODEL_AUTO) -> Plan:
+    """The plan for a classifier :class:`~m3unet.classify.Finding` (its detected labels)."""
+    return plan_for({k: finding.severity[k] for k in finding.labels}, table, model)
+
+
+def parse_plans(text: str, batch: int | None = None) -> Plan | list[Plan] | None:
+    """A plan override as typed into a workflow: empty -> None (plan automatically); one plan (applies
+    to every image); or a JSON list of plans, one per image of a batch (as the node outputs them)."""
+    if not text or not text.strip():
+        return None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise PlanError(f"plan is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); fix it, "
+                        "or leave the plan empty to plan automatically") from e
+    if isinstance(data, list) and data and all(isinstance(p, dict) and "steps" in p for p in data):
+        plans = [Plan.from_dict(p) for p in data]
+        if batch is not None and len(plans) != batch:
+            raise PlanError(f"plan is a list of {len(plans)} plans but the batch has {batch} images; give one "
+                            "plan for all images or one per image")
+        return plans
+    return Plan.from_dict(data)

@@ -1,0 +1,225 @@
+"""The model pool of the automatic restore: M3UNet plus user models tagged with the task they serve.
+
+User models are anything that maps an image batch ``[B, C, H, W]`` (float 0-1) to
+``[B, C, s*H, s*W]``: a spandrel ``ImageModelDescriptor`` (what ComfyUI's *Load Upscale Model*
+returns: Real-ESRGAN, SwinIR, NAFNet, SCUNet, ...) or any plain callable. For a descriptor the
+pool honours its ``scale``, ``input_channels``/``output_channels``, ``device``/``dtype`` and
+``tiling`` hint; for a callable the scale is read from its first output. Large images run in
+overlapping tiles (the blending weights of :mod:`m3unet.tiling`, repeated ``s`` times per axis at
+the output, so they still sum to one). A model whose scale is not 1 has its result resized back
+to the input size unless the caller keeps the larger size.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from . import tiling
+from .plan import MODEL_AUTO, MODEL_M3UNET, TASKS, Step
+
+DEFAULT_TILE = 512
+DEFAULT_OVERLAP = 32
+
+
+class PoolError(ValueError):
+    """A pool model that cannot be used (bad tag, name, output shape); the message names it."""
+
+
+def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bicubic (antialiased when shrinking) resize of ``[C, H, W]`` to ``size`` = (H', W'), clamped."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x[None], size=size, mode="bicubic", antialias=True, align_corners=False)[0].clamp(0, 1)
+
+
+class PoolModel:
+    """A user model in the pool: ``model`` (spandrel descriptor or callable) serving ``tasks``."""
+
+    def __init__(self, model: Any, tasks: str | Sequence[str], name: str | None = None,
+                 tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP):
+        if not callable(model):
+            raise PoolError(f"pool model {name or ''!r} is a {type(model).__name__}, not a model: pass a spandrel "
+                            "ImageModelDescriptor (ComfyUI's UPSCALE_MODEL) or a callable image -> image")
+        tasks = (tasks,) if isinstance(tasks, str) else tuple(tasks)
+        bad = [t for t in tasks if t not in TASKS]
+        if bad or not tasks:
+            raise PoolError(f"pool model {name!r}: unknown task tag(s) {bad or tasks}; tag it with one of {', '.join(TASKS)}")
+        self.model = model
+        self.tasks = tasks
+        arch = getattr(getattr(model, "architecture", None), "name", None)
+        self.name = name or (f"{arch} {getattr(model, 'scale', 1)}x" if arch else type(model).__name__)
+        if self.name in (MODEL_AUTO, MODEL_M3UNET):
+            raise PoolError(f"pool model name {self.name!r} is reserved; choose another name")
+        self.scale: int | None = int(model.scale) if hasattr(model, "scale") else None
+        self.in_channels = int(getattr(model, "input_channels", 3))
+        self.out_channels = int(getattr(model, "output_channels", 3))
+        if self.in_channels not in (1, 3, 4) or self.out_channels not in (1, 3, 4):
+            raise PoolError(f"pool model {self.name!r} maps {self.in_channels} to {self.out_channels} channels; "
+                            "only grey (1), RGB (3) and RGBA (4) image models can be used")
+        hint = getattr(getattr(model, "tiling", None), "name", "SUPPORTED")
+        self.tile = None if hint == "INTERNAL" else tile
+        self.overlap = overlap
+
+    def describe(self) -> str:
+        scale = f"{self.scale}x" if self.scale else "scale from output"
+        return f"{self.name} ({'/'.join(self.tasks)}, {scale})"
+
+    def _device_dtype(self) -> tuple[torch.device, torch.dtype]:
+        try:
+            return torch.device(self.model.device), self.model.dtype
+        except (AttributeError, TypeError, StopIteration):
+            return torch.device("cpu"), torch.float32
+
+    def _call(self, x: torch.Tensor) -> torch.Tensor:
+        """One tile ``[3, h, w]`` -> ``[3, s*h, s*w]`` float32 on the CPU."""
+        device, dtype = self._device_dtype()
+        inp = x
+        if self.in_channels == 1:
+            inp = (x * torch.tensor([0.299, 0.587, 0.114])[:, None, None]).sum(0, keepdim=True)
+        elif self.in_channels == 4:
+            inp = torch.cat([x, torch.ones_like(x[:1])])
+        with torch.inference_mode():
+            y = self.model(inp[None].to(device=device, dtype=dtype))
+        if not torch.is_tensor(y) or y.ndim != 4 or y.shape[0] != 1:
+            raise PoolError(f"pool model {self.name!r} returned {getattr(y, 'shape', type(y).__name__)}; expected an "
+                            "image batch [1, C, H, W]")
+        y = y[0].float().cpu()
+        if y.shape[0] == 1:
+            y = y.expand(3, -1, -1)
+        elif y.shape[0] >= 3:
+            y = y[:3]
+        else:
+            raise PoolError(f"pool model {self.name!r} returned {y.shape[0]} channels; expected 1, 3 or 4")
+        return y
+
+    def _scale_of(self, x: torch.Tensor, y: torch.Tensor) -> int:
+        (h, w), (oh, ow) = x.shape[-2:], y.shape[-2:]
+        s = oh / h
+        if oh % h or ow % w or ow // w != oh // h:
+            raise PoolError(f"pool model {self.name!r} turned a {w}x{h} input into {ow}x{oh}: not a whole-number "
+                            "scale of the input; only models with an integer scale (1x, 2x, 4x...) can be used")
+        return int(s)
+
+    def __call__(self, x: torch.Tensor, check: Callable[[], None] | None = None) -> torch.Tensor:
+        """Run on ``[3, H, W]`` float (0-1); returns ``[3, s*H, s*W]`` (the model's own scale), clamped.
+
+        ``check`` is called before every tile (it may raise to interrupt).
+        """
+        h, w = x.shape[-2:]
+        if self.tile is None or max(h, w) <= self.tile + self.overlap:
+            if check:
+                check()
+            y = self._call(x)
+            self._scale_of(x, y)
+            return y.clamp(0, 1)
+        out = None
+        s = self.scale
+        for ys, xs, weight in tiling.grid(h, w, self.tile, self.overlap):
+            if check:
+                check()
+            crop = x[:, ys.start:ys.stop, xs.start:xs.stop]
+            y = self._call(crop)
+            ts = self._scale_of(crop, y)
+            if s is None:
+                s = ts
+            if ts != s:
+                raise PoolError(f"pool model {self.name!r} scaled one tile {ts}x and another {s}x")
+            if out is None:
+                out = torch.zeros(3, h * s, w * s)
+            wt = weight.repeat_interleave(s, 0).repeat_interleave(s, 1) if s > 1 else weight
+            out[:, ys.start * s:ys.stop * s, xs.start * s:xs.stop * s] += y * wt
+        return out.clamp(0, 1)
+
+
+class Pool:
+    """The candidates for each step: M3UNet (if given a Restorer) and the user's :class:`PoolModel` s."""
+
+    def __init__(self, restorer=None, models: Sequence[PoolModel] = (), steps: int = 1,
+                 tile: int = DEFAULT_TILE):
+        self.restorer = restorer
+        self.models = {}
+        for m in models:
+            if not isinstance(m, PoolModel):
+                raise PoolError(f"pool entries must be PoolModel(model, task); got {type(m).__name__}")
+            if m.name in self.models:
+                raise PoolError(f"two pool models are named {m.name!r}; give them distinct names")
+            self.models[m.name] = m
+        self.steps = steps
+        self.tile = tile
+
+    @property
+    def names(self) -> list[str]:
+        return ([MODEL_M3UNET] if self.restorer is not None else []) + list(self.models)
+
+    @property
+    def max_scale(self) -> int:
+        return max([m.scale or 1 for m in self.models.values()] + [1])
+
+    def candidates(self, step: Step, strict: bool = True) -> list[str]:
+        """Model names to try for ``step``: its named model, or (``auto``) M3UNet + models tagged with its task.
+
+        ``strict``: raise if nothing serves the step (else return an empty list).
+        """
+        if step.model == MODEL_AUTO:
+            names = ([MODEL_M3UNET] if self.restorer is not None else []) + \
+                    [n for n, m in self.models.items() if step.task in m.tasks]
+            if not names and strict:
+                raise PoolError(f"no model in the pool serves {step.task!r} (the pool has "
+                                f"{', '.join(self.describe()) or 'nothing'})")
+            return names
+        if step.model not in self.names:
+            raise PoolError(f"the plan names model {step.model!r} for {step.task!r}, but the pool has "
+                            f"{', '.join(['auto'] + self.names)}")
+        return [step.model]
+
+    def describe(self) -> list[str]:
+        return (["m3unet (every task, steered by the step's text)"] if self.restorer is not None else []) + \
+               [m.describe() for m in self.models.values()]
+
+    def run(self, name: str, x: torch.Tensor, step: Step, seed: int = 0,
+            check: Callable[[], None] | None = None) -> torch.Tensor:
+        """Restore ``x`` ``[3, H, W]`` float with pool model ``name``; M3UNet keeps the size, others
+        return their own scale."""
+        if name == MODEL_M3UNET:
+            if self.restorer is None:
+                raise PoolError("the pool has no M3UNet")
+            progress = (lambda _p: check()) if check else None
+            out = self.restorer.restore(x.permute(1, 2, 0)[None], text=step.instruction(), steps=self.steps,
+                                        seed=seed, tile=self.tile, progress=progress)
+            return out[0].permute(2, 0, 1)
+        return self.models[name](x, check)
+
+
+
+def load_pool_model(path, tasks: str | Sequence[str], name: str | None = None) -> PoolModel:
+    """Load a ``.safetensors`` image model with spandrel (as ComfyUI's *Load Upscale Model* does)."""
+    from pathlib import Path
+
+    from .weights import read_metadata
+    path = Path(path)
+    read_metadata(path)  # clear errors for missing, pickled or corrupt files
+    try:
+        from spandrel import ImageModelDescriptor, ModelLoader
+    except ImportError as e:
+        raise PoolError("pool models are loaded with spandrel, which is not installed: pip install spandrel "
+                        "(ComfyUI ships it)") from e
+    from safetensors.torch import load_file
+    try:
+        desc = ModelLoader().load_from_state_dict(load_file(str(path)))
+    except Exception as e:  # spandrel raises its own UnsupportedModelError and KeyErrors
+        raise PoolError(f"{path.name}: spandrel does not recognise this model ({type(e).__name__}: {e}); "
+                        "use an architecture spandrel supports (Real-ESRGAN, SwinIR, NAFNet, SCUNet...)") from e
+    if not isinstance(desc, ImageModelDescriptor):
+        raise PoolError(f"{path.name} is a {type(desc).__name__}; only single-image models can join the pool")
+    return PoolModel(desc.eval(), tasks, name or path.stem)
+
+
+def parse_pool_arg(arg: str) -> tuple[str, list[str]]:
+    """``FILE=TASK[,TASK]`` (the ``--pool`` option) -> (file, tasks)."""
+    if "=" not in arg:
+        raise PoolError(f"--pool {arg!r}: write FILE=TASK, e.g. --pool realesrgan.safetensors=lowres "
+                        f"(tasks: {', '.join(TASKS)})")
+    file, tasks = arg.rsplit("=", 1)
+    return file, [t.strip() for t in tasks.split(",") if t.strip()]

@@ -1,0 +1,138 @@
+"""M3UNetAutoRestore: classify -> plan -> best pool model per step -> re-classify (no person needed)."""
+from __future__ import annotations
+
+import logging
+import threading
+
+import comfy.model_management as model_management
+import comfy.utils
+from comfy_api.latest import io
+
+from ..m3unet.autorestore import (DEFAULT_BUDGET, MAX_BUDGET, SHIPPED_CLASSIFIER, AutoProgress, AutoRestorer,
+                                  load_shipped_classifier)
+from ..m3unet.pipeline import DEFAULT_STEPS, DEFAULT_TILE
+from ..m3unet.plan import TASKS, PlanError, parse_plans
+from ..m3unet.pool import Pool, PoolModel
+from .common import CATEGORY, M3UNetHandle, M3UNetModel, file_fingerprint
+
+log = logging.getLogger("m3unet")
+
+POOL_SLOTS = 3
+_classifier_cache: dict[str, tuple] = {}
+_classifier_lock = threading.Lock()
+
+
+def shipped_classifier():
+    """The shipped DegradationClassifier (cached per file fingerprint), or None if its file is missing."""
+    fp = file_fingerprint(SHIPPED_CLASSIFIER)
+    if fp is None:
+        return None
+    with _classifier_lock:
+        hit = _classifier_cache.get("shipped")
+        if hit is None or hit[0] != fp:
+            hit = (fp, load_shipped_classifier())
+            _classifier_cache["shipped"] = hit
+        return hit[1]
+
+
+def _pool_inputs() -> list:
+    out = []
+    for i in range(1, POOL_SLOTS + 1):
+        out.append(io.UpscaleModel.Input(f"pool_model_{i}", optional=True, tooltip=(
+            f"Optional model for the pool (from Load Upscale Model: Real-ESRGAN, SwinIR, NAFNet, SCUNet...). "
+            f"It competes with M3UNet on the steps of the task chosen in pool_task_{i}; the one that leaves "
+            "the least degradation (by the classifier) wins. A plan can also name it as "
+            f"\"pool_model_{i}\".")))
+        out.append(io.Combo.Input(f"pool_task_{i}", options=list(TASKS), default=TASKS[(i - 1) % len(TASKS)],
+                                  optional=True, tooltip=f"The degradation pool_model_{i} removes."))
+    return out
+
+
+class M3UNetAutoRestore(io.ComfyNode):
+    """Automatic restoration with the DegradationClassifier, the measured planner and a model pool."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="M3UNetAutoRestore",
+            display_name="M3UNet Auto Restore",
+            category=CATEGORY,
+            description=(
+                "Restores without a person: the DegradationClassifier detects the degradations (noise, "
+                "blur, motion blur, JPEG, low resolution, low light, haze), the planner orders the steps "
+                "by measured evidence, each step tries M3UNet (steered by its restoration text) and any "
+                "pool models wired in for that task and keeps the one that most reduces the remaining "
+                "degradation; a step that makes things worse is rolled back. Stops when the image is "
+                "clean or after the step budget. Outputs the image (same size, channels and batch), a "
+                "report of what was done and why, and the plan as editable JSON."),
+            inputs=[
+                M3UNetModel.Input("model", tooltip="The model from Load M3UNet Model."),
+                io.Image.Input("image", tooltip="Degraded image(s); a batch is restored image by image."),
+                io.Int.Input("budget", default=DEFAULT_BUDGET, min=1, max=MAX_BUDGET, tooltip=(
+                    "At most this many restoration steps per image (each step may try several models).")),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
+                             tooltip="Seed of M3UNet's sampler; the same seed gives the same result."),
+                io.Boolean.Input("keep_larger", default=False, tooltip=(
+                    "If a pool model upscales (2x, 4x...), return the larger size instead of resizing the "
+                    "result back to the input's size.")),
+                io.String.Input("plan", multiline=True, default="", optional=True, tooltip=(
+                    "Empty: plan automatically from the classifier. Or a plan as JSON (copy the plan output "
+                    "and edit it): {\"steps\": [{\"task\": \"noise\", \"strength\": 0.6, \"model\": \"auto\", "
+                    "\"text\": \"\"}]}; model is auto, m3unet or pool_model_1..3; tasks: "
+                    + ", ".join(TASKS) + ".")),
+                *_pool_inputs(),
+            ],
+            outputs=[
+                io.Image.Output(display_name="IMAGE", tooltip="The restored image(s)."),
+                io.String.Output(display_name="report", tooltip="What was detected, done and why, per image."),
+                io.String.Output(display_name="plan", tooltip="The plan that ran, as JSON (editable; feed it "
+                                 "back into plan to rerun it)."),
+            ],
+        )
+
+    @classmethod
+    def validate_inputs(cls, plan: str = "", **kwargs):
+        if not isinstance(plan, str) or not plan.strip():  # linked from another node, or automatic
+            return True
+        try:
+            parse_plans(plan)
+        except PlanError as e:
+            return str(e)
+        return True
+
+    @classmethod
+    def execute(cls, model: M3UNetHandle, image, budget: int, seed: int, keep_larger: bool, plan: str = "",
+                **pool_inputs) -> io.NodeOutput:
+        model_management.throw_exception_if_processing_interrupted()
+        plans = parse_plans(plan or "", batch=image.shape[0])
+        restorer = model.ready()
+        models = []
+        for i in range(1, POOL_SLOTS + 1):
+            m = pool_inputs.get(f"pool_model_{i}")
+            if m is not None:
+                models.append(PoolModel(m, pool_inputs.get(f"pool_task_{i}") or TASKS[0], f"pool_model_{i}"))
+        classifier = shipped_classifier()
+        if classifier is None:
+            log.warning("M3UNet Auto Restore: no DegradationClassifier weights at %s; restoring blind",
+                        SHIPPED_CLASSIFIER)
+        pbar: comfy.utils.ProgressBar | None = None
+
+        def on_progress(p: AutoProgress) -> None:
+            nonlocal pbar
+            if pbar is None:
+                pbar = comfy.utils.ProgressBar(p.total)
+            pbar.update_absolute(p.done, p.total)
+            model_management.throw_exception_if_processing_interrupted()
+
+        device = model_management.get_torch_device()
+        movable = [m.model for m in models if hasattr(m.model, "to")]
+        for m in movable:  # like ImageUpscaleWithModel: on the torch device while it runs
+            m.to(device)
+        try:
+            auto = AutoRestorer(Pool(restorer, models, steps=DEFAULT_STEPS, tile=DEFAULT_TILE), classifier)
+            result = auto.run(image, plans, budget=budget, seed=seed, upscale=keep_larger, progress=on_progress)
+        finally:
+            for m in movable:
+                m.to("cpu")
+        return io.NodeOutput(result.image.to(model_management.intermediate_device()), result.text(),
+                             result.plan_json())

@@ -1,0 +1,344 @@
+"""Plan (JSON, validation, measured order), model pool (callables and a real spandrel model) and the
+automatic restore loop (model choice, rollback, stopping, determinism, the input contract)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from auto_helpers import NoiseReader, add_noise, load_descriptor, noise_sigma, save_compact_blur, smooth_photo
+from m3unet import autorestore as ar
+from m3unet.autorestore import AutoRestorer, degradation_score
+from m3unet.classify import LABELS, Classifier, DegradationClassifier, Finding
+from m3unet.metrics import psnr
+from m3unet.orders import pair_margins, restore_orders, summarize, task_sets
+from m3unet.plan import (FALLBACK_ORDER, ORDER_TABLE, TASKS, OrderTable, Plan, PlanError, Step, load_order_table,
+                         order_tasks, parse_plans, plan_for, plan_from_finding)
+from m3unet.pool import Pool, PoolError, PoolModel, load_pool_model, parse_pool_arg
+from m3unet.weights import DEFAULT_WEIGHTS
+
+
+def finding(**labels: float) -> Finding:
+    """A reading with the given labels detected (p = 0.9) at the given severities."""
+    return Finding({k: 0.9 if k in labels else 0.01 for k in LABELS}, {k: labels.get(k, 0.0) for k in LABELS})
+
+
+def chw(image: torch.Tensor) -> torch.Tensor:
+    return image[0].permute(2, 0, 1)
+
+
+# ---------------------------------------------------------------------------- plan
+def test_tasks_are_the_classifier_labels():
+    assert TASKS == LABELS
+
+
+def test_plan_json_round_trip_and_shorthand():
+    plan = plan_for({"noise": 0.7, "jpeg": 0.3}, OrderTable())
+    assert [s.task for s in plan.steps] == ["jpeg", "noise"]  # fallback: camera pipeline reversed
+    assert plan.steps[1].text == "remove the heavy noise" and plan.steps[0].model == "auto"
+    again = Plan.from_json(plan.to_json())
+    assert again == plan and json.loads(plan.to_json())["version"] == 1
+    short = Plan.from_json('["noise", {"task": "haze", "strength": 1, "model": "m3unet"}]')
+    assert short.steps == [Step("noise"), Step("haze", 1.0, "m3unet", "")]
+    assert short.steps[1].instruction() == "remove the heavy haze"
+    assert Step("blur", 0.1, text="  sharpen it ").instruction() == "sharpen it"
+
+
+@pytest.mark.parametrize("text, message", [
+    ('{"steps": [{"task": "nosie"}]}', "plan step 1: unknown task 'nosie'; choose one of noise, blur"),
+    ('[{"task": "noise"}, {"task": "jpeg", "strength": 1.5}]', "plan step 2 (jpeg): strength must be a number between 0"),
+    ('[{"task": "noise", "modle": "x"}]', "plan step 1 has unknown key(s) ['modle']; allowed keys: task, strength"),
+    ('{"steps": [{"task": "noise",}]}', "plan is not valid JSON (line 1, column"),
+    ('{"stepz": []}', "plan has unknown key(s) ['stepz']"),
+    ('42', "plan must be an object"),
+    ('[{"task": "noise", "model": ""}]', "plan step 1 (noise): model must be a name"),
+    ('[{"task": "noise", "text": 3}]', "plan step 1 (noise): text must be a string"),
+    ('[{"task": "noise", "strength": true}]', "strength must be a number"),
+])
+def test_edited_plan_errors_name_the_step_and_field(text, message):
+    with pytest.raises(PlanError) as info:
+        Plan.from_json(text)
+    assert message in str(info.value)
+
+
+def test_parse_plans_for_batches():
+    assert parse_plans("  ") is None
+    one = parse_plans('[{"task": "noise"}]', batch=2)
+    assert isinstance(one, Plan)
+    two = parse_plans(json.dumps([Plan([Step("noise")]).to_dict(), Plan([]).to_dict()]), batch=2)
+    assert isinstance(two, list) and len(two) == 2 and two[1].steps == []
+    with pytest.raises(PlanError, match="list of 2 plans but the batch has 3"):
+        parse_plans(json.dumps([Plan([]).to_dict()] * 2), batch=3)
+
+
+def test_order_maximises_measured_pairwise_gains():
+    table = OrderTable({("noise", "jpeg"): 0.4, ("jpeg", "haze"): 0.2, ("haze", "noise"): 0.1})
+    # noise>jpeg (+0.4), jpeg>haze (+0.2) outweigh haze>noise (+0.1): noise, jpeg, haze.
+    assert order_tasks(["haze", "jpeg", "noise"], table) == ["noise", "jpeg", "haze"]
+    assert order_tasks(["jpeg", "noise"], table) == ["noise", "jpeg"]
+    # Unmeasured pairs follow the camera pipeline in reverse.
+    assert order_tasks(["blur", "lowlight"], table) == [t for t in FALLBACK_ORDER if t in ("blur", "lowlight")]
+    assert FALLBACK_ORDER[0] == "jpeg" and FALLBACK_ORDER[-1] == "blur"
+    plan = plan_from_finding(finding(noise=0.5, jpeg=0.2), table)
+    assert plan.tasks == ["noise", "jpeg"] and plan.steps[0].strength == 0.5
+
+
+def test_order_measurement_tree_and_summary():
+    """restore_orders runs every prefix once; summarize pools pairwise margins over pairs and triples."""
+    from m3unet import degradation as deg
+    calls = []
+
+    def run(x, text):  # a fake restorer: each text adds a known amount; order matters via clamp
+        calls.append(text)
+        return (x + (0.2 if "noise" in text else -0.1)).clamp(0, 1)
+
+    degs = [deg.make("noise", 0.5), deg.make("jpeg", 0.5), deg.make("haze", 0.5, torch.Generator())]
+    clean = torch.full((3, 8, 8), 0.5)
+    orders = restore_orders(run, torch.full((3, 8, 8), 0.2), degs, clean)
+    assert len(orders) == 6 and len(calls) == 3 + 6 + 6
+    margins = pair_margins(orders)
+    assert set(margins) == {("haze", "jpeg"), ("haze", "noise"), ("jpeg", "noise")}
+    recs = [{"tasks": ["jpeg", "noise"], "orders": {"jpeg>noise": 30.0, "noise>jpeg": 31.0}},
+            {"tasks": ["haze", "jpeg", "noise"], "orders": {">".join(o): v for o, v in orders.items()}}]
+    table = summarize(recs, {"version": 1})
+    assert table["sets"]["jpeg+noise"]["best"] == ["noise", "jpeg"]
+    assert table["pairwise"]["noise>jpeg"]["n"] == 2
+    assert len(task_sets()) == 20 + 30  # blur and motion never together
+
+
+def test_shipped_order_table_matches_the_shipped_weights():
+    """The planner's evidence was measured with the weights that ship; re-run plan-orders if not."""
+    from m3unet.orders import weights_hash
+    data = json.loads(ORDER_TABLE.read_text())
+    assert data["weights_sha256"] == weights_hash(DEFAULT_WEIGHTS), (
+        "m3unet/plan_orders.json was measured with other M3UNet weights: run `python -m m3unet plan-orders`")
+    assert len(data["pairwise"]) == 20 and all(v["n"] >= 2 for v in data["pairwise"].values())
+    table = load_order_table()
+    assert len(table.margin) == 20
+    for key, s in data["sets"].items():
+        assert sorted(order_tasks(key.split("+"), table)) == sorted(key.split("+"))
+
+
+# ---------------------------------------------------------------------------- pool
+def test_pool_callable_scales_tiles_and_errors():
+    x = torch.rand(3, 70, 90)
+    double = PoolModel(lambda t: torch.nn.functional.interpolate(t, scale_factor=2, mode="nearest"), "lowres", "up",
+                       tile=64, overlap=8)
+    y = double(x)  # tiled: 2x2 tiles blended at the output scale
+    assert y.shape == (3, 140, 180)
+    torch.testing.assert_close(y, torch.nn.functional.interpolate(x[None], scale_factor=2, mode="nearest")[0])
+    half = PoolModel(lambda t: t * 0.5, ["noise", "jpeg"], "half", tile=32, overlap=4)
+    torch.testing.assert_close(half(x), x * 0.5)
+    grey = PoolModel(lambda t: t.mean(1, keepdim=True), "noise", "grey")
+    assert grey(x).shape == (3, 70, 90)
+    with pytest.raises(PoolError, match="not a whole-number scale"):
+        PoolModel(lambda t: t[..., :-1, :], "noise", "crop")(x)
+    with pytest.raises(PoolError, match="unknown task tag"):
+        PoolModel(lambda t: t, "sharpen", "x")
+    with pytest.raises(PoolError, match="reserved"):
+        PoolModel(lambda t: t, "noise", "m3unet")
+    with pytest.raises(PoolError, match="not a model"):
+        PoolModel("realesrgan.pth", "noise", "x")
+    pool = Pool(None, [half, double])
+    assert pool.candidates(Step("noise")) == ["half"] and pool.candidates(Step("lowres", model="up")) == ["up"]
+    assert pool.max_scale == 1  # callables declare no scale
+    with pytest.raises(PoolError, match="the plan names model 'gone' for 'noise'"):
+        pool.candidates(Step("noise", model="gone"))
+    with pytest.raises(PoolError, match="no model in the pool serves 'haze'"):
+        pool.candidates(Step("haze"))
+    with pytest.raises(PoolError, match="two pool models are named 'half'"):
+        Pool(None, [half, half])
+    assert parse_pool_arg("a=b.safetensors=noise,jpeg") == ("a=b.safetensors", ["noise", "jpeg"])
+    with pytest.raises(PoolError, match="write FILE=TASK"):
+        parse_pool_arg("model.safetensors")
+
+
+def test_real_spandrel_model_loads_and_runs(tmp_path):
+    """A RealESRGAN Compact state dict saved as safetensors, detected and loaded by spandrel."""
+    path = save_compact_blur(tmp_path / "compact_1x.safetensors", 1)
+    desc = load_descriptor(path)
+    assert desc.architecture.name == "RealESRGAN Compact" and desc.scale == 1
+    model = PoolModel(desc, "noise")
+    assert model.name == "RealESRGAN Compact 1x" and model.scale == 1
+    clean = smooth_photo(200, 300)
+    noisy = add_noise(clean, 0.06)
+    out = model(chw(noisy))
+    assert out.shape == (3, 200, 300)
+    assert psnr(out, chw(clean)) > psnr(chw(noisy), chw(clean)) + 3  # the binomial blur denoises
+    loaded = load_pool_model(path, ["noise"], "mine")  # the CLI's --pool path: same model
+    torch.testing.assert_close(loaded(chw(noisy)), out)
+    up = PoolModel(load_descriptor(save_compact_blur(tmp_path / "compact_2x.safetensors", 2)), "lowres", tile=128)
+    y = up(chw(noisy))  # 2x, in tiles
+    assert y.shape == (3, 400, 600) and up.scale == 2
+    (tmp_path / "bad.pth").write_bytes(b"\x80\x04")
+    with pytest.raises(ValueError, match="pickled checkpoints are refused"):
+        load_pool_model(tmp_path / "bad.pth", "noise")
+    from safetensors.torch import save_file
+    save_file({"foo": torch.zeros(2)}, str(tmp_path / "unknown.safetensors"))
+    with pytest.raises(PoolError, match="spandrel does not recognise"):
+        load_pool_model(tmp_path / "unknown.safetensors", "noise")
+
+
+# ---------------------------------------------------------------------------- automatic restore
+@pytest.fixture(scope="module")
+def spandrel_blur(tmp_path_factory):
+    return load_descriptor(save_compact_blur(tmp_path_factory.mktemp("pool") / "c.safetensors", 1))
+
+
+def noisy_adder(t: torch.Tensor) -> torch.Tensor:
+    return (t + 0.05 * torch.randn(t.shape, generator=torch.Generator().manual_seed(1))).clamp(0, 1)
+
+
+def test_score():
+    assert degradation_score(finding()) < 0.1
+    assert degradation_score(finding(noise=1.0)) > degradation_score(finding(noise=0.0)) > 0.4
+
+
+def test_auto_picks_the_model_that_removes_most_and_reports_why(spandrel_blur):
+    clean = smooth_photo()
+    noisy = add_noise(clean, 0.08)
+    reader = NoiseReader()
+    pool = Pool(None, [PoolModel(noisy_adder, "noise", "worse"), PoolModel(spandrel_blur, "noise", "compact")])
+    result = AutoRestorer(pool, reader, OrderTable()).run(noisy, budget=3, seed=1)
+    rep = result.reports[0]
+    assert rep.plan.tasks == ["noise"] and rep.plan.steps[0].model == "auto"
+    assert [(s.task, s.outcome, s.chosen) for s in rep.steps] == [("noise", "kept", "compact")]
+    scores = {a.model: a.score for a in rep.steps[0].attempts}
+    assert scores["compact"] < rep.score < scores["worse"]
+    assert rep.stopped.startswith("clean")
+    assert psnr(chw(result.image), chw(clean)) > psnr(chw(noisy), chw(clean)) + 3
+    text = result.text()
+    assert "detected: noise" in text and "kept (compact)" in text and "worse ->" in text
+    assert json.loads(result.plan_json())["steps"][0]["task"] == "noise"
+    assert json.dumps(rep.to_dict())  # the report serialises
+
+
+def test_a_step_that_makes_things_worse_is_rolled_back():
+    noisy = add_noise(smooth_photo(), 0.03)
+    pool = Pool(None, [PoolModel(noisy_adder, "noise", "worse")])
+    result = AutoRestorer(pool, NoiseReader(), OrderTable()).run(noisy, budget=4)
+    rep = result.reports[0]
+    assert [s.outcome for s in rep.steps] == ["rolled back"]
+    assert "every step for it was tried" in rep.stopped
+    assert torch.equal(result.image, noisy)  # untouched
+
+
+def test_clean_input_is_returned_unchanged_without_running_models():
+    ran = []
+    pool = Pool(None, [PoolModel(lambda t: ran.append(1) or t, "noise", "spy")])
+    clean = smooth_photo()
+    result = AutoRestorer(pool, NoiseReader(), OrderTable()).run(clean)
+    assert torch.equal(result.image, clean) and not ran
+    assert result.reports[0].stopped.startswith("clean") and result.reports[0].plan.steps == []
+
+
+def test_given_plan_budget_skips_and_progress(spandrel_blur):
+    noisy = add_noise(smooth_photo(), 0.08)
+    pool = Pool(None, [PoolModel(spandrel_blur, ["noise", "jpeg", "blur"], "compact")])
+    seen = []
+    plan = Plan([Step("noise", 0.5, "compact"), Step("jpeg"), Step("blur")])
+    result = AutoRestorer(pool, NoiseReader(), OrderTable()).run(noisy, plan=plan, budget=2, progress=seen.append)
+    rep = result.reports[0]
+    # A given plan runs as written (no stop-when-clean), is still scored, and obeys the budget.
+    assert [s.task for s in rep.steps] == ["noise", "jpeg"]
+    assert rep.steps[0].outcome == "kept" and rep.steps[1].outcome == "rolled back"
+    assert rep.stopped == "step budget (2) reached; not run: blur"
+    assert seen and seen[-1].done == seen[-1].total == 2
+    with pytest.raises(PoolError, match="names model 'pool_model_9'"):
+        AutoRestorer(pool, NoiseReader(), OrderTable()).run(noisy, plan=Plan([Step("noise", model="pool_model_9")]))
+    with pytest.raises(ValueError, match="step budget must be between 1 and 16"):
+        AutoRestorer(pool, NoiseReader(), OrderTable()).run(noisy, budget=0)
+
+
+def test_planned_steps_no_longer_detected_are_skipped(spandrel_blur):
+    """The first step's result is re-read: a planned task that is gone is skipped, not run."""
+    class Reader(NoiseReader):
+        def __call__(self, image):
+            out = super().__call__(image)
+            for f in out:  # JPEG is read while noise is (it "goes away" with it); haze always
+                f.probabilities["jpeg"] = f.probabilities["noise"]
+                f.severity["jpeg"] = 0.2
+                f.probabilities["haze"], f.severity["haze"] = 0.9, 0.5
+            return out
+
+    noisy = add_noise(smooth_photo(), 0.08)
+    pool = Pool(None, [PoolModel(spandrel_blur, ["noise", "jpeg"], "compact")])
+    table = OrderTable({("noise", "jpeg"): 1.0, ("noise", "haze"): 1.0, ("jpeg", "haze"): 1.0})
+    rep = AutoRestorer(pool, Reader(), table).run(noisy).reports[0]
+    assert [(s.task, s.outcome) for s in rep.steps] == [("noise", "kept"), ("jpeg", "skipped"), ("haze", "skipped")]
+    assert rep.steps[1].why == "no longer detected" and rep.steps[2].why == "no model in the pool serves it"
+    assert rep.stopped == "still detected (haze) but every step for it was tried"
+
+
+def test_input_contract_dtype_channels_alpha_batch_and_upscale(spandrel_blur, tmp_path):
+    clean = smooth_photo(48, 64)
+    rgba = torch.cat([add_noise(clean, 0.08), torch.rand(1, 48, 64, 1)], -1)
+    batch = torch.cat([rgba, torch.cat([clean, rgba[..., 3:]], -1)])
+    u8 = (batch * 255).round().to(torch.uint8)
+    pool = Pool(None, [PoolModel(spandrel_blur, "noise", "compact")])
+    auto = AutoRestorer(pool, NoiseReader(), OrderTable())
+    out = auto.run(u8, seed=5)
+    assert out.image.dtype == torch.uint8 and out.image.shape == u8.shape
+    assert torch.equal(out.image[..., 3], u8[..., 3])  # alpha untouched
+    assert len(out.reports) == 2 and out.reports[1].steps == []  # the clean one is left alone
+    assert isinstance(json.loads(out.plan_json()), list)
+    again = auto.run(u8, seed=5)
+    assert torch.equal(again.image, out.image)  # deterministic
+    grey = auto.run(batch[:1, ..., :1].contiguous())
+    assert grey.image.shape == (1, 48, 64, 1)
+    up2 = PoolModel(load_descriptor(save_compact_blur(tmp_path / "c2.safetensors", 2)), "noise", "up2")
+    big = AutoRestorer(Pool(None, [up2]), NoiseReader(), OrderTable()).run(rgba, upscale=True)
+    assert big.image.shape == (1, 96, 128, 4) and big.reports[0].steps[0].outcome == "kept"
+    small = AutoRestorer(Pool(None, [up2]), NoiseReader(), OrderTable()).run(rgba)
+    assert small.image.shape == rgba.shape  # a 2x model's result is resized back by default
+
+
+@pytest.fixture(scope="module")
+def identity_restorer():
+    """A tiny M3UNet whose zero-initialised output layer makes one step the identity."""
+    from test_library import FakeText
+    from m3unet.pipeline import Restorer
+    from m3unet.unet import M3UNet, M3UNetConfig
+    torch.manual_seed(0)
+    model = M3UNet(M3UNetConfig(width=8, enc_blocks=[1, 1, 1], mid_blocks=1, dec_blocks=[1, 1, 1],
+                                cond_dim=32, embed_dim=32, heads=1)).eval()
+    return Restorer(model, FakeText())
+
+
+def test_m3unet_in_the_pool_with_the_real_classifier_network(identity_restorer, spandrel_blur):
+    """The whole path with M3UNet as a candidate and the (untrained) DegradationClassifier network."""
+    torch.manual_seed(0)
+    classifier = Classifier(DegradationClassifier())
+    pool = Pool(identity_restorer, [PoolModel(spandrel_blur, "noise", "compact")], tile=64)
+    noisy = add_noise(smooth_photo(80, 100), 0.05)
+    plan = Plan([Step("noise", 0.5), Step("haze", 0.3, "m3unet", "clear the fog")])
+    result = AutoRestorer(pool, classifier).run(noisy, plan=plan, budget=4)
+    rep = result.reports[0]
+    assert [a.model for a in rep.steps[0].attempts] == ["m3unet", "compact"]
+    assert [a.model for a in rep.steps[1].attempts] == ["m3unet"]
+    assert "m3unet text: 'clear the fog'" in result.text()
+    assert result.image.shape == noisy.shape
+    auto = AutoRestorer(pool, classifier).run(noisy, budget=2, seed=3)  # planned from the reading
+    first = classifier(noisy)[0]
+    assert auto.reports[0].detected == first.report()
+    assert auto.reports[0].plan.tasks[:len(first.labels)] == plan_from_finding(first).tasks
+    assert len([s for s in auto.reports[0].steps if s.outcome != "skipped"]) <= 2
+
+
+def test_without_classifier_weights_restore_is_blind_or_follows_the_plan(identity_restorer, spandrel_blur,
+                                                                         monkeypatch, tmp_path):
+    monkeypatch.setattr(ar, "SHIPPED_CLASSIFIER", tmp_path / "missing.safetensors")
+    assert ar.load_shipped_classifier() is None
+    pool = Pool(identity_restorer, [PoolModel(spandrel_blur, "noise", "compact")], tile=64)
+    noisy = add_noise(smooth_photo(64, 64), 0.05)
+    blind = AutoRestorer(pool, None).run(noisy)
+    assert "restored blind with one M3UNet pass" in blind.reports[0].stopped
+    torch.testing.assert_close(blind.image, noisy, atol=1e-5, rtol=0)  # the identity model
+    planned = AutoRestorer(pool, None).run(noisy, plan=Plan([Step("noise", model="compact")]))
+    assert planned.reports[0].steps[0].outcome == "applied"
+    assert float(noise_sigma(planned.image)) < float(noise_sigma(noisy)) / 2
+    from m3unet.classify import save_classifier
+    save_classifier(DegradationClassifier(), tmp_path / "classifier.safetensors")
+    monkeypatch.setattr(ar, "SHIPPED_CLASSIFIER", tmp_path / "classifier.safetensors")
+    assert isinstance(ar.load_shipped_classifier(), Classifier)
