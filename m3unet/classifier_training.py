@@ -1,13 +1,19 @@
 """Training and evaluating the DegradationClassifier on synthetic degradations of clean photos.
 
-:func:`train_classifier` trains it (BCE on the labels, L1 on the severities of the
-labels present) on random regions of the training photos; :func:`evaluate_classifier` measures,
-on held-out photos, per-label F1 on single degradations and on mixtures of two or three, the
-share of severities within one level, and the share of clean photos with no label.
+:func:`train_classifier` trains it (binary cross-entropy on the labels, L1 on the severities of
+the labels present) on random regions of the training photos, degraded on the fly and quantised
+to 8 bits like any saved image; :func:`evaluate_classifier` measures, on the held-out photos,
+per-label F1 on single degradations and on mixtures of two or three, the share of severities
+within one level, and the share of clean photos with no label.
+
+Regions start at a random (not 8-aligned) offset in the photo, so that the JPEG blocks of the
+source photo (many are JPEG originals) fall off the crops' 8x8 grid, while a synthetic JPEG
+degradation always sits on it, as in a real JPEG file.
 """
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
@@ -16,9 +22,19 @@ import torch
 import torch.nn.functional as F
 
 from . import degradation as deg
-from .classify import LABELS, ClassifierConfig, Classifier, DegradationClassifier, save_classifier, targets, views
+from .classify import (LABELS, ClassifierConfig, Classifier, DegradationClassifier, save_classifier, targets,
+                       views)
 from .data import load_split
 from .degradation import level
+
+# Kind weights for classifier training: every label about equally often (lowres, the hardest, more).
+CLASSIFIER_WEIGHTS = {"noise": 1.2, "poisson": 0.6, "blur": 1.6, "motion": 1.2, "lowres": 1.8,
+                      "haze": 1.0, "lowlight": 1.0, "jpeg": 1.6}
+
+
+def quantise(x: torch.Tensor) -> torch.Tensor:
+    """Round to 8 bits, as an image file would store it."""
+    return (x.clamp(0, 1) * 255).round() / 255
 
 
 def _region(photo: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
@@ -33,75 +49,152 @@ def _photos(data: Path, split: str) -> list[torch.Tensor]:
     return [torch.from_numpy(np.array(a, copy=True)).permute(2, 0, 1) for a in load_split(data, split).values()]
 
 
-def train_classifier(data: str = "data/photos", out: str = "runs/classifier", steps: int = 3000, batch: int = 16,
-                     lr: float = 1e-3, region: int = 256, seed: int = 0, threads: int = 2, log=print) -> Path:
-    """Train and save ``out/classifier.safetensors``; returns its path."""
+def sample_degradations(gen: torch.Generator, p_clean: float = 0.2, p_mix: float = 0.45) -> list[deg.Degradation]:
+    """Clean, one kind, or a mixture of two or three kinds (weights :data:`CLASSIFIER_WEIGHTS`)."""
+    r = float(torch.rand((), generator=gen))
+    if r < p_clean:
+        return []
+    n = 1 if r < 1 - p_mix else int(torch.randint(2, 4, (), generator=gen))
+    kinds = list(CLASSIFIER_WEIGHTS)
+    weights = torch.tensor([CLASSIFIER_WEIGHTS[k] for k in kinds])
+    chosen: list[str] = []
+    while len(chosen) < n:
+        k = kinds[int(torch.multinomial(weights, 1, generator=gen))]
+        if k in chosen or any(k in ex and c in ex for ex in deg.EXCLUSIVE for c in chosen):
+            continue
+        chosen.append(k)
+    return [deg.make(k, float(torch.rand((), generator=gen)), gen) for k in chosen]
+
+
+def make_batch(photos: list[torch.Tensor], cfg: ClassifierConfig, batch: int, k: int, region: int,
+               gen: torch.Generator, degs: list[list[deg.Degradation]] | None = None):
+    """One training batch: crops [B, K, 3, c, c], whole views [B, 3, g, g], labels and severities [B, L]."""
+    crops, wholes, ys, ss = [], [], [], []
+    for i in range(batch):
+        x = _region(photos[int(torch.randint(0, len(photos), (), generator=gen))], region, gen)
+        d = sample_degradations(gen) if degs is None else degs[i]
+        c, w = views(quantise(deg.apply(x, d, gen)), cfg, gen, k=k)
+        y, s = targets(d)
+        crops.append(c), wholes.append(w), ys.append(y), ss.append(s)
+    return torch.stack(crops), torch.stack(wholes), torch.stack(ys), torch.stack(ss)
+
+
+def classifier_loss(model: DegradationClassifier, crops, wholes, y, s) -> torch.Tensor:
+    logits, sev = model(crops, wholes)
+    return (F.binary_cross_entropy_with_logits(logits, y)
+            + (F.l1_loss(sev, s, reduction="none") * y).sum() / y.sum().clamp(min=1))
+
+
+def _blur_whole(w: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Training augmentation of the global view: a random slight blur, so that the global branch
+    cannot learn fine blur cues that vanish when a large photo is down-scaled to the view."""
+    sigma = 1.2 * float(torch.rand((), generator=gen))
+    if sigma < 0.2:
+        return w
+    return deg.convolve(w, deg.gaussian_kernel(sigma))
+
+
+def train_classifier(data: str = "data/photos", out: str = "runs/classifier", steps: int = 4000, batch: int = 24,
+                     crops: int = 6, lr: float = 1e-3, warmup: int = 200, region: int = 192, seed: int = 0,
+                     threads: int = 1, minutes: float | None = None, log=print) -> Path:
+    """Train and save ``out/classifier.safetensors`` (and ``out/train-log.jsonl``); returns its path.
+
+    AdamW with a linear warm-up and a cosine decay, gradient clipping at 1. ``minutes`` stops
+    early (the cosine schedule is laid out over ``steps``). A checkpoint is written every 250 steps.
+    """
     torch.set_num_threads(threads)
     gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
     photos = _photos(Path(data), "train")
     model = DegradationClassifier()
     cfg = model.config
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda i: min(1.0, (i + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(i, steps) / steps)))
     outdir = Path(out)
     outdir.mkdir(parents=True, exist_ok=True)
-    t0, losses = time.time(), []
+    path = outdir / "classifier.safetensors"
+    logf = open(outdir / "train-log.jsonl", "a")
+    start, t0, losses, data_time = time.time(), time.time(), [], 0.0
+    meta = {"data": data, "batch": batch, "crops": crops, "region": region, "lr": lr, "seed": seed}
     for step in range(1, steps + 1):
-        crops, wholes, ys, ss = [], [], [], []
-        for _ in range(batch):
-            x = _region(photos[int(torch.randint(0, len(photos), (), generator=gen))], region, gen)
-            d = deg.sample(gen, p_clean=0.15, p_mix=0.45)
-            c, w = views(deg.apply(x, d, gen), cfg, gen)
-            y, s = targets(d)
-            crops.append(c), wholes.append(w), ys.append(y), ss.append(s)
-        y, s = torch.stack(ys), torch.stack(ss)
-        logits, sev = model(torch.stack(crops), torch.stack(wholes))
-        loss = F.binary_cross_entropy_with_logits(logits, y) + (F.l1_loss(sev, s, reduction="none") * y).sum() / y.sum().clamp(min=1)
+        model.train()
+        td = time.time()
+        c, w, y, s = make_batch(photos, cfg, batch, crops, region, gen)
+        w = torch.stack([_blur_whole(wi, gen) for wi in w])
+        data_time += time.time() - td
+        loss = classifier_loss(model, c, w, y, s)
         opt.zero_grad()
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
         losses.append(loss.item())
-        if step % 100 == 0:
-            log(json.dumps({"step": step, "loss": round(float(np.mean(losses)), 4),
-                            "sec_per_step": round((time.time() - t0) / len(losses), 3)}))
-            t0, losses = time.time(), []
-    path = outdir / "classifier.safetensors"
-    save_classifier(model, path, {"steps": steps, "data": data})
+        done = minutes is not None and time.time() - start > 60 * minutes
+        if step % 50 == 0 or done or step == steps:
+            rec = {"step": step, "loss": round(float(np.mean(losses)), 4), "lr": round(sched.get_last_lr()[0], 6),
+                   "sec_per_step": round((time.time() - t0) / len(losses), 3),
+                   "data_sec_per_step": round(data_time / len(losses), 3), "minutes": round((time.time() - start) / 60, 1)}
+            log(json.dumps(rec))
+            logf.write(json.dumps(rec) + "\n")
+            logf.flush()
+            t0, losses, data_time = time.time(), [], 0.0
+        if step % 250 == 0 or done or step == steps:
+            save_classifier(model, path, meta | {"steps": step})
+        if done:
+            break
+    logf.close()
     return path
 
 
+def _single(gen: torch.Generator) -> list[deg.Degradation]:
+    kinds = list(deg.TRAIN_WEIGHTS)
+    return [deg.make(kinds[int(torch.randint(0, len(kinds), (), generator=gen))], float(torch.rand((), generator=gen)), gen)]
+
+
+def _mixture(gen: torch.Generator) -> list[deg.Degradation]:
+    while True:
+        d = deg.sample(gen, p_clean=0.0, p_mix=1.0)
+        if len(d) >= 2:
+            return d
+
+
 def evaluate_classifier(model: DegradationClassifier, data: str | None = None, per_photo: int = 6,
-                        region: int = 256, seed: int = 0) -> dict:
-    """Held-out metrics: F1 per label (singles, mixtures), severity within one level, clean pass rate."""
+                        region: int = 256, seed: int = 0, threshold: float = 0.5, confusion: bool = False) -> dict:
+    """Held-out metrics: F1 per label (singles, mixtures), severity within one level, clean pass rate.
+
+    For every held-out photo, ``per_photo`` clean regions, ``per_photo`` single degradations
+    (kind uniform over :data:`m3unet.degradation.KINDS`, severity uniform in [0, 1]) and
+    ``per_photo`` mixtures of two or three (:func:`m3unet.degradation.sample`), all seeded by
+    ``seed``; images are quantised to 8 bits. ``region`` px square regions (0: the whole photo).
+    """
     from .evaluate import heldout_photos
     photos = [torch.from_numpy(np.array(a, copy=True)).permute(2, 0, 1) for a in heldout_photos(data).values()]
     gen = torch.Generator().manual_seed(seed)
-    clf = Classifier(model)
+    clf = Classifier(model, threshold)
     counts = {kind: {k: [0, 0, 0] for k in LABELS} for kind in ("single", "mixture")}  # tp, fp, fn
+    conf = {k: {j: 0 for j in LABELS + ("none",)} for k in LABELS}  # singles: true label -> detected
+    clean_fp = {k: 0 for k in LABELS}
     sev_ok = sev_n = clean_ok = clean_n = 0
     for photo in photos:
         for j in range(per_photo * 3):
-            x = _region(photo, region, gen)
+            x = _region(photo, region if region > 0 else 1 << 30, gen)
             mode = ("clean", "single", "mixture")[j % 3]
-            if mode == "clean":
-                d = []
-            elif mode == "single":
-                d = [deg.make(k, float(torch.rand((), generator=gen)), gen)
-                     for k in [list(deg.TRAIN_WEIGHTS)[int(torch.randint(0, len(deg.TRAIN_WEIGHTS), (), generator=gen))]]]
-            else:
-                while True:
-                    d = deg.sample(gen, p_clean=0.0, p_mix=1.0)
-                    if len(d) >= 2:
-                        break
-            y = deg.apply(x, d, gen)
+            d = [] if mode == "clean" else _single(gen) if mode == "single" else _mixture(gen)
+            y = quantise(deg.apply(x, d, gen))
             f = clf(y.permute(1, 2, 0)[None])[0]
             truth, tsev = targets(d)
             found = set(f.labels)
             if mode == "clean":
                 clean_n += 1
                 clean_ok += not found
+                for k in found:
+                    clean_fp[k] += 1
                 continue
+            if mode == "single":
+                t = LABELS[int(truth.argmax())]
+                for k in found or {"none"}:
+                    conf[t][k] += 1
             for i, k in enumerate(LABELS):
                 t = bool(truth[i])
                 c = counts[mode][k]
@@ -113,5 +206,35 @@ def evaluate_classifier(model: DegradationClassifier, data: str | None = None, p
                     sev_ok += abs(deg.LEVELS.index(level(f.severity[k])) - deg.LEVELS.index(level(float(tsev[i])))) <= 1
     f1 = {kind: {k: round(2 * tp / max(1, 2 * tp + fp + fn), 3) for k, (tp, fp, fn) in c.items()}
           for kind, c in counts.items()}
-    return {"f1": f1, "severity_within_one_level": round(sev_ok / max(1, sev_n), 3),
-            "clean_no_label": round(clean_ok / max(1, clean_n), 3), "photos": len(photos)}
+    out = {"f1": f1, "severity_within_one_level": round(sev_ok / max(1, sev_n), 3),
+           "clean_no_label": round(clean_ok / max(1, clean_n), 3), "clean_false_labels": clean_fp,
+           "photos": len(photos), "per_photo": per_photo, "region": region, "seed": seed, "threshold": threshold,
+           "counts": counts}
+    if confusion:
+        out["single_confusion"] = conf
+    return out
+
+
+def main_args(args) -> int:
+    """``python -m m3unet train-classifier``."""
+    path = train_classifier(data=args.data, out=args.out, steps=args.steps, batch=args.batch, crops=args.crops,
+                            lr=args.lr, region=args.region, seed=args.seed, threads=args.threads,
+                            minutes=args.minutes, log=lambda s: print(s, flush=True))
+    print(f"wrote {path}")
+    return 0
+
+
+def eval_main_args(args) -> int:
+    """``python -m m3unet eval-classifier``: prints (and optionally writes) the held-out metrics as JSON."""
+    from .classify import load_classifier
+    model = load_classifier(args.classifier)
+    t0 = time.time()
+    res = evaluate_classifier(model, args.data, per_photo=args.per_photo, region=args.region, seed=args.seed,
+                              threshold=args.threshold, confusion=True)
+    res["classifier"] = str(args.classifier or "weights/classifier-default.safetensors")
+    res["seconds"] = round(time.time() - t0, 1)
+    text = json.dumps(res, indent=1)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+    return 0
