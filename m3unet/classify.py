@@ -126,7 +126,10 @@ def crop_positions(h: int, w: int, crop: int, k: int, gen: torch.Generator | Non
     cols = max(1, min(nx_max + 1, math.ceil(k / rows)))
     ys = [JPEG_BLOCK * round(i * ny_max / max(1, rows - 1)) for i in range(rows)] if rows > 1 else [JPEG_BLOCK * (ny_max // 2)]
     xs = [JPEG_BLOCK * round(i * nx_max / max(1, cols - 1)) for i in range(cols)] if cols > 1 else [JPEG_BLOCK * (nx_max // 2)]
-    return [(y, x) for y in ys for x in xs]
+    grid = [(y, x) for y in ys for x in xs]
+    if len(grid) <= k:
+        return grid
+    return [grid[round(i * (len(grid) - 1) / (k - 1))] for i in range(k)] if k > 1 else [grid[len(grid) // 2]]
 
 
 def views(image: torch.Tensor, config: ClassifierConfig, gen: torch.Generator | None = None,
@@ -184,13 +187,13 @@ class Finding:
         return describe([Degradation(k, self.severity[k]) for k in self.labels])
 
     def to_dict(self) -> dict:
-        """JSON-ready: probabilities of every label, severities of the detected ones, the labels."""
+        """JSON-ready: probability and severity (0-1) of every label, the detected labels and their levels."""
         return {"labels": {k: self.probabilities[k] for k in LABELS},
-                "severity": {k: self.severity[k] for k in self.labels},
-                "detected": self.labels, "threshold": self.threshold}
+                "severity": {k: self.severity[k] for k in LABELS},
+                "detected": self.labels, "levels": self.levels(), "threshold": self.threshold}
 
 
-def default_plan(findings: Finding) -> list[dict]:
+def default_plan(finding: Finding) -> list[dict]:
     """A simple restoration plan: one M3UNet step per detected label, most severe first.
 
     Each step is ``{"task", "strength", "model": "m3unet", "text"}`` with the label's level as
@@ -198,8 +201,8 @@ def default_plan(findings: Finding) -> list[dict]:
     ordering of issue 3 (``m3unet.plan``) replaces this when available.
     """
     from .text import describe
-    return [{"task": k, "strength": level(findings.severity[k]), "model": "m3unet",
-             "text": describe([Degradation(k, findings.severity[k])])} for k in findings.labels]
+    return [{"task": k, "strength": level(finding.severity[k]), "model": "m3unet",
+             "text": describe([Degradation(k, finding.severity[k])])} for k in finding.labels]
 
 
 class Classifier:

@@ -1,18 +1,21 @@
 """The M3UNet ComfyUI nodes (V3 API); imported by the pack's ``comfy_entrypoint`` only.
 
 One module per concept: ``loader`` (checkpoint), ``refine`` (RefineEncoder embedding),
-``control`` (PixelControl), ``sampler`` (restoration); ``common`` holds the socket types,
+``control`` (PixelControl), ``sampler`` (restoration), ``classify`` (DegradationClassifier);
+``common`` holds the socket types,
 the ``m3unet`` models folder and the model-management glue.
 """
 from .common import register_model_folder
 
 register_model_folder()  # before any schema lists the folder's files
 
+from .classify import DegradationClassifierNode  # noqa: E402
 from .control import M3UNetPixelControl  # noqa: E402
 from .loader import M3UNetLoader  # noqa: E402
 from .refine import M3UNetRefineEncoder  # noqa: E402
 from .sampler import M3UNetSampler  # noqa: E402
 
-NODE_LIST = [M3UNetLoader, M3UNetRefineEncoder, M3UNetPixelControl, M3UNetSampler]
+NODE_LIST = [M3UNetLoader, M3UNetRefineEncoder, M3UNetPixelControl, M3UNetSampler, DegradationClassifierNode]
 
-__all__ = ["NODE_LIST", "M3UNetLoader", "M3UNetRefineEncoder", "M3UNetPixelControl", "M3UNetSampler"]
+__all__ = ["NODE_LIST", "M3UNetLoader", "M3UNetRefineEncoder", "M3UNetPixelControl", "M3UNetSampler",
+           "DegradationClassifierNode"]

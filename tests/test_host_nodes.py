@@ -28,7 +28,8 @@ EXAMPLES = REPO / "examples"
 WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
 EXAMPLE_INPUT = "m3unet_example_degraded.png"
 NODE_IDS = {"M3UNetLoader": None, "M3UNetRefineEncoder": "RefineEncoder (M3UNet)",
-            "M3UNetPixelControl": "PixelControl (M3UNet)", "M3UNetSampler": None}
+            "M3UNetPixelControl": "PixelControl (M3UNet)", "M3UNetSampler": None,
+            "DegradationClassifier": "Degradation Classifier (M3UNet)"}
 DEFAULT_MODEL = "m3unet-default.safetensors"
 TIMINGS: dict[str, float] = {}
 
@@ -174,6 +175,11 @@ def test_nodes_registered(comfy_object_info: dict[str, Any]) -> None:
     assert comfy_object_info["M3UNetRefineEncoder"]["output"] == ["M3UNET_EMBED"]
     assert comfy_object_info["M3UNetPixelControl"]["output"] == ["M3UNET_CONTROL"]
     assert comfy_object_info["M3UNetLoader"]["output"] == ["M3UNET_MODEL"]
+    clf = comfy_object_info["DegradationClassifier"]
+    assert clf["output"] == ["DEGRADATION", "STRING", "STRING"]
+    assert clf["input"]["required"]["classifier_name"][1]["options"][0] == "classifier-default.safetensors"
+    assert "classifier-default.safetensors" not in options  # not offered as an M3UNet model
+    assert comfy_object_info["M3UNetSampler"]["input"]["optional"]["degradation"][0] == "DEGRADATION"
 
 
 # ---------------------------------------------------------------------------- 2. workflows
@@ -201,6 +207,21 @@ def test_workflow_restores(comfy_host: ComfyHost, comfy_object_info: dict[str, A
     print(f"\n{workflow.name}: PSNR saved {p_saved:.2f} dB vs input {p_input:.2f} dB "
           f"({TIMINGS[workflow.stem]:.1f} s)")
     assert p_saved > p_input, f"no restoration: PSNR saved {p_saved:.2f} dB <= input {p_input:.2f} dB"
+
+
+def test_classifier_report_on_the_example(comfy_host: ComfyHost, inputs: dict[str, str]) -> None:
+    """The classifier finds the example's degradations; its report reaches the UI (PreviewAny)."""
+    g = {"1": load_image_node(inputs["example"]),
+         "2": {"class_type": "DegradationClassifier",
+               "inputs": {"image": ["1", 0], "classifier_name": "classifier-default.safetensors", "threshold": 0.5}},
+         "3": {"class_type": "PreviewAny", "inputs": {"source": ["2", 1]}},
+         "4": {"class_type": "PreviewAny", "inputs": {"source": ["2", 2]}}}
+    entry = comfy_host.run(g, timeout=300)
+    assert_success(comfy_host, entry)
+    report, text = (entry["outputs"][k]["text"][0] for k in ("3", "4"))
+    print(f"\nclassifier on the example: {report} | {text}")
+    assert report != "no degradation detected" and "p=" in report, report
+    assert text.startswith(("remove", "sharpen", "restore", "brighten", "fix")), text
 
 
 # ---------------------------------------------------------------------------- 3. batches
