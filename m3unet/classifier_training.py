@@ -28,7 +28,7 @@ from .data import load_split
 from .degradation import level
 
 # Kind weights for classifier training: every label about equally often (lowres, the hardest, more).
-CLASSIFIER_WEIGHTS = {"noise": 1.2, "poisson": 0.6, "blur": 1.6, "motion": 1.2, "lowres": 1.8,
+CLASSIFIER_WEIGHTS = {"noise": 1.2, "poisson": 0.6, "blur": 1.6, "motion": 1.6, "lowres": 1.8,
                       "haze": 1.0, "lowlight": 1.0, "jpeg": 1.6}
 
 
@@ -96,17 +96,18 @@ def _blur_whole(w: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 def train_classifier(data: str = "data/photos", out: str = "runs/classifier", steps: int = 4000, batch: int = 24,
                      crops: int = 6, lr: float = 1e-3, warmup: int = 200, region: int = 192, seed: int = 0,
-                     threads: int = 1, minutes: float | None = None, log=print) -> Path:
+                     threads: int = 1, minutes: float | None = None, init: str | None = None, log=print) -> Path:
     """Train and save ``out/classifier.safetensors`` (and ``out/train-log.jsonl``); returns its path.
 
     AdamW with a linear warm-up and a cosine decay, gradient clipping at 1. ``minutes`` stops
     early (the cosine schedule is laid out over ``steps``). A checkpoint is written every 250 steps.
+    ``init`` starts from a classifier file (see :func:`warm_start`).
     """
     torch.set_num_threads(threads)
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     photos = _photos(Path(data), "train")
-    model = DegradationClassifier()
+    model = warm_start(init) if init else DegradationClassifier()
     cfg = model.config
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -116,7 +117,8 @@ def train_classifier(data: str = "data/photos", out: str = "runs/classifier", st
     path = outdir / "classifier.safetensors"
     logf = open(outdir / "train-log.jsonl", "a")
     start, t0, losses, data_time = time.time(), time.time(), [], 0.0
-    meta = {"data": data, "batch": batch, "crops": crops, "region": region, "lr": lr, "seed": seed}
+    meta = {"data": data, "batch": batch, "crops": crops, "region": region, "lr": lr, "seed": seed,
+            "init": init or ""}
     for step in range(1, steps + 1):
         model.train()
         td = time.time()
@@ -145,6 +147,27 @@ def train_classifier(data: str = "data/photos", out: str = "runs/classifier", st
             break
     logf.close()
     return path
+
+
+def warm_start(path: str) -> DegradationClassifier:
+    """A classifier with the default head inputs, initialised from the file at ``path``.
+
+    Tensors of the same shape are copied. If the file predates the per-crop statistics, the head's
+    first layer gets their columns appended with zero weights, so the warm-started model computes
+    exactly what the file's model did until training uses them.
+    """
+    from .classify import load_classifier
+    old = load_classifier(path)
+    cfg = ClassifierConfig.from_dict(json.loads(old.config.to_json()) | {"crop_stats": True})
+    model = DegradationClassifier(cfg)
+    state, src = model.state_dict(), old.state_dict()
+    for k, v in src.items():
+        if k in state and state[k].shape == v.shape:
+            state[k] = v.clone()
+        elif k == "head.0.weight" and v.shape[1] < state[k].shape[1]:
+            state[k] = torch.cat([v, torch.zeros(v.shape[0], state[k].shape[1] - v.shape[1])], 1)
+    model.load_state_dict(state)
+    return model
 
 
 def _single(gen: torch.Generator) -> list[deg.Degradation]:
@@ -218,8 +241,8 @@ def evaluate_classifier(model: DegradationClassifier, data: str | None = None, p
 def main_args(args) -> int:
     """``python -m m3unet train-classifier``."""
     path = train_classifier(data=args.data, out=args.out, steps=args.steps, batch=args.batch, crops=args.crops,
-                            lr=args.lr, region=args.region, seed=args.seed, threads=args.threads,
-                            minutes=args.minutes, log=lambda s: print(s, flush=True))
+                            lr=args.lr, warmup=args.warmup, region=args.region, seed=args.seed, threads=args.threads,
+                            minutes=args.minutes, init=args.init, log=lambda s: print(s, flush=True))
     print(f"wrote {path}")
     return 0
 

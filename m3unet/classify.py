@@ -45,6 +45,7 @@ class ClassifierConfig:
     crop: int = 64
     crops: int = 16
     global_size: int = 32
+    crop_stats: bool = True  # hand-crafted blur statistics per crop (see :func:`crop_statistics`)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -52,6 +53,7 @@ class ClassifierConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "ClassifierConfig":
         known = {f.name for f in fields(cls)}
+        d = {"crop_stats": False} | dict(d)  # files written before the statistics existed
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
@@ -71,6 +73,38 @@ def _stack(cin: int, stem: int, widths: list[int]) -> nn.Sequential:
 def high_pass(x: torch.Tensor) -> torch.Tensor:
     """``x`` minus its 3x3 box mean (reflect border): the fine detail where noise, JPEG and blur show."""
     return x - F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+
+
+N_CROP_STATS = 17
+
+
+def crop_statistics(crops: torch.Tensor) -> torch.Tensor:
+    """Blur statistics of ``[N, 3, c, c]`` crops -> ``[N, 17]`` (classic sharpness measures).
+
+    Per scale (1, 2, 4 px): log gradient energy, structure-tensor coherence (motion blur makes
+    gradients one-directional) and log Laplacian energy; the log ratios of directional gradient
+    energies between scales (min/max over 4 directions: motion blur removes the fine gradients
+    along its path only; defocus and down-sampling remove them in every direction, down-sampling
+    with a sharper cut-off) and the crop's luminance mean and contrast.
+    """
+    lum = (0.299 * crops[:, 0] + 0.587 * crops[:, 1] + 0.114 * crops[:, 2])[:, None]
+    feats, directional = [], []
+    for s in (1, 2, 4):
+        x = F.avg_pool2d(lum, s) if s > 1 else lum
+        gx = (x[..., :, 1:] - x[..., :, :-1])[..., :-1, :]
+        gy = (x[..., 1:, :] - x[..., :-1, :])[..., :, :-1]
+        exx, eyy, exy = gx.pow(2).mean((1, 2, 3)), gy.pow(2).mean((1, 2, 3)), (gx * gy).mean((1, 2, 3))
+        energy = exx + eyy + 1e-8
+        lap = (4 * x[..., 1:-1, 1:-1] - x[..., :-2, 1:-1] - x[..., 2:, 1:-1] - x[..., 1:-1, :-2]
+               - x[..., 1:-1, 2:]).pow(2).mean((1, 2, 3))
+        directional.append(torch.stack([exx, eyy, (exx + eyy) / 2 + exy, (exx + eyy) / 2 - exy], 1).clamp(min=0) + 1e-8)
+        feats += [energy.log(), torch.sqrt((exx - eyy) ** 2 + 4 * exy ** 2) / energy, (lap + 1e-8).log()]
+    r12 = (directional[0] / directional[1]).log()
+    r24 = (directional[1] / directional[2]).log()
+    feats += [r12.amin(1), r12.amax(1), r24.amin(1), r24.amax(1),
+              (directional[0].sum(1) / directional[1].sum(1)).log(), (directional[1].sum(1) / directional[2].sum(1)).log(),
+              lum.mean((1, 2, 3)), lum.std((1, 2, 3))]
+    return torch.stack(feats, 1)
 
 
 def colour_stats(whole: torch.Tensor) -> torch.Tensor:
@@ -97,7 +131,8 @@ class DegradationClassifier(nn.Module):
         # Local branch at full resolution (stem without stride): RGB and its high-pass.
         self.local = _stack(6, w[0], w)
         self.glob = _stack(3, gw[0], gw)
-        feat = 2 * w[-1] + 2 * gw[-1] + self.N_STATS
+        feat = 2 * w[-1] + 2 * gw[-1] + self.N_STATS + (N_CROP_STATS if cfg.crop_stats else 0)
+        self.stats_norm = nn.BatchNorm1d(N_CROP_STATS) if cfg.crop_stats else None
         self.head = nn.Sequential(nn.Linear(feat, cfg.hidden), nn.GELU(), nn.Linear(cfg.hidden, 3 * len(LABELS)))
 
     @staticmethod
@@ -110,7 +145,10 @@ class DegradationClassifier(nn.Module):
         x = crops.flatten(0, 1)
         loc = self._pool(self.local(torch.cat([x * 2 - 1, high_pass(x) * 8], 1))).view(b, k, -1)
         glb = torch.cat([self._pool(self.glob(whole * 2 - 1)), colour_stats(whole)], 1)
-        out = self.head(torch.cat([loc, glb[:, None].expand(b, k, glb.shape[1])], 2))  # [B, K, 3L]
+        parts = [loc, glb[:, None].expand(b, k, glb.shape[1])]
+        if self.stats_norm is not None:
+            parts.append(self.stats_norm(crop_statistics(x)).view(b, k, -1))
+        out = self.head(torch.cat(parts, 2))  # [B, K, 3L]
         logit, sev, evidence = out.chunk(3, dim=2)
         weight = torch.softmax(evidence, dim=1)
         return (weight * logit).sum(1), (weight * torch.sigmoid(sev)).sum(1)
