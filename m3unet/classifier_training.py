@@ -170,6 +170,78 @@ def warm_start(path: str) -> DegradationClassifier:
     return model
 
 
+@torch.no_grad()
+def _cache_features(model: DegradationClassifier, photos: list[torch.Tensor], per_photo: int, region: int,
+                    gen: torch.Generator) -> list[torch.Tensor]:
+    """Frozen CNN features of fresh degraded regions, read exactly as at inference (grid crops)."""
+    model.eval()
+    locs, glbs, sts, ys, ss = [], [], [], [], []
+    for photo in photos:
+        for _ in range(per_photo):
+            d = sample_degradations(gen)
+            c, w = views(quantise(deg.apply(_region(photo, region, gen), d, gen)), model.config)
+            loc, glb, st = model.features(c[None], w[None])
+            y, s = targets(d)
+            locs.append(loc[0]), glbs.append(glb[0]), sts.append(st[0]), ys.append(y), ss.append(s)
+    return [torch.stack(t) for t in (locs, glbs, sts, ys, ss)]
+
+
+def fit_heads(model: DegradationClassifier, data: str = "data/photos", per_photo: int = 120, region: int = 256,
+              epochs: int = 60, lr: float = 1e-3, val_photos: int = 5, seed: int = 2, threads: int = 1,
+              log=print) -> DegradationClassifier:
+    """Second stage: fit the decision heads (per-crop head and the image-level head on pooled
+    statistics) on cached features of the frozen CNN branches.
+
+    The CNN branches are the expensive part; with them frozen, each training photo's degraded
+    regions are encoded once (``per_photo`` regions, read with the inference grid of crops) and
+    the small heads are trained for ``epochs`` passes. The last ``val_photos`` training photos
+    (never the held-out split) pick the epoch with the lowest loss.
+    """
+    import copy
+    torch.set_num_threads(threads)
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    if model.image_head is None:  # an older file: add the image-level head (zero output at first)
+        cfg = ClassifierConfig.from_dict(json.loads(model.config.to_json()) | {"image_head": True})
+        fresh = DegradationClassifier(cfg)
+        fresh.load_state_dict(model.state_dict(), strict=False)
+        model = fresh
+    photos = _photos(Path(data), "train")
+    t0 = time.time()
+    train = _cache_features(model, photos[:-val_photos], per_photo, region, gen)
+    val = _cache_features(model, photos[-val_photos:], per_photo // 2, region, gen)
+    log(json.dumps({"cached": len(train[0]), "val": len(val[0]), "minutes": round((time.time() - t0) / 60, 1)}))
+    params = list(model.head.parameters()) + list(model.image_head.parameters())
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-3)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
+
+    def loss_of(batch) -> torch.Tensor:
+        loc, glb, st, y, s = batch
+        logits, sev = model.decide(loc, glb, st)
+        return (F.binary_cross_entropy_with_logits(logits, y)
+                + (F.l1_loss(sev, s, reduction="none") * y).sum() / y.sum().clamp(min=1))
+
+    best, best_state = float("inf"), None
+    n = len(train[0])
+    for epoch in range(epochs):
+        perm = torch.randperm(n)
+        for i in range(0, n, 64):
+            idx = perm[i:i + 64]
+            loss = loss_of([t[idx] for t in train])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        sched.step()
+        with torch.no_grad():
+            v = float(loss_of(val))
+        if v < best:
+            best, best_state = v, copy.deepcopy(model.state_dict())
+        if epoch % 5 == 4 or epoch == epochs - 1:
+            log(json.dumps({"epoch": epoch + 1, "val_loss": round(v, 4), "best": round(best, 4)}))
+    model.load_state_dict(best_state)
+    return model.eval()
+
+
 def _single(gen: torch.Generator) -> list[deg.Degradation]:
     kinds = list(deg.TRAIN_WEIGHTS)
     return [deg.make(kinds[int(torch.randint(0, len(kinds), (), generator=gen))], float(torch.rand((), generator=gen)), gen)]
@@ -305,6 +377,19 @@ def bench_classifier(model: DegradationClassifier, side: int = 1000, threads: in
         times.append(time.perf_counter() - t0)
     return {"megapixels": round(side * side / 1e6, 2), "threads": threads,
             "median_s": round(float(np.median(times)), 4), "best_s": round(min(times), 4)}
+
+
+def fit_main_args(args) -> int:
+    """``python -m m3unet fit-classifier-heads``."""
+    from .classify import load_classifier
+    model = fit_heads(load_classifier(args.init), data=args.data, per_photo=args.per_photo, epochs=args.epochs,
+                      seed=args.seed, threads=args.threads, log=lambda s: print(s, flush=True))
+    meta = dict(getattr(load_classifier(args.init), "metadata", {}))
+    meta = {k: v for k, v in meta.items() if k not in ("m3unet_classifier_config", "labels", "format")}
+    meta.update({"heads_fitted_from": args.init, "heads_per_photo": args.per_photo, "heads_epochs": args.epochs})
+    save_classifier(model, args.out, meta)
+    print(f"wrote {args.out}")
+    return 0
 
 
 def eval_main_args(args) -> int:

@@ -46,6 +46,7 @@ class ClassifierConfig:
     crops: int = 16
     global_size: int = 32
     crop_stats: bool = True  # hand-crafted blur statistics per crop (see :func:`crop_statistics`)
+    image_head: bool = True  # an image-level head on pooled statistics (needs crop_stats)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -53,7 +54,7 @@ class ClassifierConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "ClassifierConfig":
         known = {f.name for f in fields(cls)}
-        d = {"crop_stats": False} | dict(d)  # files written before the statistics existed
+        d = {"crop_stats": False, "image_head": False} | dict(d)  # files written before these existed
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
@@ -134,24 +135,49 @@ class DegradationClassifier(nn.Module):
         feat = 2 * w[-1] + 2 * gw[-1] + self.N_STATS + (N_CROP_STATS if cfg.crop_stats else 0)
         self.stats_norm = nn.BatchNorm1d(N_CROP_STATS) if cfg.crop_stats else None
         self.head = nn.Sequential(nn.Linear(feat, cfg.hidden), nn.GELU(), nn.Linear(cfg.hidden, 3 * len(LABELS)))
+        self.image_head = None
+        if cfg.image_head:
+            img = 2 * gw[-1] + self.N_STATS + 2 * w[-1] + 4 * N_CROP_STATS
+            self.image_head = nn.Sequential(nn.Linear(img, cfg.hidden), nn.GELU(), nn.Linear(cfg.hidden, 2 * len(LABELS)))
+            nn.init.zeros_(self.image_head[-1].weight)
+            nn.init.zeros_(self.image_head[-1].bias)
 
     @staticmethod
     def _pool(f: torch.Tensor) -> torch.Tensor:
         return torch.cat([f.mean((2, 3)), f.amax((2, 3))], 1)
 
-    def forward(self, crops: torch.Tensor, whole: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``crops`` [B, K, 3, c, c] and ``whole`` [B, 3, g, g] (0-1) -> logits [B, L], severity [B, L]."""
+    def features(self, crops: torch.Tensor, whole: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The two CNN branches and the statistics: crop features [B, K, F], global features [B, G],
+        normalised crop statistics [B, K, S] (or None)."""
         b, k = crops.shape[:2]
         x = crops.flatten(0, 1)
         loc = self._pool(self.local(torch.cat([x * 2 - 1, high_pass(x) * 8], 1))).view(b, k, -1)
         glb = torch.cat([self._pool(self.glob(whole * 2 - 1)), colour_stats(whole)], 1)
-        parts = [loc, glb[:, None].expand(b, k, glb.shape[1])]
-        if self.stats_norm is not None:
-            parts.append(self.stats_norm(crop_statistics(x)).view(b, k, -1))
-        out = self.head(torch.cat(parts, 2))  # [B, K, 3L]
-        logit, sev, evidence = out.chunk(3, dim=2)
+        st = self.stats_norm(crop_statistics(x)).view(b, k, -1) if self.stats_norm is not None else None
+        return loc, glb, st
+
+    def decide(self, loc: torch.Tensor, glb: torch.Tensor, st: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-crop logits pooled by their evidence weights (+ the image-level head) -> logits, severity."""
+        b, k = loc.shape[:2]
+        parts = [loc, glb[:, None].expand(b, k, glb.shape[1])] + ([st] if st is not None else [])
+        logit, sev, evidence = self.head(torch.cat(parts, 2)).chunk(3, dim=2)  # [B, K, L] each
         weight = torch.softmax(evidence, dim=1)
-        return (weight * logit).sum(1), (weight * torch.sigmoid(sev)).sum(1)
+        if self.image_head is None:
+            return (weight * logit).sum(1), (weight * torch.sigmoid(sev)).sum(1)
+        img_logit, img_sev = self.image_head(torch.cat([glb, loc.mean(1), pool_statistics(st)], 1)).chunk(2, dim=1)
+        return (weight * logit).sum(1) + img_logit, torch.sigmoid((weight * sev).sum(1) + img_sev)
+
+    def forward(self, crops: torch.Tensor, whole: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``crops`` [B, K, 3, c, c] and ``whole`` [B, 3, g, g] (0-1) -> logits [B, L], severity [B, L]."""
+        return self.decide(*self.features(crops, whole))
+
+
+def pool_statistics(st: torch.Tensor) -> torch.Tensor:
+    """Image-level view of the crop statistics ``[B, K, S]``: the mean over crops, the mean of the
+    three most textured crops (highest fine-scale gradient energy, where blur shows best), min and max."""
+    top = st[..., 0].topk(min(3, st.shape[1]), dim=1).indices
+    textured = torch.gather(st, 1, top[..., None].expand(-1, -1, st.shape[2])).mean(1)
+    return torch.cat([st.mean(1), textured, st.amin(1), st.amax(1)], 1)
 
 
 def crop_positions(h: int, w: int, crop: int, k: int, gen: torch.Generator | None = None) -> list[tuple[int, int]]:

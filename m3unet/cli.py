@@ -1,4 +1,4 @@
-"""Command line: ``python -m m3unet restore|classify|eval|bench|train|train-classifier|eval-classifier|prepare-data``."""
+"""Command line: ``python -m m3unet restore|classify|eval|bench|train|train-classifier|fit-classifier-heads|eval-classifier|prepare-data``."""
 from __future__ import annotations
 
 import argparse
@@ -81,6 +81,16 @@ def _parser() -> argparse.ArgumentParser:
     tc.add_argument("--init", default=None, help="classifier .safetensors to start from (warm start)")
     tc.add_argument("--warmup", type=int, default=200, help="linear learning-rate warm-up steps")
 
+    fh = sub.add_parser("fit-classifier-heads", help="second stage: fit the classifier's decision heads on "
+                        "cached features of its frozen CNN branches")
+    fh.add_argument("--init", required=True, help="classifier .safetensors from train-classifier")
+    fh.add_argument("--out", required=True, help="where to write the fitted classifier")
+    fh.add_argument("--data", default="data/photos")
+    fh.add_argument("--per-photo", dest="per_photo", type=int, default=120, help="degraded regions per training photo")
+    fh.add_argument("--epochs", type=int, default=60)
+    fh.add_argument("--seed", type=int, default=2)
+    fh.add_argument("--threads", type=int, default=1)
+
     ec = sub.add_parser("eval-classifier", help="classifier F1 / severity / clean-pass rate on held-out photos")
     ec.add_argument("--classifier", default=None)
     ec.add_argument("--data", default=None, help="prepared photo folder (default: data/photos if present)")
@@ -124,6 +134,9 @@ def _dispatch(args) -> int:
     elif args.command == "train-classifier":
         from .classifier_training import main_args
         return main_args(args)
+    elif args.command == "fit-classifier-heads":
+        from .classifier_training import fit_main_args
+        return fit_main_args(args)
     elif args.command == "eval-classifier":
         from .classifier_training import eval_main_args
         return eval_main_args(args)
