@@ -1,13 +1,19 @@
 """Training and evaluating the DegradationClassifier on synthetic degradations of clean photos.
 
-:func:`train_classifier` trains it (BCE on the labels, L1 on the severities of the
-labels present) on random regions of the training photos; :func:`evaluate_classifier` measures,
-on held-out photos, per-label F1 on single degradations and on mixtures of two or three, the
-share of severities within one level, and the share of clean photos with no label.
+:func:`train_classifier` trains it (binary cross-entropy on the labels, L1 on the severities of
+the labels present) on random regions of the training photos, degraded on the fly and quantised
+to 8 bits like any saved image; :func:`evaluate_classifier` measures, on the held-out photos,
+per-label F1 on single degradations and on mixtures of two or three, the share of severities
+within one level, and the share of clean photos with no label.
+
+Regions start at a random (not 8-aligned) offset in the photo, so that the JPEG blocks of the
+source photo (many are JPEG originals) fall off the crops' 8x8 grid, while a synthetic JPEG
+degradation always sits on it, as in a real JPEG file.
 """
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
@@ -16,9 +22,19 @@ import torch
 import torch.nn.functional as F
 
 from . import degradation as deg
-from .classify import LABELS, ClassifierConfig, Classifier, DegradationClassifier, save_classifier, targets, views
+from .classify import (LABELS, ClassifierConfig, Classifier, DegradationClassifier, save_classifier, targets,
+                       views)
 from .data import load_split
 from .degradation import level
+
+# Kind weights for classifier training: every label about equally often (lowres, the hardest, more).
+CLASSIFIER_WEIGHTS = {"noise": 1.2, "poisson": 0.6, "blur": 1.6, "motion": 1.6, "lowres": 1.8,
+                      "haze": 1.0, "lowlight": 1.0, "jpeg": 1.6}
+
+
+def quantise(x: torch.Tensor) -> torch.Tensor:
+    """Round to 8 bits, as an image file would store it."""
+    return (x.clamp(0, 1) * 255).round() / 255
 
 
 def _region(photo: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
@@ -33,75 +49,247 @@ def _photos(data: Path, split: str) -> list[torch.Tensor]:
     return [torch.from_numpy(np.array(a, copy=True)).permute(2, 0, 1) for a in load_split(data, split).values()]
 
 
-def train_classifier(data: str = "data/photos", out: str = "runs/classifier", steps: int = 3000, batch: int = 16,
-                     lr: float = 1e-3, region: int = 256, seed: int = 0, threads: int = 2, log=print) -> Path:
-    """Train and save ``out/classifier.safetensors``; returns its path."""
+def sample_degradations(gen: torch.Generator, p_clean: float = 0.2, p_mix: float = 0.45) -> list[deg.Degradation]:
+    """Clean, one kind, or a mixture of two or three kinds (weights :data:`CLASSIFIER_WEIGHTS`)."""
+    r = float(torch.rand((), generator=gen))
+    if r < p_clean:
+        return []
+    n = 1 if r < 1 - p_mix else int(torch.randint(2, 4, (), generator=gen))
+    kinds = list(CLASSIFIER_WEIGHTS)
+    weights = torch.tensor([CLASSIFIER_WEIGHTS[k] for k in kinds])
+    chosen: list[str] = []
+    while len(chosen) < n:
+        k = kinds[int(torch.multinomial(weights, 1, generator=gen))]
+        if k in chosen or any(k in ex and c in ex for ex in deg.EXCLUSIVE for c in chosen):
+            continue
+        chosen.append(k)
+    return [deg.make(k, float(torch.rand((), generator=gen)), gen) for k in chosen]
+
+
+def make_batch(photos: list[torch.Tensor], cfg: ClassifierConfig, batch: int, k: int, region: int,
+               gen: torch.Generator, degs: list[list[deg.Degradation]] | None = None):
+    """One training batch: crops [B, K, 3, c, c], whole views [B, 3, g, g], labels and severities [B, L]."""
+    crops, wholes, ys, ss = [], [], [], []
+    for i in range(batch):
+        x = _region(photos[int(torch.randint(0, len(photos), (), generator=gen))], region, gen)
+        d = sample_degradations(gen) if degs is None else degs[i]
+        c, w = views(quantise(deg.apply(x, d, gen)), cfg, gen, k=k)
+        y, s = targets(d)
+        crops.append(c), wholes.append(w), ys.append(y), ss.append(s)
+    return torch.stack(crops), torch.stack(wholes), torch.stack(ys), torch.stack(ss)
+
+
+def classifier_loss(model: DegradationClassifier, crops, wholes, y, s) -> torch.Tensor:
+    logits, sev = model(crops, wholes)
+    return (F.binary_cross_entropy_with_logits(logits, y)
+            + (F.l1_loss(sev, s, reduction="none") * y).sum() / y.sum().clamp(min=1))
+
+
+def _blur_whole(w: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Training augmentation of the global view: a random slight blur, so that the global branch
+    cannot learn fine blur cues that vanish when a large photo is down-scaled to the view."""
+    sigma = 1.2 * float(torch.rand((), generator=gen))
+    if sigma < 0.2:
+        return w
+    return deg.convolve(w, deg.gaussian_kernel(sigma))
+
+
+def train_classifier(data: str = "data/photos", out: str = "runs/classifier", steps: int = 4000, batch: int = 24,
+                     crops: int = 6, lr: float = 1e-3, warmup: int = 200, region: int = 192, seed: int = 0,
+                     threads: int = 1, minutes: float | None = None, init: str | None = None, log=print) -> Path:
+    """Train and save ``out/classifier.safetensors`` (and ``out/train-log.jsonl``); returns its path.
+
+    AdamW with a linear warm-up and a cosine decay, gradient clipping at 1. ``minutes`` stops
+    early (the cosine schedule is laid out over ``steps``). A checkpoint is written every 250 steps.
+    ``init`` starts from a classifier file (see :func:`warm_start`).
+    """
     torch.set_num_threads(threads)
     gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
     photos = _photos(Path(data), "train")
-    model = DegradationClassifier()
+    model = warm_start(init) if init else DegradationClassifier()
     cfg = model.config
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda i: min(1.0, (i + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(i, steps) / steps)))
     outdir = Path(out)
     outdir.mkdir(parents=True, exist_ok=True)
-    t0, losses = time.time(), []
+    path = outdir / "classifier.safetensors"
+    logf = open(outdir / "train-log.jsonl", "a")
+    start, t0, losses, data_time = time.time(), time.time(), [], 0.0
+    meta = {"data": data, "batch": batch, "crops": crops, "region": region, "lr": lr, "seed": seed,
+            "init": init or ""}
     for step in range(1, steps + 1):
-        crops, wholes, ys, ss = [], [], [], []
-        for _ in range(batch):
-            x = _region(photos[int(torch.randint(0, len(photos), (), generator=gen))], region, gen)
-            d = deg.sample(gen, p_clean=0.15, p_mix=0.45)
-            c, w = views(deg.apply(x, d, gen), cfg, gen)
-            y, s = targets(d)
-            crops.append(c), wholes.append(w), ys.append(y), ss.append(s)
-        y, s = torch.stack(ys), torch.stack(ss)
-        logits, sev = model(torch.stack(crops), torch.stack(wholes))
-        loss = F.binary_cross_entropy_with_logits(logits, y) + (F.l1_loss(sev, s, reduction="none") * y).sum() / y.sum().clamp(min=1)
+        model.train()
+        td = time.time()
+        c, w, y, s = make_batch(photos, cfg, batch, crops, region, gen)
+        w = torch.stack([_blur_whole(wi, gen) for wi in w])
+        data_time += time.time() - td
+        loss = classifier_loss(model, c, w, y, s)
         opt.zero_grad()
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
         losses.append(loss.item())
-        if step % 100 == 0:
-            log(json.dumps({"step": step, "loss": round(float(np.mean(losses)), 4),
-                            "sec_per_step": round((time.time() - t0) / len(losses), 3)}))
-            t0, losses = time.time(), []
-    path = outdir / "classifier.safetensors"
-    save_classifier(model, path, {"steps": steps, "data": data})
+        done = minutes is not None and time.time() - start > 60 * minutes
+        if step % 50 == 0 or done or step == steps:
+            rec = {"step": step, "loss": round(float(np.mean(losses)), 4), "lr": round(sched.get_last_lr()[0], 6),
+                   "sec_per_step": round((time.time() - t0) / len(losses), 3),
+                   "data_sec_per_step": round(data_time / len(losses), 3), "minutes": round((time.time() - start) / 60, 1)}
+            log(json.dumps(rec))
+            logf.write(json.dumps(rec) + "\n")
+            logf.flush()
+            t0, losses, data_time = time.time(), [], 0.0
+        if step % 250 == 0 or done or step == steps:
+            save_classifier(model, path, meta | {"steps": step})
+        if done:
+            break
+    logf.close()
     return path
 
 
+def warm_start(path: str) -> DegradationClassifier:
+    """A classifier with the default head inputs, initialised from the file at ``path``.
+
+    Tensors of the same shape are copied. If the file predates the per-crop statistics, the head's
+    first layer gets their columns appended with zero weights, so the warm-started model computes
+    exactly what the file's model did until training uses them.
+    """
+    from .classify import load_classifier
+    old = load_classifier(path)
+    cfg = ClassifierConfig.from_dict(json.loads(old.config.to_json()) | {"crop_stats": True})
+    model = DegradationClassifier(cfg)
+    state, src = model.state_dict(), old.state_dict()
+    for k, v in src.items():
+        if k in state and state[k].shape == v.shape:
+            state[k] = v.clone()
+        elif k == "head.0.weight" and v.shape[1] < state[k].shape[1]:
+            state[k] = torch.cat([v, torch.zeros(v.shape[0], state[k].shape[1] - v.shape[1])], 1)
+    model.load_state_dict(state)
+    return model
+
+
+@torch.no_grad()
+def _cache_features(model: DegradationClassifier, photos: list[torch.Tensor], per_photo: int, region: int,
+                    gen: torch.Generator) -> list[torch.Tensor]:
+    """Frozen CNN features of fresh degraded regions, read exactly as at inference (grid crops)."""
+    model.eval()
+    locs, glbs, sts, ys, ss = [], [], [], [], []
+    for photo in photos:
+        for _ in range(per_photo):
+            d = sample_degradations(gen)
+            c, w = views(quantise(deg.apply(_region(photo, region, gen), d, gen)), model.config)
+            loc, glb, st = model.features(c[None], w[None])
+            y, s = targets(d)
+            locs.append(loc[0]), glbs.append(glb[0]), sts.append(st[0]), ys.append(y), ss.append(s)
+    return [torch.stack(t) for t in (locs, glbs, sts, ys, ss)]
+
+
+def fit_heads(model: DegradationClassifier, data: str = "data/photos", per_photo: int = 120, region: int = 256,
+              epochs: int = 60, lr: float = 1e-3, val_photos: int = 5, seed: int = 2, threads: int = 1,
+              log=print) -> DegradationClassifier:
+    """Second stage: fit the decision heads (per-crop head and the image-level head on pooled
+    statistics) on cached features of the frozen CNN branches.
+
+    The CNN branches are the expensive part; with them frozen, each training photo's degraded
+    regions are encoded once (``per_photo`` regions, read with the inference grid of crops) and
+    the small heads are trained for ``epochs`` passes. The last ``val_photos`` training photos
+    (never the held-out split) pick the epoch with the lowest loss.
+    """
+    import copy
+    torch.set_num_threads(threads)
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    if model.image_head is None:  # an older file: add the image-level head (zero output at first)
+        cfg = ClassifierConfig.from_dict(json.loads(model.config.to_json()) | {"image_head": True})
+        fresh = DegradationClassifier(cfg)
+        fresh.load_state_dict(model.state_dict(), strict=False)
+        model = fresh
+    photos = _photos(Path(data), "train")
+    t0 = time.time()
+    train = _cache_features(model, photos[:-val_photos], per_photo, region, gen)
+    val = _cache_features(model, photos[-val_photos:], per_photo // 2, region, gen)
+    log(json.dumps({"cached": len(train[0]), "val": len(val[0]), "minutes": round((time.time() - t0) / 60, 1)}))
+    params = list(model.head.parameters()) + list(model.image_head.parameters())
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-3)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
+
+    def loss_of(batch) -> torch.Tensor:
+        loc, glb, st, y, s = batch
+        logits, sev = model.decide(loc, glb, st)
+        return (F.binary_cross_entropy_with_logits(logits, y)
+                + (F.l1_loss(sev, s, reduction="none") * y).sum() / y.sum().clamp(min=1))
+
+    best, best_state = float("inf"), None
+    n = len(train[0])
+    for epoch in range(epochs):
+        perm = torch.randperm(n)
+        for i in range(0, n, 64):
+            idx = perm[i:i + 64]
+            loss = loss_of([t[idx] for t in train])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        sched.step()
+        with torch.no_grad():
+            v = float(loss_of(val))
+        if v < best:
+            best, best_state = v, copy.deepcopy(model.state_dict())
+        if epoch % 5 == 4 or epoch == epochs - 1:
+            log(json.dumps({"epoch": epoch + 1, "val_loss": round(v, 4), "best": round(best, 4)}))
+    model.load_state_dict(best_state)
+    return model.eval()
+
+
+def _single(gen: torch.Generator) -> list[deg.Degradation]:
+    kinds = list(deg.TRAIN_WEIGHTS)
+    return [deg.make(kinds[int(torch.randint(0, len(kinds), (), generator=gen))], float(torch.rand((), generator=gen)), gen)]
+
+
+def _mixture(gen: torch.Generator) -> list[deg.Degradation]:
+    while True:
+        d = deg.sample(gen, p_clean=0.0, p_mix=1.0)
+        if len(d) >= 2:
+            return d
+
+
 def evaluate_classifier(model: DegradationClassifier, data: str | None = None, per_photo: int = 6,
-                        region: int = 256, seed: int = 0) -> dict:
-    """Held-out metrics: F1 per label (singles, mixtures), severity within one level, clean pass rate."""
+                        region: int = 256, seed: int = 0, threshold: float = 0.5, confusion: bool = False) -> dict:
+    """Held-out metrics: F1 per label (singles, mixtures), severity within one level, clean pass rate.
+
+    For every held-out photo, ``per_photo`` clean regions, ``per_photo`` single degradations
+    (kind uniform over :data:`m3unet.degradation.KINDS`, severity uniform in [0, 1]) and
+    ``per_photo`` mixtures of two or three (:func:`m3unet.degradation.sample`), all seeded by
+    ``seed``; images are quantised to 8 bits. ``region`` px square regions (0: the whole photo).
+    """
     from .evaluate import heldout_photos
     photos = [torch.from_numpy(np.array(a, copy=True)).permute(2, 0, 1) for a in heldout_photos(data).values()]
     gen = torch.Generator().manual_seed(seed)
-    clf = Classifier(model)
+    clf = Classifier(model, threshold)
     counts = {kind: {k: [0, 0, 0] for k in LABELS} for kind in ("single", "mixture")}  # tp, fp, fn
+    conf = {k: {j: 0 for j in LABELS + ("none",)} for k in LABELS}  # singles: true label -> detected
+    clean_fp = {k: 0 for k in LABELS}
     sev_ok = sev_n = clean_ok = clean_n = 0
     for photo in photos:
         for j in range(per_photo * 3):
-            x = _region(photo, region, gen)
+            x = _region(photo, region if region > 0 else 1 << 30, gen)
             mode = ("clean", "single", "mixture")[j % 3]
-            if mode == "clean":
-                d = []
-            elif mode == "single":
-                d = [deg.make(k, float(torch.rand((), generator=gen)), gen)
-                     for k in [list(deg.TRAIN_WEIGHTS)[int(torch.randint(0, len(deg.TRAIN_WEIGHTS), (), generator=gen))]]]
-            else:
-                while True:
-                    d = deg.sample(gen, p_clean=0.0, p_mix=1.0)
-                    if len(d) >= 2:
-                        break
-            y = deg.apply(x, d, gen)
+            d = [] if mode == "clean" else _single(gen) if mode == "single" else _mixture(gen)
+            y = quantise(deg.apply(x, d, gen))
             f = clf(y.permute(1, 2, 0)[None])[0]
             truth, tsev = targets(d)
             found = set(f.labels)
             if mode == "clean":
                 clean_n += 1
                 clean_ok += not found
+                for k in found:
+                    clean_fp[k] += 1
                 continue
+            if mode == "single":
+                t = LABELS[int(truth.argmax())]
+                for k in found or {"none"}:
+                    conf[t][k] += 1
             for i, k in enumerate(LABELS):
                 t = bool(truth[i])
                 c = counts[mode][k]
@@ -113,5 +301,109 @@ def evaluate_classifier(model: DegradationClassifier, data: str | None = None, p
                     sev_ok += abs(deg.LEVELS.index(level(f.severity[k])) - deg.LEVELS.index(level(float(tsev[i])))) <= 1
     f1 = {kind: {k: round(2 * tp / max(1, 2 * tp + fp + fn), 3) for k, (tp, fp, fn) in c.items()}
           for kind, c in counts.items()}
-    return {"f1": f1, "severity_within_one_level": round(sev_ok / max(1, sev_n), 3),
-            "clean_no_label": round(clean_ok / max(1, clean_n), 3), "photos": len(photos)}
+    out = {"f1": f1, "severity_within_one_level": round(sev_ok / max(1, sev_n), 3),
+           "clean_no_label": round(clean_ok / max(1, clean_n), 3), "clean_false_labels": clean_fp,
+           "photos": len(photos), "per_photo": per_photo, "region": region, "seed": seed, "threshold": threshold,
+           "counts": counts}
+    if confusion:
+        out["single_confusion"] = conf
+    return out
+
+
+def main_args(args) -> int:
+    """``python -m m3unet train-classifier``."""
+    path = train_classifier(data=args.data, out=args.out, steps=args.steps, batch=args.batch, crops=args.crops,
+                            lr=args.lr, warmup=args.warmup, region=args.region, seed=args.seed, threads=args.threads,
+                            minutes=args.minutes, init=args.init, log=lambda s: print(s, flush=True))
+    print(f"wrote {path}")
+    return 0
+
+
+@torch.no_grad()
+def calibrate_thresholds(model: DegradationClassifier, data: str = "data/photos", per_photo: int = 12,
+                         region: int = 256, seed: int = 1, max_clean_fp: float = 0.01) -> dict[str, float]:
+    """Per-label decision offsets on the *training* photos (fresh degradations), folded into the head.
+
+    For each label, the logit offset that maximises F1 on degraded samples while at most
+    ``max_clean_fp`` of clean samples get that label; it is subtracted from the head's logit bias so
+    that probability 0.5 is the calibrated decision point (attention pooling averages the crops'
+    logits with weights summing to one, so a bias shift moves the pooled logit by exactly that much).
+    Held-out photos are never used. Returns the offsets.
+    """
+    photos = _photos(Path(data), "train")
+    gen = torch.Generator().manual_seed(seed)
+    model.eval()
+    logits, truth, clean = [], [], []
+    for photo in photos:
+        for j in range(per_photo * 3):
+            x = _region(photo, region, gen)
+            d = [] if j % 3 == 0 else _single(gen) if j % 3 == 1 else _mixture(gen)
+            c, w = views(quantise(deg.apply(x, d, gen)), model.config)
+            logits.append(model(c[None], w[None])[0][0])
+            truth.append(targets(d)[0])
+            clean.append(not d)
+    z, y, clean_mask = torch.stack(logits), torch.stack(truth).bool(), torch.tensor(clean)
+    offsets = {}
+    grid = torch.linspace(-4, 4, 161)
+    for i, k in enumerate(LABELS):
+        best = (-1.0, 0.0)
+        for t in grid.tolist():
+            pred = z[:, i] >= t
+            if float(pred[clean_mask].float().mean()) > max_clean_fp:
+                continue
+            tp = int((pred & y[:, i]).sum())
+            fp = int((pred & ~y[:, i]).sum())
+            fn = int((~pred & y[:, i]).sum())
+            f1 = 2 * tp / max(1, 2 * tp + fp + fn)
+            if f1 > best[0] + 1e-9 or (abs(f1 - best[0]) < 1e-9 and abs(t) < abs(best[1])):
+                best = (f1, t)
+        offsets[k] = round(best[1], 3)
+    bias = model.head[-1].bias
+    with torch.no_grad():
+        bias[: len(LABELS)] -= torch.tensor([offsets[k] for k in LABELS])
+    return offsets
+
+
+def bench_classifier(model: DegradationClassifier, side: int = 1000, threads: int = 2, repeats: int = 10) -> dict:
+    """Seconds to classify one ``side`` x ``side`` uint8 RGB image (median and best of ``repeats``)."""
+    torch.set_num_threads(threads)
+    clf = Classifier(model)
+    x = (torch.rand(1, side, side, 3, generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8)
+    clf(x)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        clf(x)
+        times.append(time.perf_counter() - t0)
+    return {"megapixels": round(side * side / 1e6, 2), "threads": threads,
+            "median_s": round(float(np.median(times)), 4), "best_s": round(min(times), 4)}
+
+
+def fit_main_args(args) -> int:
+    """``python -m m3unet fit-classifier-heads``."""
+    from .classify import load_classifier
+    model = fit_heads(load_classifier(args.init), data=args.data, per_photo=args.per_photo, epochs=args.epochs,
+                      seed=args.seed, threads=args.threads, log=lambda s: print(s, flush=True))
+    meta = dict(getattr(load_classifier(args.init), "metadata", {}))
+    meta = {k: v for k, v in meta.items() if k not in ("m3unet_classifier_config", "labels", "format")}
+    meta.update({"heads_fitted_from": args.init, "heads_per_photo": args.per_photo, "heads_epochs": args.epochs})
+    save_classifier(model, args.out, meta)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def eval_main_args(args) -> int:
+    """``python -m m3unet eval-classifier``: prints (and optionally writes) the held-out metrics as JSON."""
+    from .classify import load_classifier
+    model = load_classifier(args.classifier)
+    t0 = time.time()
+    res = evaluate_classifier(model, args.data, per_photo=args.per_photo, region=args.region, seed=args.seed,
+                              threshold=args.threshold, confusion=True)
+    res["classifier"] = str(args.classifier or "weights/classifier-default.safetensors")
+    res["seconds"] = round(time.time() - t0, 1)
+    res["speed"] = bench_classifier(model)
+    text = json.dumps(res, indent=1)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+    return 0

@@ -1,4 +1,4 @@
-"""Command line: ``python -m m3unet restore|classify|eval|plan-orders|bench|train|prepare-data``."""
+"""Command line: ``python -m m3unet restore|classify|eval|plan-orders|bench|train|ablate-dilation|train-classifier|fit-classifier-heads|eval-classifier|prepare-data``."""
 from __future__ import annotations
 
 import argparse
@@ -113,6 +113,45 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--markdown", default=None, help="write the table here (e.g. docs/table3.md)")
     a.add_argument("--json", default=None)
 
+    c = sub.add_parser("classify", help="detect degradations: one JSON line per image (labels, severity, plan)")
+    c.add_argument("inputs", nargs="+", help="image files (PNG/JPEG/WebP...), grey/RGB/RGBA, any size")
+    c.add_argument("--classifier", default=None, help="classifier .safetensors (default: the shipped weights)")
+    c.add_argument("--threshold", type=float, default=0.5, help="probability from which a label is reported")
+
+    tc = sub.add_parser("train-classifier", help="train the DegradationClassifier on synthetic degradations")
+    tc.add_argument("--data", default="data/photos")
+    tc.add_argument("--out", default="runs/classifier")
+    tc.add_argument("--steps", type=int, default=4000)
+    tc.add_argument("--batch", type=int, default=24)
+    tc.add_argument("--crops", type=int, default=6, help="crops per image in training")
+    tc.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (warm-up, then cosine)")
+    tc.add_argument("--region", type=int, default=192, help="size of the degraded photo regions")
+    tc.add_argument("--seed", type=int, default=0)
+    tc.add_argument("--threads", type=int, default=1)
+    tc.add_argument("--minutes", type=float, default=None, help="stop after this many minutes")
+    tc.add_argument("--init", default=None, help="classifier .safetensors to start from (warm start)")
+    tc.add_argument("--warmup", type=int, default=200, help="linear learning-rate warm-up steps")
+
+    fh = sub.add_parser("fit-classifier-heads", help="second stage: fit the classifier's decision heads on "
+                        "cached features of its frozen CNN branches")
+    fh.add_argument("--init", required=True, help="classifier .safetensors from train-classifier")
+    fh.add_argument("--out", required=True, help="where to write the fitted classifier")
+    fh.add_argument("--data", default="data/photos")
+    fh.add_argument("--per-photo", dest="per_photo", type=int, default=120, help="degraded regions per training photo")
+    fh.add_argument("--epochs", type=int, default=60)
+    fh.add_argument("--seed", type=int, default=2)
+    fh.add_argument("--threads", type=int, default=1)
+
+    ec = sub.add_parser("eval-classifier", help="classifier F1 / severity / clean-pass rate on held-out photos")
+    ec.add_argument("--classifier", default=None)
+    ec.add_argument("--data", default=None, help="prepared photo folder (default: data/photos if present)")
+    ec.add_argument("--per-photo", dest="per_photo", type=int, default=40,
+                    help="clean, single and mixture samples per held-out photo (each)")
+    ec.add_argument("--region", type=int, default=256, help="region size in px (0: whole photo)")
+    ec.add_argument("--seed", type=int, default=0)
+    ec.add_argument("--threshold", type=float, default=0.5)
+    ec.add_argument("--json", default=None, help="also write the result as JSON here")
+
     d = sub.add_parser("prepare-data", help="gather clean photos from offline sources with a manifest")
     d.add_argument("--out", default="data/photos")
     d.add_argument("--cache", default=None)
@@ -140,6 +179,18 @@ def _dispatch(args) -> int:
     elif args.command == "restore":
         from .restore_cli import run
         return run(args)
+    elif args.command == "classify":
+        from .classify_cli import run
+        return run(args)
+    elif args.command == "train-classifier":
+        from .classifier_training import main_args
+        return main_args(args)
+    elif args.command == "fit-classifier-heads":
+        from .classifier_training import fit_main_args
+        return fit_main_args(args)
+    elif args.command == "eval-classifier":
+        from .classifier_training import eval_main_args
+        return eval_main_args(args)
     elif args.command == "eval":
         from .evaluate import main_args
         return main_args(args)

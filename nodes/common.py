@@ -1,9 +1,12 @@
 """Glue shared by the M3UNet nodes: custom socket types, the models folder and model management.
 
 * Socket types: ``M3UNET_MODEL`` (a :class:`M3UNetHandle`), ``M3UNET_EMBED`` (the RefineEncoder's
-  image embedding, a float tensor ``[B, D]``) and ``M3UNET_CONTROL`` (an ``m3unet.control.Control``).
+  image embedding, a float tensor ``[B, D]``), ``M3UNET_CONTROL`` (an ``m3unet.control.Control``)
+  and ``DEGRADATION`` (a list with one ``m3unet.classify.Finding`` per image: labels,
+  probabilities, severities).
 * The ``m3unet`` models folder: ``<ComfyUI models>/m3unet`` plus the pack's own ``weights/``
-  (which holds the shipped ``m3unet-default.safetensors``), ``.safetensors`` files only.
+  (which holds the shipped ``m3unet-default.safetensors`` and ``classifier-default.safetensors``),
+  ``.safetensors`` files only; DegradationClassifier files are listed by their own loader only.
 * Model management: the network is wrapped in ``comfy.model_patcher.ModelPatcher`` (as
   ``comfy/clip_vision.py`` does), so ComfyUI moves it to the torch device before use and can
   offload it when other models need the memory. Loaded models are cached per file path and
@@ -34,6 +37,7 @@ SHIPPED_WEIGHTS_DIR = DEFAULT_WEIGHTS.parent
 M3UNetModel = io.Custom("M3UNET_MODEL")
 M3UNetEmbed = io.Custom("M3UNET_EMBED")
 M3UNetControl = io.Custom("M3UNET_CONTROL")
+Degradation = io.Custom("DEGRADATION")
 
 log = logging.getLogger("m3unet")
 
@@ -70,10 +74,17 @@ def register_model_folder() -> None:
         log.debug("M3UNet: cannot create %s: %s", user_models_dir(), e)
 
 
+def is_classifier_name(name: str) -> bool:
+    """True if the ``m3unet`` folder entry ``name`` is a DegradationClassifier file (its metadata says so)."""
+    from ..m3unet.classify import is_classifier_file
+    full = folder_paths.get_full_path(FOLDER_NAME, name)
+    return full is not None and is_classifier_file(full)
+
+
 def model_names() -> list[str]:
-    """Files of the ``m3unet`` folder for the loader's list, the shipped default first."""
+    """M3UNet files of the ``m3unet`` folder for the loader's list, the shipped default first."""
     names = folder_paths.get_filename_list(FOLDER_NAME)
-    return [DEFAULT_MODEL_NAME] + [n for n in names if n != DEFAULT_MODEL_NAME]
+    return [DEFAULT_MODEL_NAME] + [n for n in names if n != DEFAULT_MODEL_NAME and not is_classifier_name(n)]
 
 
 def model_path(name: str) -> Path:

@@ -8,8 +8,8 @@ import comfy.utils
 import torch
 from comfy_api.latest import io
 
-from ..m3unet.pipeline import DEFAULT_OVERLAP, DEFAULT_STEPS, DEFAULT_TILE, Progress
-from .common import CATEGORY, M3UNetControl, M3UNetEmbed, M3UNetHandle, M3UNetModel
+from ..m3unet.pipeline import DEFAULT_OVERLAP, DEFAULT_STEPS, DEFAULT_TILE, InputError, Progress
+from .common import CATEGORY, Degradation, M3UNetControl, M3UNetEmbed, M3UNetHandle, M3UNetModel
 
 log = logging.getLogger("m3unet")
 
@@ -18,6 +18,15 @@ MAX_TILE = 2048
 MAX_STEPS = 50
 OOM_ERRORS = tuple(t for t in {getattr(torch, "OutOfMemoryError", None), model_management.OOM_EXCEPTION}
                    if isinstance(t, type) and t is not Exception)  # never swallow every Exception
+
+
+def steering_texts(findings: list, batch: int) -> list[str]:
+    """Per-image restoration texts from the classifier's findings (one finding, or one per image)."""
+    if len(findings) not in (1, batch):
+        raise InputError(f"degradation: has findings for {len(findings)} images but the image batch has {batch}; "
+                         "classify the same image batch that is restored")
+    texts = [f.restoration_text() for f in findings]
+    return texts * batch if len(texts) == 1 else texts
 
 
 class M3UNetSampler(io.ComfyNode):
@@ -47,6 +56,9 @@ class M3UNetSampler(io.ComfyNode):
                 M3UNetControl.Input("control", optional=True, tooltip=(
                     "Optional pixel control from PixelControl (M3UNet): guidance image and per-pixel "
                     "strength. Default: the image itself at strength 1.")),
+                Degradation.Input("degradation", optional=True, tooltip=(
+                    "Optional findings of the Degradation Classifier. When the text is empty, each image "
+                    "is restored with its own restoration text from the findings.")),
                 io.Int.Input("steps", default=DEFAULT_STEPS, min=1, max=MAX_STEPS, tooltip=(
                     f"Sampler steps. One step is already a full restoration; more steps refine it and "
                     f"cost proportionally more time (default {DEFAULT_STEPS}).")),
@@ -65,8 +77,10 @@ class M3UNetSampler(io.ComfyNode):
 
     @classmethod
     def execute(cls, model: M3UNetHandle, image, text: str, steps: int, seed: int, eta: float, tile: int,
-                embedding=None, control=None) -> io.NodeOutput:
+                embedding=None, control=None, degradation=None) -> io.NodeOutput:
         model_management.throw_exception_if_processing_interrupted()
+        if degradation is not None and not text.strip():
+            text = steering_texts(degradation, image.shape[0])
         restorer = model.ready()
         pbar: comfy.utils.ProgressBar | None = None
 

@@ -203,3 +203,28 @@ def test_plan_orders_and_eval_auto_smoke(tmp_path):
         assert row["oracle"] >= row["best_fixed"] >= min(row["orders"].values())
         assert row["best_fixed"] == row["orders"][row["best_fixed_order"]]
     assert "auto vs one blind M3UNet pass" in r.stdout and len(res["clean"]) == 2 * len(res["photos"])
+def test_classify_prints_one_json_line_per_image(tmp_path):
+    from m3unet.classify import LABELS
+    Image.open(REPO / "examples" / "coffee_clean.png").convert("L").save(tmp_path / "grey.png")
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    r = m3unet("classify", "examples/coffee_degraded.png", str(tmp_path / "broken.png"), str(tmp_path / "grey.png"),
+               str(tmp_path / "missing.png"))
+    assert r.returncode == 2, r.stderr  # bad files: reported, the others still classified
+    assert "broken.png: not a readable image" in r.stderr and "missing.png: no such image file" in r.stderr
+    assert "Traceback" not in r.stderr
+    lines = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [Path(x["file"]).name for x in lines] == ["coffee_degraded.png", "grey.png"]
+    for x in lines:
+        assert set(x) >= {"file", "labels", "severity", "plan"}
+        assert list(x["labels"]) == list(LABELS) and all(0 <= p <= 1 for p in x["labels"].values())
+        assert set(x["severity"]) == set(LABELS)
+        assert [s["task"] for s in x["plan"]] == x["detected"]
+        assert all(set(s) == {"task", "strength", "model", "text"} for s in x["plan"])
+    assert lines[0]["plan"], lines[0]  # the example has blur, noise and JPEG
+
+
+def test_classify_bad_classifier_and_threshold(tmp_path):
+    r = m3unet("classify", "examples/coffee_degraded.png", "--classifier", "weights/m3unet-default.safetensors")
+    assert r.returncode == 2 and "not a DegradationClassifier checkpoint" in r.stderr and "Traceback" not in r.stderr
+    r = m3unet("classify", "examples/coffee_degraded.png", "--threshold", "1.5")
+    assert r.returncode == 2 and "--threshold" in r.stderr

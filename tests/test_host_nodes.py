@@ -30,7 +30,8 @@ EXAMPLE_INPUT = "m3unet_example_degraded.png"
 NODE_IDS = {"M3UNetLoader": None, "M3UNetRefineEncoder": "RefineEncoder (M3UNet)",
             "M3UNetPixelControl": "PixelControl (M3UNet)", "M3UNetSampler": None,
             "M3UNetMLLMLoader": "MLLM Loader (M3UNet)", "M3UNetMLLMCaption": "MLLM Caption (M3UNet)",
-            "M3UNetAutoRestore": "M3UNet Auto Restore"}
+            "M3UNetAutoRestore": "M3UNet Auto Restore",
+            "DegradationClassifier": "Degradation Classifier (M3UNet)"}
 DEFAULT_MODEL = "m3unet-default.safetensors"
 TIMINGS: dict[str, float] = {}
 
@@ -179,6 +180,11 @@ def test_nodes_registered(comfy_object_info: dict[str, Any]) -> None:
     auto = comfy_object_info["M3UNetAutoRestore"]
     assert auto["output"] == ["IMAGE", "STRING", "STRING"]
     assert auto["input"]["optional"]["pool_model_1"][0] == "UPSCALE_MODEL"
+    clf = comfy_object_info["DegradationClassifier"]
+    assert clf["output"] == ["DEGRADATION", "STRING", "STRING"]
+    assert clf["input"]["required"]["classifier_name"][1]["options"][0] == "classifier-default.safetensors"
+    assert "classifier-default.safetensors" not in options  # not offered as an M3UNet model
+    assert comfy_object_info["M3UNetSampler"]["input"]["optional"]["degradation"][0] == "DEGRADATION"
 
 
 # ---------------------------------------------------------------------------- 2. workflows
@@ -285,6 +291,21 @@ def test_workflow_restores(comfy_host: ComfyHost, comfy_object_info: dict[str, A
         if n["class_type"] == "PreviewAny" and n["inputs"]["source"][1] == 2 \
                 and api[n["inputs"]["source"][0]]["class_type"] == "M3UNetMLLMCaption":
             assert texts[nid].startswith(("remove the", "sharpen the", "deblur the", "brighten the")), texts
+
+
+def test_classifier_report_on_the_example(comfy_host: ComfyHost, inputs: dict[str, str]) -> None:
+    """The classifier finds the example's degradations; its report reaches the UI (PreviewAny)."""
+    g = {"1": load_image_node(inputs["example"]),
+         "2": {"class_type": "DegradationClassifier",
+               "inputs": {"image": ["1", 0], "classifier_name": "classifier-default.safetensors", "threshold": 0.5}},
+         "3": {"class_type": "PreviewAny", "inputs": {"source": ["2", 1]}},
+         "4": {"class_type": "PreviewAny", "inputs": {"source": ["2", 2]}}}
+    entry = comfy_host.run(g, timeout=300)
+    assert_success(comfy_host, entry)
+    report, text = (entry["outputs"][k]["text"][0] for k in ("3", "4"))
+    print(f"\nclassifier on the example: {report} | {text}")
+    assert report != "no degradation detected" and "p=" in report, report
+    assert text.startswith(("remove", "sharpen", "restore", "brighten", "fix")), text
 
 
 # ---------------------------------------------------------------------------- 3. batches

@@ -27,8 +27,7 @@ from comfy_client import load_host_builder
 
 REPO = Path(__file__).resolve().parent.parent
 NODE_IDS = ["M3UNetLoader", "M3UNetRefineEncoder", "M3UNetPixelControl", "M3UNetSampler", "M3UNetMLLMLoader",
-            "M3UNetMLLMCaption"]
-NODE_IDS = ["M3UNetLoader", "M3UNetRefineEncoder", "M3UNetPixelControl", "M3UNetSampler", "M3UNetAutoRestore"]
+            "M3UNetMLLMCaption", "M3UNetAutoRestore", "DegradationClassifier"]
 
 
 @pytest.fixture(scope="session")
@@ -65,6 +64,9 @@ def pack(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     user_dir = Path(common.user_models_dir())
     assert user_dir.parent == models_dir and user_dir.is_dir()
     save_model(tiny, user_dir / "tiny.safetensors")
+    from m3unet_pack.m3unet.classify import ClassifierConfig, DegradationClassifier, save_classifier
+    save_classifier(DegradationClassifier(ClassifierConfig(widths=[8, 8, 8, 8], global_widths=[8, 8], hidden=16)),
+                    user_dir / "tiny-classifier.safetensors")
     return SimpleNamespace(root=root, nodes=nodes, common=common, pipeline=pipeline, tiling=tiling,
                            mm=mm, utils=comfy.utils, folder_paths=folder_paths, user_dir=user_dir)
 
@@ -352,3 +354,48 @@ def test_shipped_classifier_is_found_by_its_constant_and_cached(pack, node_modul
     monkeypatch.setattr(node_module, "SHIPPED_CLASSIFIER", tmp_path / "gone.safetensors")
     assert node_module.shipped_classifier() is None
     node_module._classifier_cache.clear()
+# ---------------------------------------------------------------------------- DegradationClassifier
+def test_classifier_list_and_model_list_are_separate(pack) -> None:
+    from m3unet_pack.nodes.classify import classifier_names
+    names = classifier_names()
+    assert names[0] == "classifier-default.safetensors" and "tiny-classifier.safetensors" in names
+    assert "tiny.safetensors" not in names and "m3unet-default.safetensors" not in names
+    models = pack.common.model_names()
+    assert "tiny-classifier.safetensors" not in models and "classifier-default.safetensors" not in models
+
+
+def test_classifier_node_batch_report_and_text(pack) -> None:
+    node = pack.nodes.DegradationClassifierNode
+    assert node.validate_inputs(classifier_name="classifier-default.safetensors") is True
+    msg = node.validate_inputs(classifier_name="nope.safetensors")
+    assert isinstance(msg, str) and "nope.safetensors" in msg and "classifier-default.safetensors" in msg
+    clean = torch.rand(1, 96, 128, 3) * 0.2 + 0.4
+    dark = clean * 0.08
+    findings, report, text = run(node, image=torch.cat([clean, dark]),
+                                 classifier_name="classifier-default.safetensors", threshold=0.5)
+    assert len(findings) == 2 and report.count("\n") == 1 and report.startswith("image 1: ")
+    assert "lowlight" in findings[1].labels, findings[1].report()
+    assert text.split("\n")[1] == findings[1].restoration_text() and "low light" in text
+    one = run(node, image=dark, classifier_name="tiny-classifier.safetensors", threshold=0.95)
+    assert len(one[0]) == 1 and "\n" not in one[1] and one[0][0].threshold == 0.95
+
+
+def test_sampler_steers_itself_with_the_findings(pack, tiny_model, monkeypatch) -> None:
+    from m3unet_pack.m3unet.classify import LABELS, Finding
+    seen = []
+    real = pack.pipeline.Restorer.embed_text
+    monkeypatch.setattr(pack.pipeline.Restorer, "embed_text",
+                        lambda self, texts: seen.append(list(texts)) or real(self, texts))
+    zero = {k: 0.0 for k in LABELS}
+    noisy = Finding(zero | {"noise": 0.9}, zero | {"noise": 0.8})
+    hazy = Finding(zero | {"haze": 0.9}, zero | {"haze": 0.2})
+    image = torch.rand(2, 32, 32, 3)
+    kw = dict(model=tiny_model, image=image, steps=1, seed=0, eta=0.0, tile=512)
+    run(pack.nodes.M3UNetSampler, text="", degradation=[noisy, hazy], **kw)
+    assert seen[-1] == ["remove the heavy noise", "remove the light haze"]
+    run(pack.nodes.M3UNetSampler, text="  ", degradation=[hazy], **kw)  # one finding for the whole batch
+    assert seen[-1] == ["remove the light haze"] * 2
+    run(pack.nodes.M3UNetSampler, text="sharpen it", degradation=[noisy, hazy], **kw)  # the text wins
+    assert seen[-1] == ["sharpen it"] * 2
+    with pytest.raises(pack.pipeline.InputError, match="findings for 3 images but the image batch has 2"):
+        run(pack.nodes.M3UNetSampler, text="", degradation=[noisy] * 3, **kw)
