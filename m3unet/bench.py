@@ -27,13 +27,18 @@ def _rss_mb() -> float:
     return float("nan")
 
 
-def worker(size: int, steps: int, model: str | None) -> dict:
-    """Restore one random ``size`` x ``size`` float image (in this process) and measure it."""
+def worker(size: int, steps: int, model: str | None, threads: int = 2, warmup: bool = False) -> dict:
+    """Restore one random ``size`` x ``size`` float image (in this process) and measure it.
+
+    ``warmup`` first restores a small image, so one-time costs (kernel selection) are not timed.
+    """
     from .pipeline import Restorer
     from .weights import load_model
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     r = Restorer(load_model(model))
     r.embed_text([""])  # load the text encoder before measuring
+    if warmup:
+        r.restore(torch.rand(1, 64, 64, 3), "", steps=steps, seed=0)
     base = _rss_mb()
     g = torch.Generator().manual_seed(0)
     image = torch.rand(1, size, size, 3, generator=g)
@@ -75,7 +80,7 @@ def to_markdown(rows: list[dict]) -> str:
 
 
 def main_args(args) -> int:
-    sizes = [int(s) for s in args.sizes.split(",")]
+    sizes = [int(s) for s in (args.sizes or "512,1024,2048,4096").split(",")]
     steps = sorted({1, args.steps or DEFAULT_STEPS})
     rows = run(sizes, steps, args.model)
     print()

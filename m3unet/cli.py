@@ -35,10 +35,21 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--json", default=None, help="also write the table as JSON here")
 
     b = sub.add_parser("bench", help="seconds per megapixel and peak memory by image size")
-    b.add_argument("--sizes", default="512,1024,2048,4096")
+    b.add_argument("--sizes", default=None, help="comma list of sizes in px (default 512,1024,2048,4096; "
+                   "with --peers 512,1024,2048)")
     b.add_argument("--model", default=None)
     b.add_argument("--steps", type=int, default=None)
     b.add_argument("--json", default=None)
+    b.add_argument("--peers", action="store_true", help="M3UNet side by side with BM3D, NLM, Real-ESRGAN and "
+                   "the U-Net compute of DiffBIR/SUPIR (m3unet/field_bench.py)")
+    b.add_argument("--methods", default=None, help="with --peers: comma list of m3unet,bm3d,nlm,realesrgan,sd15,sdxl")
+    b.add_argument("--bm3d-size", dest="bm3d_size", type=int, default=256,
+                   help="with --peers: BM3D is measured at this size and scaled by pixels")
+    b.add_argument("--resr-max-input", dest="resr_max_input", type=int, default=256,
+                   help="with --peers: largest Real-ESRGAN input measured; larger ones are scaled by pixels")
+    b.add_argument("--latent", type=int, default=64, help="with --peers: latent size of the timed U-Net step")
+    b.add_argument("--threads", type=int, default=2, help="with --peers: torch/ncnn threads of every method")
+    b.add_argument("--plot", default=None, help="with --peers: write a PNG bar chart here")
 
     t = sub.add_parser("train", help="train M3UNet (paper recipe as defaults; resumable)")
     t.add_argument("--data", default="data/photos")
@@ -91,6 +102,9 @@ def _dispatch(args) -> int:
         return run(args)
     elif args.command == "eval":
         from .evaluate import main_args
+        return main_args(args)
+    elif args.command == "bench" and args.peers:
+        from .field_bench import main_args
         return main_args(args)
     elif args.command == "bench":
         from .bench import main_args
