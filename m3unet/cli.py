@@ -28,11 +28,21 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--data", default=None, help="prepared photo folder (default: data/photos if present, "
                    "else the held-out photos bundled with scikit-image)")
     e.add_argument("--model", default=None)
-    e.add_argument("--crop", type=int, default=256, help="centre crop size per photo (0: whole photo)")
+    e.add_argument("--crop", type=int, default=None, help="centre crop size per photo (0: whole photo; "
+                   "default 256, with --peers 288)")
     e.add_argument("--steps", type=int, default=None, help="default steps to compare with 1 step")
     e.add_argument("--baselines", default="nlm,tv,bm3d", help="comma list: nlm,tv,bm3d (or none)")
     e.add_argument("--settings", default=None, help="comma list of settings (default: all)")
     e.add_argument("--json", default=None, help="also write the table as JSON here")
+    e.add_argument("--peers", action="store_true", help="quality next to BM3D, non-blind deconvolution, waifu2x "
+                   "and Real-ESRGAN, with NIQE and BRISQUE and a steps sweep (m3unet/field_eval.py)")
+    e.add_argument("--ocr", action="store_true", help="OCR character accuracy on degraded rendered text lines: "
+                   "input, M3UNet and peers (m3unet/ocr_eval.py)")
+    e.add_argument("--sweep", default="1,2,4,8", help="with --peers: M3UNet step counts to evaluate")
+    e.add_argument("--max-photos", dest="max_photos", type=int, default=None, help="with --peers: first N photos")
+    e.add_argument("--lines", type=int, default=None, help="with --ocr: first N text lines (default all)")
+    e.add_argument("--threads", type=int, default=2, help="with --peers/--ocr: torch and ncnn threads")
+    e.add_argument("--plot", default=None, help="with --peers/--ocr: write a PNG plot here")
 
     b = sub.add_parser("bench", help="seconds per megapixel and peak memory by image size")
     b.add_argument("--sizes", default=None, help="comma list of sizes in px (default 512,1024,2048,4096; "
@@ -100,6 +110,12 @@ def _dispatch(args) -> int:
     elif args.command == "restore":
         from .restore_cli import run
         return run(args)
+    elif args.command == "eval" and args.peers:
+        from .field_eval import main_args
+        return main_args(args)
+    elif args.command == "eval" and args.ocr:
+        from .ocr_eval import main_args
+        return main_args(args)
     elif args.command == "eval":
         from .evaluate import main_args
         return main_args(args)
