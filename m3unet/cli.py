@@ -38,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
                    "and Real-ESRGAN, with NIQE and BRISQUE and a steps sweep (m3unet/field_eval.py)")
     e.add_argument("--ocr", action="store_true", help="OCR character accuracy on degraded rendered text lines: "
                    "input, M3UNet and peers (m3unet/ocr_eval.py)")
-    e.add_argument("--sweep", default="1,2,4,8", help="with --peers: M3UNet step counts to evaluate")
+    e.add_argument("--sweep", default="1,2,4", help="with --peers: M3UNet step counts to evaluate")
     e.add_argument("--max-photos", dest="max_photos", type=int, default=None, help="with --peers: first N photos")
     e.add_argument("--lines", type=int, default=None, help="with --ocr: first N text lines (default all)")
     e.add_argument("--threads", type=int, default=2, help="with --peers/--ocr: torch and ncnn threads")
@@ -59,6 +59,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="with --peers: largest Real-ESRGAN input measured; larger ones are scaled by pixels")
     b.add_argument("--latent", type=int, default=64, help="with --peers: latent size of the timed U-Net step")
     b.add_argument("--threads", type=int, default=2, help="with --peers: torch/ncnn threads of every method")
+    b.add_argument("--clock", choices=["cpu", "wall"], default="cpu", help="with --peers: report process CPU "
+                   "time (robust on a shared machine) or wall time")
     b.add_argument("--plot", default=None, help="with --peers: write a PNG bar chart here")
 
     t = sub.add_parser("train", help="train M3UNet (paper recipe as defaults; resumable)")

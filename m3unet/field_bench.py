@@ -3,7 +3,9 @@
 Every method runs in a fresh subprocess of the same run (so its peak resident memory,
 ``ru_maxrss``, is its own), on the same CPU, one after another; the table reports seconds per
 image, seconds per megapixel, peak RSS and each peer's time as a multiple of M3UNet's at the
-default steps. Threads: torch (M3UNet, the U-Nets) and ncnn (Real-ESRGAN) get ``threads`` (2 by
+default steps. Seconds are the worker process's CPU time by default (``clock="cpu"``): on a
+machine shared with other jobs, wall time swings with their load while CPU time does not; with
+one thread it is what the wall time would be on an idle core. Threads: torch (M3UNet, the U-Nets) and ncnn (Real-ESRGAN) get ``threads`` (2 by
 default, the machine's cores); scikit-image NLM and BM3D run their own single-threaded code.
 Every timed call follows a warm-up call, except NLM and BM3D (no one-time costs).
 
@@ -83,8 +85,11 @@ def build_unet(kind: str, config: dict | None = None):
     return unet.eval()
 
 
-def unet_step_seconds(unet, latent: int) -> float:
-    """Seconds for one denoising step (one U-Net call, batch 1) at a latent x latent latent, after a warm-up."""
+def unet_step_seconds(unet, latent: int) -> tuple[float, float]:
+    """Wall and CPU seconds of one denoising step (one U-Net call, batch 1) at a latent x latent latent.
+
+    Timed after one warm-up call.
+    """
     cfg = unet.config
     x = torch.randn(1, cfg.in_channels, latent, latent)
     ctx = torch.randn(1, 77, cfg.cross_attention_dim)
@@ -96,12 +101,12 @@ def unet_step_seconds(unet, latent: int) -> float:
                                    "time_ids": torch.tensor([[s, s, 0.0, 0.0, s, s]])}
     with torch.inference_mode():
         unet(x, 500, ctx, **kw)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         out = unet(x, 500, ctx, **kw).sample
-        sec = time.perf_counter() - t0
+        sec, cpu = time.perf_counter() - t0, time.process_time() - c0
     if not torch.isfinite(out).all():
         raise RuntimeError("the U-Net produced non-finite values; the timing would not be representative")
-    return sec
+    return sec, cpu
 
 
 def worker(method: str, size: int, model: str | None = None, threads: int = 2) -> dict:
@@ -111,26 +116,26 @@ def worker(method: str, size: int, model: str | None = None, threads: int = 2) -
     if method.startswith("m3unet"):
         from .bench import worker as m3unet_worker
         r = m3unet_worker(size, int(method.split("-")[1]), model, threads, warmup=True)
-        return {"seconds": r["seconds"], "peak_rss_mb": r["peak_rss_mb"]}
+        return {"wall": r["seconds"], "cpu": r["cpu_seconds"], "peak_rss_mb": r["peak_rss_mb"]}
     if method in ("bm3d", "nlm"):
         from .evaluate import baseline
         g = torch.Generator().manual_seed(0)
         y = (_photo(size) + NOISE_SIGMA * torch.randn(3, size, size, generator=g)).clamp(0, 1)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         baseline(method, y, NOISE_SIGMA)
-        sec = time.perf_counter() - t0
+        sec, cpu = time.perf_counter() - t0, time.process_time() - c0
     elif method == "realesrgan":
         from .peers import ncnn_upscale
         x = _photo(size)
         ncnn_upscale("realesrgan", x[:, :16, :16], threads=threads)  # load the model before timing
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         ncnn_upscale("realesrgan", x, threads=threads)
-        sec = time.perf_counter() - t0
+        sec, cpu = time.perf_counter() - t0, time.process_time() - c0
     elif method in UNET_CONFIGS:
-        sec = unet_step_seconds(build_unet(method), size)
+        sec, cpu = unet_step_seconds(build_unet(method), size)
     else:
         raise ValueError(f"unknown method {method!r}")
-    return {"seconds": round(sec, 3), "peak_rss_mb": round(_peak_mb())}
+    return {"wall": round(sec, 3), "cpu": round(cpu, 3), "peak_rss_mb": round(_peak_mb())}
 
 
 def _measure(method: str, size: int, model: str | None, threads: int, log) -> dict:
@@ -142,20 +147,30 @@ def _measure(method: str, size: int, model: str | None, threads: int, log) -> di
     if proc.returncode != 0:
         raise RuntimeError(f"bench worker {method} at {size} failed:\n{proc.stderr[-2000:]}")
     r = json.loads(proc.stdout.strip().splitlines()[-1])
-    log(f"  measured {method} at {size}: {r['seconds']} s, peak {r['peak_rss_mb']} MB ({time.time() - t0:.0f} s wall)")
+    log(f"  measured {method} at {size}: {r['wall']} s wall, {r['cpu']} s CPU, peak {r['peak_rss_mb']} MB "
+        f"({time.time() - t0:.0f} s with start-up)")
     return r
 
 
 def run(sizes: list[int], model: str | None = None, steps: int = DEFAULT_STEPS,
         methods: tuple[str, ...] = ("m3unet", "bm3d", "nlm", "realesrgan", "sd15", "sdxl"),
         bm3d_size: int = 256, resr_max_input: int = 256, latent: int = 64, threads: int = 2,
-        log=print) -> dict:
-    """Measure every method and return ``{"rows": [...], "settings": {...}}``; rows are per method and size."""
+        clock: str = "cpu", log=print) -> dict:
+    """Measure every method and return ``{"rows": [...], "settings": {...}}``; rows are per method and size.
+
+    ``clock`` chooses what the table's seconds are: ``cpu`` (the process's CPU time: robust when
+    other jobs share the machine; with one thread it equals the wall time on an idle core) or
+    ``wall``. Both are kept in the rows.
+    """
+    if clock not in ("cpu", "wall"):
+        raise ValueError(f"clock must be 'cpu' or 'wall'; got {clock!r}")
     rows: list[dict] = []
 
-    def row(method, label, size, sec, peak, how, estimate):
+    def row(method, label, size, r, factor, how, estimate):
+        sec = r[clock] * factor
         rows.append({"method": method, "label": label, "size": size, "seconds": round(sec, 2),
-                     "sec_per_mp": round(sec / (size * size / 1e6), 2), "peak_rss_mb": peak,
+                     "sec_per_mp": round(sec / (size * size / 1e6), 2), "wall_seconds": round(r["wall"] * factor, 2),
+                     "cpu_seconds": round(r["cpu"] * factor, 2), "peak_rss_mb": r["peak_rss_mb"],
                      "how": how, "estimate": estimate})
 
     step_list = sorted({1, steps})
@@ -165,8 +180,7 @@ def run(sizes: list[int], model: str | None = None, steps: int = DEFAULT_STEPS,
             for n in step_list:
                 for s in sizes:
                     r = _measure(f"m3unet-{n}", s, model, threads, log)
-                    row(f"m3unet-{n}", f"M3UNet, {n} step{'s' if n > 1 else ''}", s, r["seconds"],
-                        r["peak_rss_mb"], f"{s} px image", False)
+                    row(f"m3unet-{n}", f"M3UNet, {n} step{'s' if n > 1 else ''}", s, r, 1, f"{s} px image", False)
         elif m in ("bm3d", "nlm"):
             cache: dict[int, dict] = {}
             for s in sizes:
@@ -174,27 +188,25 @@ def run(sizes: list[int], model: str | None = None, steps: int = DEFAULT_STEPS,
                 r = cache[ms] = cache.get(ms) or _measure(m, ms, model, threads, log)
                 label = "BM3D (true sigma)" if m == "bm3d" else "scikit-image NLM (true sigma)"
                 how = f"{ms} px image" + (f", x{(s / ms) ** 2:g} pixels" if ms != s else "")
-                row(m, label, s, r["seconds"] * (s / ms) ** 2, r["peak_rss_mb"], how, ms != s)
+                row(m, label, s, r, (s / ms) ** 2, how, ms != s)
         elif m == "realesrgan":
             cache = {}
             for s in sizes:
-                ins = s // 4
+                ins = max(1, s // 4)
                 ms = min(ins, resr_max_input)
                 r = cache[ms] = cache.get(ms) or _measure(m, ms, model, threads, log)
                 how = f"x4 of a {ms} px input" + (f", x{(ins / ms) ** 2:g} pixels" if ms != ins else "")
-                row(m, "Real-ESRGAN x4plus (N/4 px in, N px out)", s, r["seconds"] * (ins / ms) ** 2,
-                    r["peak_rss_mb"], how, ms != ins)
+                row(m, "Real-ESRGAN x4plus (N/4 px in, N px out)", s, r, (ins / ms) ** 2, how, ms != ins)
                 # The same network as a same-size restorer (N px in, x4, resized back): 16x the pixels.
-                row("realesrgan-same", "Real-ESRGAN x4plus as restorer (N px in, x4, back to N)", s,
-                    r["seconds"] * (s / ms) ** 2, r["peak_rss_mb"], f"x4 of a {ms} px input, x{(s / ms) ** 2:g} pixels",
-                    True)
+                row("realesrgan-same", "Real-ESRGAN x4plus as restorer (N px in, x4, back to N)", s, r,
+                    (s / ms) ** 2, f"x4 of a {ms} px input, x{(s / ms) ** 2:g} pixels", True)
         elif m in UNET_CONFIGS:
             r = _measure(m, latent, model, threads, log)
             for s in sizes:
                 lat = s // 8
                 factor = (lat / latent) ** 2 * DIFFUSION_STEPS[m]
-                row(m, DIFFUSION_LABEL[m], s, r["seconds"] * factor, r["peak_rss_mb"],
-                    f"1 U-Net step at {latent}x{latent} latent = {r['seconds']:.1f} s, x{(lat / latent) ** 2:g} "
+                row(m, DIFFUSION_LABEL[m], s, r, factor,
+                    f"1 U-Net step at {latent}x{latent} latent = {r[clock]:.1f} s, x{(lat / latent) ** 2:g} "
                     f"pixels, x{DIFFUSION_STEPS[m]} steps", True)
         else:
             raise ValueError(f"unknown method {m!r}; choose from m3unet, bm3d, nlm, realesrgan, sd15, sdxl")
@@ -203,7 +215,7 @@ def run(sizes: list[int], model: str | None = None, steps: int = DEFAULT_STEPS,
         r["x_m3unet"] = round(r["seconds"] / ref[r["size"]], 1) if r["size"] in ref else None
     return {"rows": rows, "settings": {"sizes": sizes, "steps": steps, "bm3d_size": bm3d_size,
                                        "resr_max_input": resr_max_input, "latent": latent, "threads": threads,
-                                       "torch": torch.__version__}}
+                                       "clock": clock, "torch": torch.__version__}}
 
 
 def _fmt_sec(s: float) -> str:
@@ -213,8 +225,9 @@ def _fmt_sec(s: float) -> str:
 def to_markdown(result: dict) -> str:
     """One row per method: seconds per image (and multiple of M3UNet's) at each size, s/MP, peak RSS."""
     rows, sizes = result["rows"], result["settings"]["sizes"]
-    out = ["| method | " + " | ".join(f"{s} px: s (x M3UNet)" for s in sizes)
-           + f" | s / MP at {sizes[-1]} px | peak RSS (MB) | how measured (largest size) |",
+    unit = "CPU s" if result["settings"].get("clock") == "cpu" else "s"
+    out = ["| method | " + " | ".join(f"{s} px: {unit} (x M3UNet)" for s in sizes)
+           + f" | {unit} / MP at {sizes[-1]} px | peak RSS (MB) | how measured (largest size) |",
            "|---|" + "---|" * (len(sizes) + 3)]
     for method in dict.fromkeys(r["method"] for r in rows):
         by = {r["size"]: r for r in rows if r["method"] == method}
@@ -247,7 +260,9 @@ def plot(result: dict, path: str) -> None:
     ax.set_yticklabels([labels[m] for m in methods], fontsize=8)
     ax.invert_yaxis()
     ax.set_xscale("log")
-    ax.set_xlabel("seconds per image on this 2-core CPU (log scale; diffusion peers and scaled sizes are estimates)")
+    unit = "CPU seconds" if result["settings"].get("clock") == "cpu" else "seconds"
+    ax.set_xlabel(f"{unit} per image, {result['settings']['threads']} thread(s) (log scale; diffusion peers and "
+                  "scaled sizes are estimates)", fontsize=8)
     ax.legend(title="image size", fontsize=8)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
@@ -260,7 +275,7 @@ def main_args(args) -> int:
     sizes = [int(s) for s in (args.sizes or "512,1024,2048").split(",")]
     methods = tuple(m for m in (args.methods or "m3unet,bm3d,nlm,realesrgan,sd15,sdxl").split(",") if m)
     result = run(sizes, args.model, args.steps or DEFAULT_STEPS, methods, args.bm3d_size, args.resr_max_input,
-                 args.latent, args.threads)
+                 args.latent, args.threads, args.clock)
     print("\n" + to_markdown(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))

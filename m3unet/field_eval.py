@@ -82,7 +82,7 @@ def peer_outputs(sname: str, degs: list[deg.Degradation], x: torch.Tensor, y: to
 
 
 def evaluate_field(model_path: str | None = None, data: str | None = None, crop: int = 288,
-                   steps: int = DEFAULT_STEPS, sweep: tuple[int, ...] = (1, 2, 4, 8),
+                   steps: int = DEFAULT_STEPS, sweep: tuple[int, ...] = (1, 2, 4),
                    settings: list[str] | None = None, max_photos: int | None = None, threads: int = 2,
                    log=print) -> dict:
     """Run the comparison; returns per-setting, per-method mean PSNR/SSIM/NIQE/BRISQUE and the sweep."""

@@ -6,8 +6,9 @@ drawn with :func:`m3unet.textimage.render_line` in several fonts and sizes, degr
 blur, noise, JPEG, x4 down-sampling; fixed parameters and seeds), restored, and read with
 RapidOCR (PP-OCRv4 recognition, ONNX models shipped in ``rapidocr-onnxruntime``; each image is
 one line, so only the recogniser runs). Character accuracy = 1 - CER, where CER is the
-Levenshtein distance between the reading and the true line divided by the line's length (case
-and punctuation count; full-width forms are folded to ASCII and runs of spaces to one).
+Levenshtein distance between the reading and the true line divided by the line's length, over
+the non-space characters (case and punctuation count; full-width forms are folded to ASCII;
+spaces are left out because the recogniser often merges words even on clean lines).
 
 Methods: the degraded input; M3UNet blind (empty text) at 1 step and the default steps, and at the
 default steps with the restoration text (:func:`m3unet.text.describe`); Real-ESRGAN x4plus (same
@@ -71,7 +72,8 @@ def text_lines(n: int | None = None) -> list[tuple[str, str, int]]:
 
 
 def normalise(s: str) -> str:
-    return " ".join(unicodedata.normalize("NFKC", s).split())
+    """Fold full-width forms to ASCII (NFKC) and drop spaces (the recogniser often merges words)."""
+    return "".join(unicodedata.normalize("NFKC", s).split())
 
 
 def edit_distance(a: str, b: str) -> int:
@@ -140,6 +142,7 @@ def evaluate_ocr(model_path: str | None = None, steps: int = DEFAULT_STEPS, n_li
     clean = [char_accuracy(read_line(render_line(t, f, s), threads), t) for t, f, s in lines]
     table: dict = {"clean": {"input": round(float(np.mean(clean)), 4)}}
     readings: dict = {}
+    samples: dict = {}
     for sname in names:
         degs = all_settings[sname]
         acc: dict[str, list[float]] = {}
@@ -160,6 +163,8 @@ def evaluate_ocr(model_path: str | None = None, steps: int = DEFAULT_STEPS, n_li
             c = classical(sname, degs, x, y, threads)
             if c is not None:
                 outs["classical"] = c
+            if i == 0:
+                samples[sname] = {k: v.clone() for k, v in outs.items()}
             for k, v in outs.items():
                 read = read_line(v, threads)
                 acc.setdefault(k, []).append(char_accuracy(read, text))
@@ -167,7 +172,8 @@ def evaluate_ocr(model_path: str | None = None, steps: int = DEFAULT_STEPS, n_li
         table[sname] = {k: round(float(np.mean(v)), 4) for k, v in acc.items()}
         log(f"{sname}: " + ", ".join(f"{k} {v:.3f}" for k, v in table[sname].items()) + f" ({time.time() - t0:.0f}s)")
     return {"lines": [list(t) for t in lines], "steps": steps, "table": table, "readings": readings,
-            "settings": {k: [{"kind": d.kind, **d.params} for d in v] for k, v in all_settings.items() if k in names}}
+            "settings": {k: [{"kind": d.kind, **d.params} for d in v] for k, v in all_settings.items() if k in names},
+            "samples": samples}
 
 
 CLASSICAL = {"noise": "BM3D, true sigma", "blur": "Wiener, true kernel", "lowres": "waifu2x x2 twice"}
@@ -201,7 +207,7 @@ def plot(result: dict, path: str) -> None:
     cols: list[str] = []
     for row in rows.values():
         cols += [c for c in row if c not in cols]
-    fig, ax = plt.subplots(figsize=(10, 4))
+    fig, ax = plt.subplots(figsize=(11, 4))
     w = 0.8 / len(cols)
     for j, c in enumerate(cols):
         xs = [i + j * w for i, r in enumerate(rows.values()) if c in r]
@@ -213,9 +219,30 @@ def plot(result: dict, path: str) -> None:
     ax.set_ylabel("OCR character accuracy (%)")
     ax.set_ylim(0, 105)
     ax.set_title(f"RapidOCR on {len(result['lines'])} rendered text lines (higher is better)", fontsize=10)
-    ax.legend(fontsize=7, ncol=3, loc="lower left")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_examples(result: dict, path: str) -> None:
+    """The first line under each degradation, as each method returns it, with what RapidOCR read."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    samples = result["samples"]
+    rows = [(s, m) for s in samples for m in samples[s]]
+    fig, axes = plt.subplots(len(rows), 1, figsize=(8, 0.62 * len(rows) + 0.4))
+    for ax, (s, m) in zip(np.atleast_1d(axes), rows):
+        ax.imshow(samples[s][m].permute(1, 2, 0).numpy(), interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        read = result["readings"][s][m][0]
+        ax.set_ylabel(f"{s}\n{m}", rotation=0, ha="right", va="center", fontsize=7)
+        ax.set_title(f"OCR: {read!r}", fontsize=7, loc="left", pad=2)
+    fig.tight_layout(h_pad=0.3)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -227,8 +254,10 @@ def main_args(args) -> int:
     result = evaluate_ocr(args.model, args.steps or DEFAULT_STEPS, args.lines, settings, args.threads)
     print("\n" + to_markdown(result))
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1))
+        Path(args.json).write_text(json.dumps({k: v for k, v in result.items() if k != "samples"}, indent=1))
     if args.plot:
         plot(result, args.plot)
-        print(f"wrote {args.plot}")
+        examples = str(Path(args.plot).with_name(Path(args.plot).stem + "_examples.png"))
+        plot_examples(result, examples)
+        print(f"wrote {args.plot} and {examples}")
     return 0
