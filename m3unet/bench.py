@@ -27,24 +27,29 @@ def _rss_mb() -> float:
     return float("nan")
 
 
-def worker(size: int, steps: int, model: str | None) -> dict:
-    """Restore one random ``size`` x ``size`` float image (in this process) and measure it."""
+def worker(size: int, steps: int, model: str | None, threads: int = 2, warmup: bool = False) -> dict:
+    """Restore one random ``size`` x ``size`` float image (in this process) and measure it.
+
+    ``warmup`` first restores a small image, so one-time costs (kernel selection) are not timed.
+    """
     from .pipeline import Restorer
     from .weights import load_model
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     r = Restorer(load_model(model))
     r.embed_text([""])  # load the text encoder before measuring
+    if warmup:
+        r.restore(torch.rand(1, 64, 64, 3), "", steps=steps, seed=0)
     base = _rss_mb()
     g = torch.Generator().manual_seed(0)
     image = torch.rand(1, size, size, 3, generator=g)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     r.restore(image, "", steps=steps, seed=0)
-    sec = time.perf_counter() - t0
+    sec, cpu = time.perf_counter() - t0, time.process_time() - c0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     mp = size * size / 1e6
     return {"size": size, "steps": steps, "seconds": round(sec, 2), "sec_per_mp": round(sec / mp, 2),
             "peak_rss_mb": round(peak), "baseline_rss_mb": round(base),
-            "image_buffers_mb": round(2 * size * size * 3 * 4 / 2 ** 20)}
+            "image_buffers_mb": round(2 * size * size * 3 * 4 / 2 ** 20), "cpu_seconds": round(cpu, 2)}
 
 
 def run(sizes: list[int], steps_list: list[int], model: str | None = None, log=print) -> list[dict]:
@@ -75,7 +80,7 @@ def to_markdown(rows: list[dict]) -> str:
 
 
 def main_args(args) -> int:
-    sizes = [int(s) for s in args.sizes.split(",")]
+    sizes = [int(s) for s in (args.sizes or "512,1024,2048,4096").split(",")]
     steps = sorted({1, args.steps or DEFAULT_STEPS})
     rows = run(sizes, steps, args.model)
     print()

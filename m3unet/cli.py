@@ -46,7 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--data", default=None, help="prepared photo folder (default: data/photos if present, "
                    "else the held-out photos bundled with scikit-image)")
     e.add_argument("--model", default=None)
-    e.add_argument("--crop", type=int, default=256, help="centre crop size per photo (0: whole photo)")
+    e.add_argument("--crop", type=int, default=None, help="centre crop size per photo (0: whole photo; "
+                   "default 256, with --peers 288)")
     e.add_argument("--steps", type=int, default=None, help="default steps to compare with 1 step")
     e.add_argument("--baselines", default="nlm,tv,bm3d", help="comma list: nlm,tv,bm3d (or none)")
     e.add_argument("--settings", default=None, help="comma list of settings (default: all)")
@@ -68,12 +69,34 @@ def _parser() -> argparse.ArgumentParser:
     o.add_argument("--threads", type=int, default=1)
     o.add_argument("--out", default=None, help="JSON table (default: m3unet/plan_orders.json, read by the planner)")
     o.add_argument("--md", default=None, help="Markdown copy (default: docs/plan_orders.md; '' for none)")
+    e.add_argument("--peers", action="store_true", help="quality next to BM3D, non-blind deconvolution, waifu2x "
+                   "and Real-ESRGAN, with NIQE and BRISQUE and a steps sweep (m3unet/field_eval.py)")
+    e.add_argument("--ocr", action="store_true", help="OCR character accuracy on degraded rendered text lines: "
+                   "input, M3UNet and peers (m3unet/ocr_eval.py)")
+    e.add_argument("--sweep", default="1,2,4", help="with --peers: M3UNet step counts to evaluate")
+    e.add_argument("--max-photos", dest="max_photos", type=int, default=None, help="with --peers: first N photos")
+    e.add_argument("--lines", type=int, default=None, help="with --ocr: first N text lines (default all)")
+    e.add_argument("--threads", type=int, default=2, help="with --peers/--ocr: torch and ncnn threads")
+    e.add_argument("--plot", default=None, help="with --peers/--ocr: write a PNG plot here")
 
     b = sub.add_parser("bench", help="seconds per megapixel and peak memory by image size")
-    b.add_argument("--sizes", default="512,1024,2048,4096")
+    b.add_argument("--sizes", default=None, help="comma list of sizes in px (default 512,1024,2048,4096; "
+                   "with --peers 512,1024,2048)")
     b.add_argument("--model", default=None)
     b.add_argument("--steps", type=int, default=None)
     b.add_argument("--json", default=None)
+    b.add_argument("--peers", action="store_true", help="M3UNet side by side with BM3D, NLM, Real-ESRGAN and "
+                   "the U-Net compute of DiffBIR/SUPIR (m3unet/field_bench.py)")
+    b.add_argument("--methods", default=None, help="with --peers: comma list of m3unet,bm3d,nlm,realesrgan,sd15,sdxl")
+    b.add_argument("--bm3d-size", dest="bm3d_size", type=int, default=256,
+                   help="with --peers: BM3D is measured at this size and scaled by pixels")
+    b.add_argument("--resr-max-input", dest="resr_max_input", type=int, default=256,
+                   help="with --peers: largest Real-ESRGAN input measured; larger ones are scaled by pixels")
+    b.add_argument("--latent", type=int, default=64, help="with --peers: latent size of the timed U-Net step")
+    b.add_argument("--threads", type=int, default=2, help="with --peers: torch/ncnn threads of every method")
+    b.add_argument("--clock", choices=["cpu", "wall"], default="cpu", help="with --peers: report process CPU "
+                   "time (robust on a shared machine) or wall time")
+    b.add_argument("--plot", default=None, help="with --peers: write a PNG bar chart here")
 
     t = sub.add_parser("train", help="train M3UNet (paper recipe as defaults; resumable)")
     t.add_argument("--data", default="data/photos")
@@ -191,6 +214,12 @@ def _dispatch(args) -> int:
     elif args.command == "eval-classifier":
         from .classifier_training import eval_main_args
         return eval_main_args(args)
+    elif args.command == "eval" and args.peers:
+        from .field_eval import main_args
+        return main_args(args)
+    elif args.command == "eval" and args.ocr:
+        from .ocr_eval import main_args
+        return main_args(args)
     elif args.command == "eval":
         from .evaluate import main_args
         return main_args(args)
@@ -202,6 +231,9 @@ def _dispatch(args) -> int:
         from .orders import DEFAULT_MD, DEFAULT_OUT, main_args
         args.out = args.out or DEFAULT_OUT
         args.md = DEFAULT_MD if args.md is None else args.md
+        return main_args(args)
+    elif args.command == "bench" and args.peers:
+        from .field_bench import main_args
         return main_args(args)
     elif args.command == "bench":
         from .bench import main_args

@@ -137,7 +137,7 @@ def main_args(args) -> int:
         return 0
     baselines = tuple(b for b in args.baselines.split(",") if b and b != "none")
     settings = args.settings.split(",") if args.settings else None
-    result = evaluate(args.model, args.data, args.crop, args.steps or DEFAULT_STEPS, baselines, settings)
+    result = evaluate(args.model, args.data, 256 if args.crop is None else args.crop, args.steps or DEFAULT_STEPS, baselines, settings)
     print(f"\nheld-out photos: {', '.join(result['photos'])}; centre crops {result['crop']} px; PSNR dB / SSIM\n")
     print(to_markdown(result))
     if args.json:

