@@ -46,7 +46,8 @@ class ClassifierConfig:
     crops: int = 16
     global_size: int = 32
     crop_stats: bool = True  # hand-crafted blur statistics per crop (see :func:`crop_statistics`)
-    image_head: bool = True  # an image-level head on pooled statistics (needs crop_stats)
+    image_head: bool = True  # an image-level head on pooled crop statistics (needs crop_stats)
+    image_labels: list[str] = field(default_factory=lambda: ["blur", "motion", "lowres"])  # what it decides
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -137,8 +138,11 @@ class DegradationClassifier(nn.Module):
         self.head = nn.Sequential(nn.Linear(feat, cfg.hidden), nn.GELU(), nn.Linear(cfg.hidden, 3 * len(LABELS)))
         self.image_head = None
         if cfg.image_head:
-            img = 2 * gw[-1] + self.N_STATS + 2 * w[-1] + 4 * N_CROP_STATS
-            self.image_head = nn.Sequential(nn.Linear(img, cfg.hidden), nn.GELU(), nn.Linear(cfg.hidden, 2 * len(LABELS)))
+            n = len(cfg.image_labels)
+            self.register_buffer("image_index", torch.tensor([LABELS.index(k) for k in cfg.image_labels]),
+                                 persistent=False)
+            self.image_head = nn.Sequential(nn.Linear(self.N_STATS + 4 * N_CROP_STATS, cfg.hidden // 2), nn.GELU(),
+                                            nn.Linear(cfg.hidden // 2, 2 * n))
             nn.init.zeros_(self.image_head[-1].weight)
             nn.init.zeros_(self.image_head[-1].bias)
 
@@ -164,8 +168,13 @@ class DegradationClassifier(nn.Module):
         weight = torch.softmax(evidence, dim=1)
         if self.image_head is None:
             return (weight * logit).sum(1), (weight * torch.sigmoid(sev)).sum(1)
-        img_logit, img_sev = self.image_head(torch.cat([glb, loc.mean(1), pool_statistics(st)], 1)).chunk(2, dim=1)
-        return (weight * logit).sum(1) + img_logit, torch.sigmoid((weight * sev).sum(1) + img_sev)
+        # Blur-type labels also get an image-level opinion from the pooled sharpness statistics and
+        # the colour statistics (content-agnostic inputs: it must not learn the training photos).
+        img = self.image_head(torch.cat([glb[:, -self.N_STATS:], pool_statistics(st)], 1))
+        n = len(self.config.image_labels)
+        add_logit = logit.new_zeros(b, logit.shape[2]).index_copy(1, self.image_index, img[:, :n])
+        add_sev = logit.new_zeros(b, logit.shape[2]).index_copy(1, self.image_index, img[:, n:])
+        return (weight * logit).sum(1) + add_logit, torch.sigmoid((weight * sev).sum(1) + add_sev)
 
     def forward(self, crops: torch.Tensor, whole: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``crops`` [B, K, 3, c, c] and ``whole`` [B, 3, g, g] (0-1) -> logits [B, L], severity [B, L]."""
