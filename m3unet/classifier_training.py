@@ -136,7 +136,8 @@ def train_classifier(data: str = "data/photos", out: str = "runs/classifier", st
         if step % 50 == 0 or done or step == steps:
             rec = {"step": step, "loss": round(float(np.mean(losses)), 4), "lr": round(sched.get_last_lr()[0], 6),
                    "sec_per_step": round((time.time() - t0) / len(losses), 3),
-                   "data_sec_per_step": round(data_time / len(losses), 3), "minutes": round((time.time() - start) / 60, 1)}
+                   "data_sec_per_step": round(data_time / len(losses), 3),
+                   "minutes": round((time.time() - start) / 60, 1)}
             log(json.dumps(rec))
             logf.write(json.dumps(rec) + "\n")
             logf.flush()
@@ -243,7 +244,8 @@ def fit_heads(model: DegradationClassifier, data: str = "data/photos", per_photo
 
 def _single(gen: torch.Generator) -> list[deg.Degradation]:
     kinds = list(deg.TRAIN_WEIGHTS)
-    return [deg.make(kinds[int(torch.randint(0, len(kinds), (), generator=gen))], float(torch.rand((), generator=gen)), gen)]
+    kind = kinds[int(torch.randint(0, len(kinds), (), generator=gen))]
+    return [deg.make(kind, float(torch.rand((), generator=gen)), gen)]
 
 
 def _mixture(gen: torch.Generator) -> list[deg.Degradation]:
@@ -260,7 +262,7 @@ def evaluate_classifier(model: DegradationClassifier, data: str | None = None, p
     For every held-out photo, ``per_photo`` clean regions, ``per_photo`` single degradations
     (kind uniform over :data:`m3unet.degradation.KINDS`, severity uniform in [0, 1]) and
     ``per_photo`` mixtures of two or three (:func:`m3unet.degradation.sample`), all seeded by
-    ``seed``; images are quantised to 8 bits. ``region`` px square regions (0: the whole photo).
+    ``seed``; images are quantised to 8 bits. ``region`` px square regions (0: the largest square).
     """
     from .evaluate import heldout_photos
     photos = [torch.from_numpy(np.array(a, copy=True)).permute(2, 0, 1) for a in heldout_photos(data).values()]

@@ -104,7 +104,8 @@ def crop_statistics(crops: torch.Tensor) -> torch.Tensor:
     r12 = (directional[0] / directional[1]).log()
     r24 = (directional[1] / directional[2]).log()
     feats += [r12.amin(1), r12.amax(1), r24.amin(1), r24.amax(1),
-              (directional[0].sum(1) / directional[1].sum(1)).log(), (directional[1].sum(1) / directional[2].sum(1)).log(),
+              (directional[0].sum(1) / directional[1].sum(1)).log(),
+              (directional[1].sum(1) / directional[2].sum(1)).log(),
               lum.mean((1, 2, 3)), lum.std((1, 2, 3))]
     return torch.stack(feats, 1)
 
@@ -160,7 +161,8 @@ class DegradationClassifier(nn.Module):
         st = self.stats_norm(crop_statistics(x)).view(b, k, -1) if self.stats_norm is not None else None
         return loc, glb, st
 
-    def decide(self, loc: torch.Tensor, glb: torch.Tensor, st: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def decide(self, loc: torch.Tensor, glb: torch.Tensor, st: torch.Tensor | None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-crop logits pooled by their evidence weights (+ the image-level head) -> logits, severity."""
         b, k = loc.shape[:2]
         parts = [loc, glb[:, None].expand(b, k, glb.shape[1])] + ([st] if st is not None else [])
@@ -197,8 +199,10 @@ def crop_positions(h: int, w: int, crop: int, k: int, gen: torch.Generator | Non
                  JPEG_BLOCK * int(torch.randint(0, nx_max + 1, (), generator=gen))) for _ in range(k)]
     rows = max(1, min(ny_max + 1, round(math.sqrt(k * h / w))))
     cols = max(1, min(nx_max + 1, math.ceil(k / rows)))
-    ys = [JPEG_BLOCK * round(i * ny_max / max(1, rows - 1)) for i in range(rows)] if rows > 1 else [JPEG_BLOCK * (ny_max // 2)]
-    xs = [JPEG_BLOCK * round(i * nx_max / max(1, cols - 1)) for i in range(cols)] if cols > 1 else [JPEG_BLOCK * (nx_max // 2)]
+    def spread(n: int, last: int) -> list[int]:  # n aligned starts from 0 to last * 8 (centre if n == 1)
+        return [JPEG_BLOCK * round(i * last / (n - 1)) for i in range(n)] if n > 1 else [JPEG_BLOCK * (last // 2)]
+
+    ys, xs = spread(rows, ny_max), spread(cols, nx_max)
     grid = [(y, x) for y in ys for x in xs]
     if len(grid) <= k:
         return grid
