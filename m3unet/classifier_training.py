@@ -136,7 +136,8 @@ def train_classifier(data: str = "data/photos", out: str = "runs/classifier", st
         if step % 50 == 0 or done or step == steps:
             rec = {"step": step, "loss": round(float(np.mean(losses)), 4), "lr": round(sched.get_last_lr()[0], 6),
                    "sec_per_step": round((time.time() - t0) / len(losses), 3),
-                   "data_sec_per_step": round(data_time / len(losses), 3), "minutes": round((time.time() - start) / 60, 1)}
+                   "data_sec_per_step": round(data_time / len(losses), 3),
+                   "minutes": round((time.time() - start) / 60, 1)}
             log(json.dumps(rec))
             logf.write(json.dumps(rec) + "\n")
             logf.flush()
@@ -189,13 +190,13 @@ def _cache_features(model: DegradationClassifier, photos: list[torch.Tensor], pe
 def fit_heads(model: DegradationClassifier, data: str = "data/photos", per_photo: int = 120, region: int = 256,
               epochs: int = 60, lr: float = 1e-3, val_photos: int = 5, seed: int = 2, threads: int = 1,
               log=print) -> DegradationClassifier:
-    """Second stage: fit the decision heads (per-crop head and the image-level head on pooled
-    statistics) on cached features of the frozen CNN branches.
+    """Second stage: fit the image-level head (pooled crop statistics -> blur, motion, low
+    resolution) on cached features; everything else stays as trained.
 
-    The CNN branches are the expensive part; with them frozen, each training photo's degraded
-    regions are encoded once (``per_photo`` regions, read with the inference grid of crops) and
-    the small heads are trained for ``epochs`` passes. The last ``val_photos`` training photos
-    (never the held-out split) pick the epoch with the lowest loss.
+    The CNN branches are the expensive part; frozen, each training photo's degraded regions are
+    encoded once (``per_photo`` regions, read with the inference grid of crops) and the small
+    head is trained for ``epochs`` passes. The last ``val_photos`` training photos (never the
+    held-out split) pick the epoch with the lowest loss.
     """
     import copy
     torch.set_num_threads(threads)
@@ -211,8 +212,7 @@ def fit_heads(model: DegradationClassifier, data: str = "data/photos", per_photo
     train = _cache_features(model, photos[:-val_photos], per_photo, region, gen)
     val = _cache_features(model, photos[-val_photos:], per_photo // 2, region, gen)
     log(json.dumps({"cached": len(train[0]), "val": len(val[0]), "minutes": round((time.time() - t0) / 60, 1)}))
-    params = list(model.head.parameters()) + list(model.image_head.parameters())
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-3)
+    opt = torch.optim.AdamW(model.image_head.parameters(), lr=lr, weight_decay=1e-2)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
 
     def loss_of(batch) -> torch.Tensor:
@@ -244,7 +244,8 @@ def fit_heads(model: DegradationClassifier, data: str = "data/photos", per_photo
 
 def _single(gen: torch.Generator) -> list[deg.Degradation]:
     kinds = list(deg.TRAIN_WEIGHTS)
-    return [deg.make(kinds[int(torch.randint(0, len(kinds), (), generator=gen))], float(torch.rand((), generator=gen)), gen)]
+    kind = kinds[int(torch.randint(0, len(kinds), (), generator=gen))]
+    return [deg.make(kind, float(torch.rand((), generator=gen)), gen)]
 
 
 def _mixture(gen: torch.Generator) -> list[deg.Degradation]:
@@ -261,7 +262,7 @@ def evaluate_classifier(model: DegradationClassifier, data: str | None = None, p
     For every held-out photo, ``per_photo`` clean regions, ``per_photo`` single degradations
     (kind uniform over :data:`m3unet.degradation.KINDS`, severity uniform in [0, 1]) and
     ``per_photo`` mixtures of two or three (:func:`m3unet.degradation.sample`), all seeded by
-    ``seed``; images are quantised to 8 bits. ``region`` px square regions (0: the whole photo).
+    ``seed``; images are quantised to 8 bits. ``region`` px square regions (0: the largest square).
     """
     from .evaluate import heldout_photos
     photos = [torch.from_numpy(np.array(a, copy=True)).permute(2, 0, 1) for a in heldout_photos(data).values()]
@@ -317,51 +318,6 @@ def main_args(args) -> int:
                             minutes=args.minutes, init=args.init, log=lambda s: print(s, flush=True))
     print(f"wrote {path}")
     return 0
-
-
-@torch.no_grad()
-def calibrate_thresholds(model: DegradationClassifier, data: str = "data/photos", per_photo: int = 12,
-                         region: int = 256, seed: int = 1, max_clean_fp: float = 0.01) -> dict[str, float]:
-    """Per-label decision offsets on the *training* photos (fresh degradations), folded into the head.
-
-    For each label, the logit offset that maximises F1 on degraded samples while at most
-    ``max_clean_fp`` of clean samples get that label; it is subtracted from the head's logit bias so
-    that probability 0.5 is the calibrated decision point (attention pooling averages the crops'
-    logits with weights summing to one, so a bias shift moves the pooled logit by exactly that much).
-    Held-out photos are never used. Returns the offsets.
-    """
-    photos = _photos(Path(data), "train")
-    gen = torch.Generator().manual_seed(seed)
-    model.eval()
-    logits, truth, clean = [], [], []
-    for photo in photos:
-        for j in range(per_photo * 3):
-            x = _region(photo, region, gen)
-            d = [] if j % 3 == 0 else _single(gen) if j % 3 == 1 else _mixture(gen)
-            c, w = views(quantise(deg.apply(x, d, gen)), model.config)
-            logits.append(model(c[None], w[None])[0][0])
-            truth.append(targets(d)[0])
-            clean.append(not d)
-    z, y, clean_mask = torch.stack(logits), torch.stack(truth).bool(), torch.tensor(clean)
-    offsets = {}
-    grid = torch.linspace(-4, 4, 161)
-    for i, k in enumerate(LABELS):
-        best = (-1.0, 0.0)
-        for t in grid.tolist():
-            pred = z[:, i] >= t
-            if float(pred[clean_mask].float().mean()) > max_clean_fp:
-                continue
-            tp = int((pred & y[:, i]).sum())
-            fp = int((pred & ~y[:, i]).sum())
-            fn = int((~pred & y[:, i]).sum())
-            f1 = 2 * tp / max(1, 2 * tp + fp + fn)
-            if f1 > best[0] + 1e-9 or (abs(f1 - best[0]) < 1e-9 and abs(t) < abs(best[1])):
-                best = (f1, t)
-        offsets[k] = round(best[1], 3)
-    bias = model.head[-1].bias
-    with torch.no_grad():
-        bias[: len(LABELS)] -= torch.tensor([offsets[k] for k in LABELS])
-    return offsets
 
 
 def bench_classifier(model: DegradationClassifier, side: int = 1000, threads: int = 2, repeats: int = 10) -> dict:

@@ -46,7 +46,8 @@ class ClassifierConfig:
     crops: int = 16
     global_size: int = 32
     crop_stats: bool = True  # hand-crafted blur statistics per crop (see :func:`crop_statistics`)
-    image_head: bool = True  # an image-level head on pooled statistics (needs crop_stats)
+    image_head: bool = True  # an image-level head on pooled crop statistics (needs crop_stats)
+    image_labels: list[str] = field(default_factory=lambda: ["blur", "motion", "lowres"])  # what it decides
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -103,7 +104,8 @@ def crop_statistics(crops: torch.Tensor) -> torch.Tensor:
     r12 = (directional[0] / directional[1]).log()
     r24 = (directional[1] / directional[2]).log()
     feats += [r12.amin(1), r12.amax(1), r24.amin(1), r24.amax(1),
-              (directional[0].sum(1) / directional[1].sum(1)).log(), (directional[1].sum(1) / directional[2].sum(1)).log(),
+              (directional[0].sum(1) / directional[1].sum(1)).log(),
+              (directional[1].sum(1) / directional[2].sum(1)).log(),
               lum.mean((1, 2, 3)), lum.std((1, 2, 3))]
     return torch.stack(feats, 1)
 
@@ -137,8 +139,11 @@ class DegradationClassifier(nn.Module):
         self.head = nn.Sequential(nn.Linear(feat, cfg.hidden), nn.GELU(), nn.Linear(cfg.hidden, 3 * len(LABELS)))
         self.image_head = None
         if cfg.image_head:
-            img = 2 * gw[-1] + self.N_STATS + 2 * w[-1] + 4 * N_CROP_STATS
-            self.image_head = nn.Sequential(nn.Linear(img, cfg.hidden), nn.GELU(), nn.Linear(cfg.hidden, 2 * len(LABELS)))
+            n = len(cfg.image_labels)
+            self.register_buffer("image_index", torch.tensor([LABELS.index(k) for k in cfg.image_labels]),
+                                 persistent=False)
+            self.image_head = nn.Sequential(nn.Linear(self.N_STATS + 4 * N_CROP_STATS, cfg.hidden // 2), nn.GELU(),
+                                            nn.Linear(cfg.hidden // 2, 2 * n))
             nn.init.zeros_(self.image_head[-1].weight)
             nn.init.zeros_(self.image_head[-1].bias)
 
@@ -156,7 +161,8 @@ class DegradationClassifier(nn.Module):
         st = self.stats_norm(crop_statistics(x)).view(b, k, -1) if self.stats_norm is not None else None
         return loc, glb, st
 
-    def decide(self, loc: torch.Tensor, glb: torch.Tensor, st: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def decide(self, loc: torch.Tensor, glb: torch.Tensor, st: torch.Tensor | None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-crop logits pooled by their evidence weights (+ the image-level head) -> logits, severity."""
         b, k = loc.shape[:2]
         parts = [loc, glb[:, None].expand(b, k, glb.shape[1])] + ([st] if st is not None else [])
@@ -164,8 +170,13 @@ class DegradationClassifier(nn.Module):
         weight = torch.softmax(evidence, dim=1)
         if self.image_head is None:
             return (weight * logit).sum(1), (weight * torch.sigmoid(sev)).sum(1)
-        img_logit, img_sev = self.image_head(torch.cat([glb, loc.mean(1), pool_statistics(st)], 1)).chunk(2, dim=1)
-        return (weight * logit).sum(1) + img_logit, torch.sigmoid((weight * sev).sum(1) + img_sev)
+        # Blur-type labels also get an image-level opinion from the pooled sharpness statistics and
+        # the colour statistics (content-agnostic inputs: it must not learn the training photos).
+        img = self.image_head(torch.cat([glb[:, -self.N_STATS:], pool_statistics(st)], 1))
+        n = len(self.config.image_labels)
+        add_logit = logit.new_zeros(b, logit.shape[2]).index_copy(1, self.image_index, img[:, :n])
+        add_sev = logit.new_zeros(b, logit.shape[2]).index_copy(1, self.image_index, img[:, n:])
+        return (weight * logit).sum(1) + add_logit, torch.sigmoid((weight * sev).sum(1) + add_sev)
 
     def forward(self, crops: torch.Tensor, whole: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``crops`` [B, K, 3, c, c] and ``whole`` [B, 3, g, g] (0-1) -> logits [B, L], severity [B, L]."""
@@ -188,8 +199,10 @@ def crop_positions(h: int, w: int, crop: int, k: int, gen: torch.Generator | Non
                  JPEG_BLOCK * int(torch.randint(0, nx_max + 1, (), generator=gen))) for _ in range(k)]
     rows = max(1, min(ny_max + 1, round(math.sqrt(k * h / w))))
     cols = max(1, min(nx_max + 1, math.ceil(k / rows)))
-    ys = [JPEG_BLOCK * round(i * ny_max / max(1, rows - 1)) for i in range(rows)] if rows > 1 else [JPEG_BLOCK * (ny_max // 2)]
-    xs = [JPEG_BLOCK * round(i * nx_max / max(1, cols - 1)) for i in range(cols)] if cols > 1 else [JPEG_BLOCK * (nx_max // 2)]
+    def spread(n: int, last: int) -> list[int]:  # n aligned starts from 0 to last * 8 (centre if n == 1)
+        return [JPEG_BLOCK * round(i * last / (n - 1)) for i in range(n)] if n > 1 else [JPEG_BLOCK * (last // 2)]
+
+    ys, xs = spread(rows, ny_max), spread(cols, nx_max)
     grid = [(y, x) for y in ys for x in xs]
     if len(grid) <= k:
         return grid

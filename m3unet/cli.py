@@ -170,7 +170,8 @@ def _parser() -> argparse.ArgumentParser:
     ec.add_argument("--data", default=None, help="prepared photo folder (default: data/photos if present)")
     ec.add_argument("--per-photo", dest="per_photo", type=int, default=40,
                     help="clean, single and mixture samples per held-out photo (each)")
-    ec.add_argument("--region", type=int, default=256, help="region size in px (0: whole photo)")
+    ec.add_argument("--region", type=int, default=256,
+                    help="square region size in px (0: the largest square of each photo)")
     ec.add_argument("--seed", type=int, default=0)
     ec.add_argument("--threshold", type=float, default=0.5)
     ec.add_argument("--json", default=None, help="also write the result as JSON here")
