@@ -8,8 +8,10 @@ The loop (in the spirit of RestoreAgent / AgenticIR, with a small classifier ins
 3. For each step, every candidate model of the pool (:class:`~m3unet.pool.Pool`: M3UNet steered by
    the step's restoration text, plus user models tagged with the step's task) restores the current
    image, the classifier re-reads each result, and the candidate that most reduces the remaining
-   degradation score (:func:`degradation_score`) is kept. If none reduces it, the step is rolled
-   back (the image stays as it was).
+   degradation is kept: the step's own degradation counts fully, rises of the other detected
+   degradations at half weight (:func:`effect`, :func:`accept`; measured, see there). If no
+   candidate lowers its own degradation by :data:`MIN_GAIN`, the step is rolled back (the image
+   stays as it was).
 4. Before each planned step the latest reading decides: a degradation no longer detected is
    skipped; when the plan is done and something is still detected, the rest is planned again.
    The step's strength (and text) stays the one read on the input: the classifier was trained on
@@ -37,19 +39,55 @@ from .weights import REPO
 SHIPPED_CLASSIFIER = REPO / "weights" / "classifier-default.safetensors"
 DEFAULT_BUDGET = 4
 MAX_BUDGET = 16
-# A step must lower the degradation score by at least this to be kept: removing a detected
-# degradation lowers it by about 0.5 or more, so smaller changes are read as classifier jitter.
+# A step must lower its own degradation's score by at least this to be kept (removing a detected
+# degradation lowers it by about 0.5 or more; smaller changes are read as classifier jitter).
 MIN_GAIN = 0.05
+# Side effects (other detected degradations rising) count at this weight against the step's gain.
+SIDE_WEIGHT = 0.5
+
+
+def label_score(finding, label: str) -> float:
+    """How much of ``label`` a reading shows: ``p * (1 + s) / 2`` (0.5 at the lightest sure
+    detection, 1 at the heaviest)."""
+    return float(finding.probabilities.get(label, 0.0) * (1 + finding.severity.get(label, 0.0)) / 2)
 
 
 def degradation_score(finding) -> float:
-    """Remaining degradation of a classifier reading: ``sum_k p_k * (1 + s_k) / 2`` over all labels.
+    """The remaining degradation of a reading: :func:`label_score` summed over the detected labels
+    (0 for a clean reading)."""
+    return float(sum(label_score(finding, k) for k in finding.labels))
 
-    ``p_k`` is the probability of label k and ``s_k`` its severity in [0, 1]: a sure detection
-    counts 0.5 at the lightest severity and 1 at the heaviest; a clean reading scores near 0.
-    Summing over ALL labels means a step that removes noise but adds blur is not rewarded.
+
+@dataclass
+class Effect:
+    """What a candidate did to the reading: its own degradation's drop, the others' rise."""
+    own_drop: float
+    side_rise: float
+
+    @property
+    def benefit(self) -> float:
+        return self.own_drop - SIDE_WEIGHT * self.side_rise
+
+
+def effect(before, after, task: str) -> Effect:
+    """Compare two readings for a step removing ``task``."""
+    others = lambda f: sum(label_score(f, k) for k in f.labels if k != task)  # noqa: E731
+    return Effect(label_score(before, task) - label_score(after, task), others(after) - others(before))
+
+
+def accept(e: Effect, planned_by_user: bool) -> bool:
+    """Keep a step? Planned automatically: it must lower its own degradation by MIN_GAIN and gain
+    more than half its side effects cost. Given by the user: it is only undone if it does harm
+    (its benefit is below -MIN_GAIN).
+
+    Why not the total score: the classifier reads M3UNet's outputs as slightly soft ("lowres")
+    after dehazing or brightening, so a total-score rule rolls back good dehazing/brightening
+    steps and keeps steps for degradations the image does not have (any M3UNet pass lowers some
+    score a little). ``python -m m3unet eval --auto-rules`` measures the rules against PSNR.
     """
-    return float(sum(p * (1 + finding.severity.get(k, 0.0)) / 2 for k, p in finding.probabilities.items()))
+    if planned_by_user:
+        return e.benefit > -MIN_GAIN
+    return e.own_drop >= MIN_GAIN and e.benefit > 0
 
 
 def load_shipped_classifier():
@@ -70,8 +108,11 @@ class AutoProgress:
 
 @dataclass
 class Attempt:
+    """One candidate model's try at a step: the reading of its result."""
     model: str
-    score: float | None
+    score: float | None          # remaining degradation after it
+    own_drop: float | None       # how much the step's own degradation went down
+    side_rise: float | None      # how much the other detected degradations went up
     detected: list[str]
 
 
@@ -114,7 +155,9 @@ class AutoReport:
                                                   else ""),
                  f"plan: {self.plan.summary()}"]
         for r in self.steps:
-            tried = ", ".join(f"{a.model} -> {fmt(a.score)}" for a in r.attempts)
+            tried = ", ".join(f"{a.model} -> {fmt(a.score)}" + (f" ({r.task} {-a.own_drop:+.2f}, others "
+                                                                 f"{a.side_rise:+.2f})" if a.own_drop is not None else "")
+                              for a in r.attempts)
             head = f"step {r.index} {r.task}: {r.outcome}"
             if r.chosen and r.outcome != "rolled back":
                 head += f" ({r.chosen})"
@@ -273,28 +316,35 @@ class AutoRestorer:
                 y = self._run(name, x, step, seed + 7919 * index + k, tick)
                 y = self._fit(y, x.shape[-2:], target)
                 fy = self.classify(y)
-                results.append((name, y, fy, degradation_score(fy) if fy is not None else None))
+                e = effect(f, fy, step.task) if fy is not None else None
+                results.append((name, y, fy, e))
                 tick(f"step {index}: {step.task} with {name}", add=1)
-            attempts = [Attempt(n, sy, fy.labels if fy is not None else []) for n, _, fy, sy in results]
+            attempts = [Attempt(n, degradation_score(fy) if fy is not None else None, e and round(e.own_drop, 4),
+                                e and round(e.side_rise, 4), fy.labels if fy is not None else [])
+                        for n, _, fy, e in results]
+            text = step.instruction()
             if f is None:  # no classifier (a given plan): apply the first candidate as written
                 name, y, _, _ = results[0]
                 x = y
-                report.steps.append(StepRecord(index, step.task, step.strength, step.instruction(), attempts, name,
+                report.steps.append(StepRecord(index, step.task, step.strength, text, attempts, name,
                                                "applied", None, None, "no classifier to score it"))
                 continue
-            name, y, fy, sy = min(results, key=lambda r: r[3])  # first (M3UNet) wins ties
-            if sy < s - MIN_GAIN or not rollback:
-                why = (f"score {s:.2f} -> {sy:.2f}" + (f", the lowest of {len(results)} candidates"
-                                                       if len(results) > 1 else ""))
-                if sy >= s - MIN_GAIN:
-                    why = "kept although the score did not go down (rollback off)"
-                report.steps.append(StepRecord(index, step.task, step.strength, step.instruction(), attempts, name,
-                                               "kept", s, sy, why))
+            name, y, fy, e = max(results, key=lambda r: r[3].benefit)  # first (M3UNet) wins ties
+            sy = degradation_score(fy)
+            if accept(e, fixed) or not rollback:
+                why = f"{step.task} {-e.own_drop:+.2f}, others {e.side_rise:+.2f}" + (
+                    f", the best of {len(results)} candidates" if len(results) > 1 else "")
+                if not accept(e, fixed):
+                    why = "kept although it did not help (rollback off)"
+                report.steps.append(StepRecord(index, step.task, step.strength, text, attempts, name, "kept", s, sy, why))
                 x, f, s = y, fy, sy
             else:
-                report.steps.append(StepRecord(index, step.task, step.strength, step.instruction(), attempts, name,
-                                               "rolled back", s, s, f"the best candidate ({name}) would leave the "
-                                               f"score at {sy:.2f}, not below {s:.2f} - {MIN_GAIN}"))
+                need = ("to lower it by at least " + str(MIN_GAIN) + " and gain more than half the side effects"
+                        if not fixed else "not to do harm")
+                report.steps.append(StepRecord(index, step.task, step.strength, text, attempts, name, "rolled back",
+                                               s, s, f"the best candidate ({name}) changed {step.task} by "
+                                               f"{-e.own_drop:+.2f} and the others by {e.side_rise:+.2f}; a step "
+                                               f"needs {need}"))
         report.final, report.final_score = _reading(f), s
         report.seconds = time.time() - t0
         return x, report

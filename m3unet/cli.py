@@ -38,6 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="PSNR/SSIM table per degradation on held-out photos")
     e.add_argument("--auto", action="store_true", help="instead: automatic restore vs one blind pass vs the best "
                    "fixed order on held-out mixes, and clean photos through auto restore")
+    e.add_argument("--auto-rules", dest="auto_rules", action="store_true", help="instead: how well rules for "
+                   "keeping or rolling back an automatic step agree with PSNR (needs a classifier)")
     e.add_argument("--per-set", dest="per_set", type=int, default=3, help="--auto: photos per mix (default 3)")
     e.add_argument("--classifier", default=None, help="--auto: classifier weights (default: shipped)")
     e.add_argument("--budget", type=int, default=4, help="--auto: step budget (default 4)")

@@ -125,7 +125,7 @@ def to_markdown(result: dict) -> str:
 
 
 def main_args(args) -> int:
-    if getattr(args, "auto", False):
+    if getattr(args, "auto", False) or getattr(args, "auto_rules", False):
         return auto_main(args)
     torch.set_num_threads(2)
     if getattr(args, "text_ablation", False):
@@ -351,9 +351,15 @@ def auto_markdown(result: dict) -> str:
 
 
 def auto_main(args) -> int:
-    """``python -m m3unet eval --auto``."""
+    """``python -m m3unet eval --auto`` (and ``--auto-rules``)."""
     import os
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", 2))))
+    if getattr(args, "auto_rules", False):
+        res = step_decisions(args.model, args.data, args.crop, args.classifier)
+        print("\n" + step_decisions_markdown(res))
+        if args.json:
+            Path(args.json).write_text(json.dumps(res, indent=1))
+        return 0
     sets = None
     if args.mixes:
         from .plan import TASKS
@@ -367,3 +373,83 @@ def auto_main(args) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
     return 0
+
+
+def step_decisions(model_path: str | None = None, data: str | None = None, crop: int = 256,
+                   classifier_path: str | None = None, seed: int = 0, log=print) -> dict:
+    """How well rules for keeping or rolling back a step agree with PSNR (``eval --auto-rules``).
+
+    On one held-out mix per task set of ``plan-orders`` (seed 0, not the ``eval --auto`` mixes),
+    the true tasks run in the planner's order; at each stage one step for a task the image does
+    NOT have is also tried. Every step is read by the classifier before and after and scored by
+    PSNR. Each rule is judged by the dB it would keep and the harmful steps it would let through.
+    """
+    import random
+
+    from . import autorestore as ar
+    from .classify import Classifier, load_classifier
+    from .orders import degrade, mix_instances, task_of, task_sets
+    from .plan import TASKS, order_tasks
+
+    restorer = Restorer(load_model(model_path))
+    classifier = Classifier(load_classifier(classifier_path)) if classifier_path else ar.load_shipped_classifier()
+    if classifier is None:
+        raise ValueError("--auto-rules needs a classifier: give --classifier FILE (no shipped weights found)")
+    photos = heldout_photos(data)
+    ids = sorted(photos)
+    rng = random.Random(seed)
+    read = lambda t: classifier(t.permute(1, 2, 0)[None])[0]  # noqa: E731
+    run = lambda t, text: restorer.restore(t.permute(1, 2, 0)[None], text)[0].permute(2, 0, 1)  # noqa: E731
+    trials, t0 = [], time.time()
+    for i, inst in enumerate(mix_instances(task_sets(), ids, 1, seed)):
+        clean = center_crop(photos[inst.photo], crop)
+        cur = degrade(clean, inst)
+        by = {task_of(d): d for d in inst.degs}
+        fcur = read(cur)
+        for t in order_tasks(by):
+            wrong = rng.choice([a for a in TASKS if a not in by])
+            for task, text, true in ((t, describe([by[t]]), True),
+                                     (wrong, describe([deg.make(wrong, 0.5, torch.Generator().manual_seed(i))]), False)):
+                y = run(cur, text)
+                fy = read(y)
+                trials.append({"task": task, "true": true, "gain_db": psnr(y, clean) - psnr(cur, clean),
+                               "before": fcur, "after": fy, "y": y if true else None})
+            cur, fcur = trials[-2]["y"], trials[-2]["after"]
+        log(f"{i + 1}: {'+'.join(inst.tasks)} ({time.time() - t0:.0f}s)")
+    total = lambda f: ar.degradation_score(f)  # noqa: E731
+    rules = {
+        "total score drops by MIN_GAIN": lambda r: total(r["after"]) < total(r["before"]) - ar.MIN_GAIN,
+        "own degradation drops by MIN_GAIN": lambda r: ar.effect(r["before"], r["after"], r["task"]).own_drop
+        >= ar.MIN_GAIN,
+        "own drops, side effects at full weight": lambda r: (lambda e: e.own_drop >= ar.MIN_GAIN
+                                                             and e.own_drop - e.side_rise > 0)(
+            ar.effect(r["before"], r["after"], r["task"])),
+        "own drops, side effects at half weight (shipped)": lambda r: ar.accept(
+            ar.effect(r["before"], r["after"], r["task"]), False),
+    }
+    good = [r for r in trials if r["gain_db"] > 0.1]
+    bad = [r for r in trials if r["gain_db"] < -0.1]
+    table = {}
+    for name, rule in rules.items():
+        kept = [r for r in trials if rule(r)]
+        table[name] = {"kept_db": round(sum(r["gain_db"] for r in kept), 1),
+                       "helpful_kept": sum(1 for r in good if rule(r)),
+                       "harmful_kept": sum(1 for r in bad if rule(r)),
+                       "harmful_kept_db": round(sum(r["gain_db"] for r in bad if rule(r)), 1),
+                       "wrong_task_kept": sum(1 for r in kept if not r["true"])}
+    return {"classifier": classifier_path or "shipped", "trials": len(trials), "helpful": len(good),
+            "harmful": len(bad), "wrong_task_trials": sum(1 for r in trials if not r["true"]),
+            "possible_db": round(sum(r["gain_db"] for r in good), 1), "rules": table,
+            "seconds": round(time.time() - t0)}
+
+
+def step_decisions_markdown(res: dict) -> str:
+    lines = [f"classifier: {res['classifier']}; {res['trials']} trial steps ({res['wrong_task_trials']} for a "
+             f"degradation the image does not have); {res['helpful']} helpful (> +0.1 dB, together "
+             f"+{res['possible_db']} dB), {res['harmful']} harmful (< -0.1 dB)", "",
+             "| rule for keeping a step | dB kept | helpful kept | harmful kept (dB) | wrong-task steps kept |",
+             "|---|---|---|---|---|"]
+    for name, v in res["rules"].items():
+        lines.append(f"| {name} | {v['kept_db']:+.1f} | {v['helpful_kept']} / {res['helpful']} | "
+                     f"{v['harmful_kept']} / {res['harmful']} ({v['harmful_kept_db']:+.1f}) | {v['wrong_task_kept']} |")
+    return "\n".join(lines) + "\n"

@@ -9,7 +9,7 @@ import torch
 
 from auto_helpers import NoiseReader, add_noise, load_descriptor, noise_sigma, save_compact_blur, smooth_photo
 from m3unet import autorestore as ar
-from m3unet.autorestore import AutoRestorer, degradation_score
+from m3unet.autorestore import AutoRestorer, accept, degradation_score, effect, label_score
 from m3unet.classify import LABELS, Classifier, DegradationClassifier, Finding
 from m3unet.metrics import psnr
 from m3unet.orders import pair_margins, restore_orders, summarize, task_sets
@@ -190,9 +190,17 @@ def noisy_adder(t: torch.Tensor) -> torch.Tensor:
     return (t + 0.05 * torch.randn(t.shape, generator=torch.Generator().manual_seed(1))).clamp(0, 1)
 
 
-def test_score():
-    assert degradation_score(finding()) < 0.1
+def test_score_effect_and_acceptance():
+    assert degradation_score(finding()) == 0
     assert degradation_score(finding(noise=1.0)) > degradation_score(finding(noise=0.0)) > 0.4
+    assert label_score(finding(noise=1.0), "noise") == pytest.approx(0.9)
+    e = effect(finding(noise=0.8, jpeg=0.2), finding(jpeg=0.2, blur=0.0), "noise")
+    assert e.own_drop == pytest.approx(0.805) and e.side_rise == pytest.approx(0.45)
+    assert accept(e, False)  # 0.805 - 0.45 / 2 > 0
+    worse_sides = effect(finding(noise=0.1), finding(blur=1.0, lowres=1.0), "noise")
+    assert not accept(worse_sides, False) and not accept(worse_sides, True)
+    nothing = effect(finding(jpeg=0.5), finding(jpeg=0.5), "haze")  # a step for an undetected degradation
+    assert not accept(nothing, False) and accept(nothing, True)  # automatic: needs a gain; user plan: no harm
 
 
 def test_auto_picks_the_model_that_removes_most_and_reports_why(spandrel_blur):
@@ -204,8 +212,8 @@ def test_auto_picks_the_model_that_removes_most_and_reports_why(spandrel_blur):
     rep = result.reports[0]
     assert rep.plan.tasks == ["noise"] and rep.plan.steps[0].model == "auto"
     assert [(s.task, s.outcome, s.chosen) for s in rep.steps] == [("noise", "kept", "compact")]
-    scores = {a.model: a.score for a in rep.steps[0].attempts}
-    assert scores["compact"] < rep.score < scores["worse"]
+    drops = {a.model: a.own_drop for a in rep.steps[0].attempts}
+    assert drops["compact"] > 0.3 > 0 > drops["worse"]
     assert rep.stopped.startswith("clean")
     assert psnr(chw(result.image), chw(clean)) > psnr(chw(noisy), chw(clean)) + 3
     text = result.text()
@@ -242,7 +250,11 @@ def test_given_plan_budget_skips_and_progress(spandrel_blur):
     rep = result.reports[0]
     # A given plan runs as written (no stop-when-clean), is still scored, and obeys the budget.
     assert [s.task for s in rep.steps] == ["noise", "jpeg"]
-    assert rep.steps[0].outcome == "kept" and rep.steps[1].outcome == "rolled back"
+    assert rep.steps[0].outcome == "kept" and rep.steps[1].outcome == "kept"  # harmless: kept
+    harmful = Plan([Step("noise", 0.5, "worse")])
+    pool2 = Pool(None, [PoolModel(noisy_adder, "noise", "worse")])
+    undone = AutoRestorer(pool2, NoiseReader(), OrderTable()).run(add_noise(smooth_photo(), 0.01), plan=harmful)
+    assert undone.reports[0].steps[0].outcome == "rolled back" and "not to do harm" in undone.reports[0].steps[0].why
     assert rep.stopped == "step budget (2) reached; not run: blur"
     assert seen and seen[-1].done == seen[-1].total == 2
     with pytest.raises(PoolError, match="names model 'pool_model_9'"):
