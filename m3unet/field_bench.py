@@ -250,7 +250,7 @@ def plot(result: dict, path: str) -> None:
     rows, sizes = result["rows"], result["settings"]["sizes"]
     methods = list(dict.fromkeys(r["method"] for r in rows))
     labels = {r["method"]: r["label"] for r in rows}
-    fig, ax = plt.subplots(figsize=(9, 0.55 * len(methods) * len(sizes) / 2 + 1.5))
+    fig, ax = plt.subplots(figsize=(9, 0.21 * len(methods) * len(sizes) + 1.4))
     h = 0.8 / len(sizes)
     for j, s in enumerate(sizes):
         vals = [next(r["seconds"] for r in rows if r["method"] == m and r["size"] == s) for m in methods]

@@ -149,7 +149,7 @@ def plot_steps(result: dict, path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     sweep = result["sweep"]
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.2))
     for j, (sname, row) in enumerate(result["table"].items()):
         c = plt.cm.tab10(j % 10)
         gain = [row[f"m3unet_{n}step"]["psnr"] - row["input"]["psnr"] for n in sweep]
@@ -164,7 +164,7 @@ def plot_steps(result: dict, path: str) -> None:
         a.set_xlabel("M3UNet sampling steps")
         a.set_title(t, fontsize=10)
         a.grid(alpha=0.3)
-    a2.legend(fontsize=7, ncol=2)
+    a2.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.suptitle(f"M3UNet vs number of steps: {len(result['photos'])} held-out photos, {result['crop']} px crops",
                  fontsize=10)
     fig.tight_layout()
