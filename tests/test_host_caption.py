@@ -62,8 +62,11 @@ def images(comfy_host: ComfyHost) -> dict[str, str]:
 
 
 def caption_graph(image: str | dict, model: str = "none", *, host: str = "", remote_model: str = "",
-                  timeout: int = 30, user_text: str = "", restore: bool = False, preset: str | None = None) -> dict:
-    """LoadImage -> MLLM Loader -> MLLM Caption -> three PreviewAny (+ optional M3UNet Sampler -> SaveImage)."""
+                  timeout: int = 30, user_text: str = "", restore: bool = False, preset: str | None = None,
+                  use_classifier: bool = False) -> dict:
+    """LoadImage -> MLLM Loader -> MLLM Caption -> three PreviewAny (+ optional M3UNet Sampler -> SaveImage).
+
+    The classifier fusion is off by default so that ``degradation_text`` is the caption's own reading."""
     g: dict[str, Any] = {
         "1": image if isinstance(image, dict) else {"class_type": "LoadImage", "inputs": {"image": image}},
         "2": {"class_type": "M3UNetMLLMLoader", "inputs": {"model": model, "host": host, "remote_model": remote_model,
@@ -71,7 +74,7 @@ def caption_graph(image: str | dict, model: str = "none", *, host: str = "", rem
         "3": {"class_type": "M3UNetMLLMCaption", "inputs": {
             "mllm": ["2", 0], "image": ["1", 0], "preset": preset or "restoration (content, then quality problems)",
             "custom_prompt": "", "user_text": user_text, "max_tokens": 32, "temperature": 0.0, "seed": 0,
-            "use_classifier": True}},
+            "use_classifier": use_classifier}},
         "10": {"class_type": "PreviewAny", "inputs": {"source": ["3", 0]}},
         "11": {"class_type": "PreviewAny", "inputs": {"source": ["3", 1]}},
         "12": {"class_type": "PreviewAny", "inputs": {"source": ["3", 2]}},
@@ -119,6 +122,14 @@ def test_caption_nodes_registered(comfy_host: ComfyHost, llm_dir: Path) -> None:
         for section in ("required", "optional"):
             for name, spec in (node["input"].get(section) or {}).items():
                 assert spec[1].get("tooltip"), name
+
+
+def test_none_backend_fuses_the_classifier(comfy_host: ComfyHost, images: dict) -> None:
+    """Backend none + use_classifier: the shipped classifier's reading of the degraded example
+    (moderate JPEG, light noise) becomes the restoration text."""
+    entry = run_ok(comfy_host, caption_graph(images["coffee"], "none", use_classifier=True))
+    text = texts(entry)[2]
+    assert "jpeg" in text.lower() and "noise" in text, text
 
 
 # ---------------------------------------------------------------------------- local models

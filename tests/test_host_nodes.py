@@ -275,7 +275,7 @@ def test_workflow_restores(comfy_host: ComfyHost, comfy_object_info: dict[str, A
     assert_success(comfy_host, entry)
     saved = saved_by_node(entry, comfy_host)
     restored = [nid for nid, n in api.items() if n["class_type"] == "SaveImage"
-                and api[n["inputs"]["images"][0]]["class_type"] == "M3UNetSampler"]
+                and api[n["inputs"]["images"][0]]["class_type"] in ("M3UNetSampler", "M3UNetAutoRestore")]
     assert len(restored) == 1 and set(saved) == {nid for nid in outputs if api[nid]["class_type"] == "SaveImage"}, saved
     degraded = load_rgb(comfy_host.input_dir / EXAMPLE_INPUT)
     clean = load_rgb(EXAMPLES / "coffee_clean.png")
