@@ -63,10 +63,8 @@ def images(comfy_host: ComfyHost) -> dict[str, str]:
 
 def caption_graph(image: str | dict, model: str = "none", *, host: str = "", remote_model: str = "",
                   timeout: int = 30, user_text: str = "", restore: bool = False, preset: str | None = None,
-                  use_classifier: bool = False) -> dict:
-    """LoadImage -> MLLM Loader -> MLLM Caption -> three PreviewAny (+ optional M3UNet Sampler -> SaveImage).
-
-    The classifier fusion is off by default so that ``degradation_text`` is the caption's own reading."""
+                  use_classifier: bool = True) -> dict:
+    """LoadImage -> MLLM Loader -> MLLM Caption -> three PreviewAny (+ optional M3UNet Sampler -> SaveImage)."""
     g: dict[str, Any] = {
         "1": image if isinstance(image, dict) else {"class_type": "LoadImage", "inputs": {"image": image}},
         "2": {"class_type": "M3UNetMLLMLoader", "inputs": {"model": model, "host": host, "remote_model": remote_model,
@@ -124,20 +122,12 @@ def test_caption_nodes_registered(comfy_host: ComfyHost, llm_dir: Path) -> None:
                 assert spec[1].get("tooltip"), name
 
 
-def test_none_backend_fuses_the_classifier(comfy_host: ComfyHost, images: dict) -> None:
-    """Backend none + use_classifier: the shipped classifier's reading of the degraded example
-    (moderate JPEG, light noise) becomes the restoration text."""
-    entry = run_ok(comfy_host, caption_graph(images["coffee"], "none", use_classifier=True))
-    text = texts(entry)[2]
-    assert "jpeg" in text.lower() and "noise" in text, text
-
-
 # ---------------------------------------------------------------------------- local models
 @pytest.mark.parametrize("family", FAMILIES)
 def test_local_model_caption_steers_m3unet(comfy_host: ComfyHost, llm_dir: Path, images: dict, family: str) -> None:
     """A tiny model from models/LLM captions through the real node (ComfyUI model management loads it),
     its degradation_text is M3UNet's vocabulary and feeds the Sampler, which saves an image."""
-    entry = run_ok(comfy_host, caption_graph(images["a"], f"tiny-{family}", restore=True))
+    entry = run_ok(comfy_host, caption_graph(images["a"], f"tiny-{family}", restore=True, use_classifier=False))
     caption, content, degradation_text = texts(entry)
     assert "red sofa" in caption and "red sofa" in content
     assert "noise" not in content and "blur" not in content
@@ -149,12 +139,30 @@ def test_local_model_caption_steers_m3unet(comfy_host: ComfyHost, llm_dir: Path,
 
 
 def test_captions_are_cached_by_image_content(comfy_host: ComfyHost, llm_dir: Path, images: dict) -> None:
-    run_ok(comfy_host, caption_graph(images["a"], "tiny-qwen2_vl", preset="content only"))
+    run_ok(comfy_host, caption_graph(images["a"], "tiny-qwen2_vl", preset="content only", use_classifier=False))
     before = comfy_host.log_text().count("1 of 1 captions from the cache")
     # another file with the same pixels: ComfyUI runs the node again, the caption comes from the cache
-    entry = run_ok(comfy_host, caption_graph(images["a_copy"], "tiny-qwen2_vl", preset="content only"))
+    entry = run_ok(comfy_host, caption_graph(images["a_copy"], "tiny-qwen2_vl", preset="content only",
+                                             use_classifier=False))
     assert texts(entry)[2] == EXPECTED_TEXT
     assert comfy_host.log_text().count("1 of 1 captions from the cache") == before + 1
+
+
+def test_classifier_findings_fuse_with_the_model(comfy_host: ComfyHost, llm_dir: Path, images: dict) -> None:
+    """use_classifier: the shipped DegradationClassifier's findings on the same pixels are fused into
+    the model's degradations (the most severe reading per kind)."""
+    import torch
+
+    from m3unet.classify import Classifier, load_classifier
+    from m3unet.degradation import Degradation
+    from m3unet.vocabulary import fuse, restoration_text
+    pixels = torch.from_numpy(np.asarray(Image.open(comfy_host.input_dir / images["a"]).convert("RGB")).copy())
+    finding = Classifier(load_classifier())(pixels[None].float() / 255)[0]
+    assert finding.labels, "the classifier finds nothing in random noise: this test would not test fusion"
+    model = [Degradation("noise", 0.83), Degradation("blur", 0.17)]
+    expected = restoration_text(fuse(model, [Degradation(k, finding.severity[k]) for k in finding.labels]))
+    entry = run_ok(comfy_host, caption_graph(images["a"], "tiny-qwen2_vl", use_classifier=True))
+    assert texts(entry)[2] == expected != EXPECTED_TEXT
 
 
 # ---------------------------------------------------------------------------- none backend
@@ -206,5 +214,6 @@ def test_bad_model_folders_and_images(comfy_host: ComfyHost, llm_dir: Path, imag
     msg = run_error(comfy_host, caption_graph(tiny, "tiny-blip"), "M3UNetMLLMCaption")
     assert "4x4 px" in msg and "at least 8 px" in msg, msg
     # nothing half-loaded is left behind: the same model still captions
-    entry = run_ok(comfy_host, caption_graph(images["a"], "tiny-blip", preset="quality problems only"))
+    entry = run_ok(comfy_host, caption_graph(images["a"], "tiny-blip", preset="quality problems only",
+                                             use_classifier=False))
     assert texts(entry)[2] == EXPECTED_TEXT
