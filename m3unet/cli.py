@@ -34,9 +34,10 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--baselines", default="nlm,tv,bm3d", help="comma list: nlm,tv,bm3d (or none)")
     e.add_argument("--settings", default=None, help="comma list of settings (default: all)")
     e.add_argument("--json", default=None, help="also write the table as JSON here")
-    e.add_argument("--peers", action="store_true", help="quality next to BM3D, non-blind deconvolution, waifu2x "
+    mode = e.add_mutually_exclusive_group()
+    mode.add_argument("--peers", action="store_true", help="quality next to BM3D, non-blind deconvolution, waifu2x "
                    "and Real-ESRGAN, with NIQE and BRISQUE and a steps sweep (m3unet/field_eval.py)")
-    e.add_argument("--ocr", action="store_true", help="OCR character accuracy on degraded rendered text lines: "
+    mode.add_argument("--ocr", action="store_true", help="OCR character accuracy on degraded rendered text lines: "
                    "input, M3UNet and peers (m3unet/ocr_eval.py)")
     e.add_argument("--sweep", default="1,2,4", help="with --peers: M3UNet step counts to evaluate")
     e.add_argument("--max-photos", dest="max_photos", type=int, default=None, help="with --peers: first N photos")
