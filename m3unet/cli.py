@@ -71,9 +71,10 @@ def _parser() -> argparse.ArgumentParser:
     o.add_argument("--threads", type=int, default=1)
     o.add_argument("--out", default=None, help="JSON table (default: m3unet/plan_orders.json, read by the planner)")
     o.add_argument("--md", default=None, help="Markdown copy (default: docs/plan_orders.md; '' for none)")
-    e.add_argument("--peers", action="store_true", help="quality next to BM3D, non-blind deconvolution, waifu2x "
+    mode = e.add_mutually_exclusive_group()
+    mode.add_argument("--peers", action="store_true", help="quality next to BM3D, non-blind deconvolution, waifu2x "
                    "and Real-ESRGAN, with NIQE and BRISQUE and a steps sweep (m3unet/field_eval.py)")
-    e.add_argument("--ocr", action="store_true", help="OCR character accuracy on degraded rendered text lines: "
+    mode.add_argument("--ocr", action="store_true", help="OCR character accuracy on degraded rendered text lines: "
                    "input, M3UNet and peers (m3unet/ocr_eval.py)")
     e.add_argument("--sweep", default="1,2,4", help="with --peers: M3UNet step counts to evaluate")
     e.add_argument("--max-photos", dest="max_photos", type=int, default=None, help="with --peers: first N photos")

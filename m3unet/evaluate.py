@@ -125,6 +125,8 @@ def to_markdown(result: dict) -> str:
 
 
 def main_args(args) -> int:
+    if args.crop is None:  # the CLI default (``eval --peers`` uses its own)
+        args.crop = 256
     if getattr(args, "auto", False) or getattr(args, "auto_rules", False):
         return auto_main(args)
     torch.set_num_threads(2)
@@ -137,7 +139,8 @@ def main_args(args) -> int:
         return 0
     baselines = tuple(b for b in args.baselines.split(",") if b and b != "none")
     settings = args.settings.split(",") if args.settings else None
-    result = evaluate(args.model, args.data, 256 if args.crop is None else args.crop, args.steps or DEFAULT_STEPS, baselines, settings)
+    crop = 256 if args.crop is None else args.crop
+    result = evaluate(args.model, args.data, crop, args.steps or DEFAULT_STEPS, baselines, settings)
     print(f"\nheld-out photos: {', '.join(result['photos'])}; centre crops {result['crop']} px; PSNR dB / SSIM\n")
     print(to_markdown(result))
     if args.json:

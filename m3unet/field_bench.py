@@ -5,8 +5,9 @@ Every method runs in a fresh subprocess of the same run (so its peak resident me
 image, seconds per megapixel, peak RSS and each peer's time as a multiple of M3UNet's at the
 default steps. Seconds are the worker process's CPU time by default (``clock="cpu"``): on a
 machine shared with other jobs, wall time swings with their load while CPU time does not; with
-one thread it is what the wall time would be on an idle core. Threads: torch (M3UNet, the U-Nets) and ncnn (Real-ESRGAN) get ``threads`` (2 by
-default, the machine's cores); scikit-image NLM and BM3D run their own single-threaded code.
+one thread it is what the wall time would be on an idle core. Threads: torch (M3UNet, the
+U-Nets) and ncnn (Real-ESRGAN) get ``threads`` (2 by default, the machine's cores); scikit-image
+NLM and BM3D run their own single-threaded code.
 Every timed call follows a warm-up call, except NLM and BM3D (no one-time costs).
 
 Methods and what is measured:
@@ -238,7 +239,8 @@ def to_markdown(result: dict) -> str:
             cells.append(f"{mark}{_fmt_sec(r['seconds'])} ({r['x_m3unet']:g}x)")
         last = by[sizes[-1]]
         peak = max(r["peak_rss_mb"] for r in by.values())
-        out.append(f"| {last['label']} | " + " | ".join(cells) + f" | {last['sec_per_mp']:g} | {peak} | {last['how']} |")
+        out.append(f"| {last['label']} | " + " | ".join(cells)
+                   + f" | {last['sec_per_mp']:g} | {peak} | {last['how']} |")
     return "\n".join(out) + "\n"
 
 

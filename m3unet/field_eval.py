@@ -177,7 +177,8 @@ def main_args(args) -> int:
     torch.set_num_threads(args.threads)
     settings = args.settings.split(",") if args.settings else None
     sweep = tuple(int(s) for s in args.sweep.split(","))
-    result = evaluate_field(args.model, args.data, args.crop or 288, args.steps or DEFAULT_STEPS, sweep, settings,
+    crop = 288 if args.crop is None else args.crop
+    result = evaluate_field(args.model, args.data, crop, args.steps or DEFAULT_STEPS, sweep, settings,
                             args.max_photos, args.threads)
     print(f"\nheld-out photos: {', '.join(result['photos'])}; centre crops {result['crop']} px\n")
     print(to_markdown(result))

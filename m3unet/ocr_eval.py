@@ -154,7 +154,8 @@ def evaluate_ocr(model_path: str | None = None, steps: int = DEFAULT_STEPS, n_li
             outs = {"input": y}
             for n in sorted({1, steps}):
                 outs[f"m3unet_{n}step"] = restorer.restore(img, "", steps=n, seed=i)[0].permute(2, 0, 1)
-            outs[f"m3unet_{steps}step_text"] = restorer.restore(img, describe(degs), steps=steps, seed=i)[0].permute(2, 0, 1)
+            text_out = restorer.restore(img, describe(degs), steps=steps, seed=i)
+            outs[f"m3unet_{steps}step_text"] = text_out[0].permute(2, 0, 1)
             if sname == "lowres":
                 small = peers.downsample(x, degs[0].params["scale"])
                 outs["realesrgan"] = peers.super_resolve("realesrgan", small, tuple(x.shape[-2:]), threads)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
 from skimage import data
@@ -103,7 +102,7 @@ def test_bench_peers_smoke(tmp_path):
     assert methods == {"m3unet-1", "nlm", "bm3d", "realesrgan", "realesrgan-same"}
     assert all(x["seconds"] > 0 and x["peak_rss_mb"] > 0 and x["x_m3unet"] is not None for x in rows)
     bm3d = {x["size"]: x for x in rows if x["method"] == "bm3d"}
-    assert bm3d[128]["estimate"] and bm3d[128]["seconds"] == pytest.approx(4 * bm3d[64]["seconds"], rel=0.02)
+    assert bm3d[128]["estimate"] and bm3d[128]["seconds"] == pytest.approx(4 * bm3d[64]["seconds"], rel=0.05, abs=0.05)
     assert "| M3UNet, 1 step |" in r.stdout and png.stat().st_size > 10_000
 
 
