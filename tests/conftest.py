@@ -21,8 +21,9 @@ from comfy_client import ComfyHost  # noqa: E402
 def comfy_host() -> Iterator[ComfyHost]:
     """A running ComfyUI 0.3.75 server with the repo linked as custom_nodes/m3unet_pack.
 
-    Started once per session and stopped at the end. If it cannot start, every test using
-    it fails with the server log tail (never skipped). The per-run base directory is removed
+    Started once per session and stopped at the end. If it cannot start (within 180 s, or
+    M3UNET_HOST_STARTUP_TIMEOUT seconds on a busy machine), every test using it fails with the
+    server log tail (never skipped). The per-run base directory is removed
     at the end unless M3UNET_KEEP_HOST_DIR=1.
     """
     host = ComfyHost()
@@ -32,6 +33,7 @@ def comfy_host() -> Iterator[ComfyHost]:
     except Exception as exc:  # noqa: BLE001 - report any start failure as a test failure
         error = f"ComfyUI host failed to start: {exc}"
     if error is not None:
+        host.stop(remove_base_dir=os.environ.get("M3UNET_KEEP_HOST_DIR") != "1")  # leave no temp dir behind
         pytest.fail(error, pytrace=False)
     try:
         yield host
