@@ -420,16 +420,17 @@ def step_decisions(model_path: str | None = None, data: str | None = None, crop:
             cur, fcur = trials[-2]["y"], trials[-2]["after"]
         log(f"{i + 1}: {'+'.join(inst.tasks)} ({time.time() - t0:.0f}s)")
     total = lambda f: ar.degradation_score(f)  # noqa: E731
-    rules = {
-        "total score drops by MIN_GAIN": lambda r: total(r["after"]) < total(r["before"]) - ar.MIN_GAIN,
-        "own degradation drops by MIN_GAIN": lambda r: ar.effect(r["before"], r["after"], r["task"]).own_drop
-        >= ar.MIN_GAIN,
-        "own drops, side effects at full weight": lambda r: (lambda e: e.own_drop >= ar.MIN_GAIN
-                                                             and e.own_drop - e.side_rise > 0)(
-            ar.effect(r["before"], r["after"], r["task"])),
-        "own drops, side effects at half weight (shipped)": lambda r: ar.accept(
-            ar.effect(r["before"], r["after"], r["task"]), False),
-    }
+    def own_rule(weight: float):
+        def rule(r) -> bool:
+            e = ar.effect(r["before"], r["after"], r["task"])
+            return e.own_drop >= ar.MIN_GAIN and e.own_drop - weight * e.side_rise > 0
+        return rule
+
+    rules = {"total score drops by MIN_GAIN": lambda r: total(r["after"]) < total(r["before"]) - ar.MIN_GAIN}
+    for w in (0.0, 0.25, 0.5, 1.0):
+        shipped = " (shipped)" if w == ar.SIDE_WEIGHT else ""
+        rules[f"own drops by MIN_GAIN, side effects at weight {w}{shipped}"] = own_rule(w)
+    rules["shipped accept()"] = lambda r: ar.accept(ar.effect(r["before"], r["after"], r["task"]), False)
     good = [r for r in trials if r["gain_db"] > 0.1]
     bad = [r for r in trials if r["gain_db"] < -0.1]
     table = {}
