@@ -7,7 +7,8 @@ from pathlib import Path
 
 import torch
 
-from .classify import Classifier, default_plan, load_classifier
+from .classify import Classifier, load_classifier
+from .plan import plan_from_finding
 from .imageio import read_image
 
 
@@ -28,5 +29,5 @@ def run(args) -> int:
             continue
         d = finding.to_dict()
         print(json.dumps({"file": str(src), "labels": d["labels"], "severity": d["severity"],
-                          "detected": d["detected"], "plan": default_plan(finding)}), flush=True)
+                          "detected": d["detected"], "plan": plan_from_finding(finding).to_dict()["steps"]}), flush=True)
     return 2 if failures else 0
