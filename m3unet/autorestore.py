@@ -211,15 +211,16 @@ class AutoRestorer:
         return self.classifier(x.permute(1, 2, 0)[None])[0]
 
     def run(self, image: torch.Tensor, plan: Plan | Sequence[Plan] | None = None, budget: int = DEFAULT_BUDGET,
-            seed: int = 0, upscale: bool = False, rollback: bool = True,
+            seed: int = 0, upscale: bool = False, rollback: bool = True, retry: bool = True,
             progress: Callable[[AutoProgress], None] | None = None) -> AutoResult:
         """Restore an IMAGE batch ``[B, H, W, C]``; returns the image and a report per image.
 
         ``plan``: None plans from the classifier; a :class:`Plan` (or one per image) runs as
         written (each step still scored and rolled back if it makes things worse, unless
         ``rollback`` is False). ``upscale``: return the size of the pool's largest scale instead of
-        the input's. ``progress`` is called after every model run and inside M3UNet's tiles (it may
-        raise to interrupt).
+        the input's. ``retry``: retry an automatic plan with rolled-back degradations first (see
+        :meth:`_restore_one`). ``progress`` is called after every model run and inside M3UNet's
+        tiles (it may raise to interrupt).
         """
         from .pipeline import InputError, _to_rgb_float, check_image
         image = check_image(image)
@@ -234,14 +235,14 @@ class AutoRestorer:
         outs, reports = [], []
         for i in range(b):
             rgb, report = self._restore_one(_to_rgb_float(image[i]), plans[i], int(budget), int(seed) + 104_729 * i,
-                                            target, rollback, progress)
+                                            target, rollback, retry, progress)
             outs.append(resize(rgb, target))
             reports.append(report)
         return AutoResult(_like(image, outs, target), reports)
 
     # ------------------------------------------------------------------ one image
     def _restore_one(self, x: torch.Tensor, plan: Plan | None, budget: int, seed: int, target: tuple[int, int],
-                     rollback: bool, progress) -> tuple[torch.Tensor, AutoReport]:
+                     rollback: bool, retry: bool, progress) -> tuple[torch.Tensor, AutoReport]:
         """Run the plan; if an automatic plan had a step rolled back after other steps were kept,
         retry once with the rolled-back degradations first and keep the run that removed more.
 
@@ -263,7 +264,7 @@ class AutoRestorer:
         y, report = self._attempt(x, plan, budget, seed, target, rollback, tick, counter)
         kept = [r.task for r in report.steps if r.outcome == "kept"]
         rolled = [r.task for r in report.steps if r.outcome == "rolled back"]
-        if plan is None and self.classifier is not None and rollback and kept and rolled:
+        if retry and plan is None and self.classifier is not None and rollback and kept and rolled:
             order = rolled + kept
             y2, report2 = self._attempt(x, None, budget, seed, target, rollback, tick, counter, order)
             kept2 = [r.task for r in report2.steps if r.outcome == "kept"]

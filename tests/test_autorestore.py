@@ -303,6 +303,8 @@ def test_a_rolled_back_step_is_retried_first(spandrel_blur):
     assert [(s.task, s.outcome) for s in rep.steps][:2] == [("haze", "kept"), ("noise", "kept")]
     assert "the measured order kept noise and rolled back haze" in rep.retry and "kept haze, noise" in rep.retry
     assert "retry:" in result.text()
+    once = AutoRestorer(pool, Reader(), OrderTable({("noise", "haze"): 1.0})).run(noisy, retry=False).reports[0]
+    assert [(s.task, s.outcome) for s in once.steps] == [("noise", "kept"), ("haze", "rolled back")] and not once.retry
 
 
 def test_input_contract_dtype_channels_alpha_batch_and_upscale(spandrel_blur, tmp_path):
