@@ -32,10 +32,10 @@ import torch
 
 from .plan import MODEL_M3UNET, Plan, Step, load_order_table, plan_for, plan_from_finding
 from .pool import Pool, resize
-from .weights import REPO
+from .classify import DEFAULT_CLASSIFIER
 
 # The shipped DegradationClassifier weights (the automatic path loads them from here).
-SHIPPED_CLASSIFIER = REPO / "weights" / "classifier-default.safetensors"
+SHIPPED_CLASSIFIER = DEFAULT_CLASSIFIER  # one definition, in m3unet.classify
 DEFAULT_BUDGET = 4
 MAX_BUDGET = 16
 # A step must lower its own degradation's score by at least this to be kept (removing a detected
