@@ -292,7 +292,7 @@ def test_auto_restore_picks_the_pool_model(pack, tiny_model, node_module, upscal
                               keep_larger=False, plan="", pool_model_1=upscale_models["compact_1x"],
                               pool_task_1="noise")
     assert image.shape == noisy.shape and image.device == pack.mm.intermediate_device()
-    assert "step 1 noise: kept (pool_model_1)" in report and "m3unet ->" in report, report
+    assert "step 1 noise: kept pool_model_1 [" in report and "m3unet: noise " in report, report
     assert float(noise_sigma(image)) < float(noise_sigma(noisy)) / 2
     assert json.loads(plan)["steps"][0]["task"] == "noise"
     assert calls and calls[-1][0] == calls[-1][1] == 2  # m3unet + pool_model_1
@@ -309,7 +309,7 @@ def test_autorestore_keep_larger_with_a_2x_pool_model(pack, tiny_model, node_mod
     kwargs = dict(model=tiny_model, image=noisy, budget=2, seed=0, plan="",
                   pool_model_2=upscale_models["compact_2x"], pool_task_2="noise")
     big = run(pack.nodes.M3UNetAutoRestore, keep_larger=True, **kwargs)
-    assert big[0].shape == (2, 80, 112, 3) and "kept (pool_model_2)" in big[1]
+    assert big[0].shape == (2, 80, 112, 3) and "kept pool_model_2" in big[1]
     assert isinstance(json.loads(big[2]), list)  # one plan per image of the batch
     same = run(pack.nodes.M3UNetAutoRestore, keep_larger=False, **kwargs)
     assert same[0].shape == noisy.shape
