@@ -381,6 +381,21 @@ def test_m3unet_in_the_pool_with_the_real_classifier_network(identity_restorer, 
     assert len([s for s in auto.reports[0].steps if s.outcome != "skipped"]) <= 2
 
 
+def test_another_m3unet_checkpoint_in_the_pool(identity_restorer, tmp_path):
+    """An M3UNet file given as a pool model is steered by the step's text (load_pool_model detects it)."""
+    from m3unet.pool import M3UNetPoolModel
+    from m3unet.weights import save_model
+    save_model(identity_restorer.model, tmp_path / "deblur.safetensors")
+    second = load_pool_model(tmp_path / "deblur.safetensors", ["blur", "motion"])
+    assert isinstance(second, M3UNetPoolModel) and second.name == "deblur" and second.tasks == ("blur", "motion")
+    second.restorer._text_encoder = identity_restorer.text_encoder  # the fast stand-in encoder
+    pool = Pool(identity_restorer, [second], tile=64)
+    assert pool.candidates(Step("blur")) == ["m3unet", "deblur"] and pool.candidates(Step("noise")) == ["m3unet"]
+    x = torch.rand(3, 40, 48)
+    torch.testing.assert_close(pool.run("deblur", x, Step("blur", text="sharpen it")), x, atol=1e-5, rtol=0)
+    assert "steered by the step's text" in pool.describe()[1]
+
+
 def test_without_classifier_weights_restore_is_blind_or_follows_the_plan(identity_restorer, spandrel_blur,
                                                                          monkeypatch, tmp_path):
     monkeypatch.setattr(ar, "SHIPPED_CLASSIFIER", tmp_path / "missing.safetensors")
