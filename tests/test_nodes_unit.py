@@ -274,6 +274,8 @@ def test_autorestore_schema(pack) -> None:
 def test_autorestore_plan_is_validated_before_running(pack) -> None:
     node = pack.nodes.M3UNetAutoRestore
     assert node.validate_inputs(plan="") is True
+    msg = node.validate_inputs(plan="", pool_m3unet_tasks="blur, sharpen")
+    assert isinstance(msg, str) and "pool_m3unet_tasks: unknown task(s) ['sharpen']" in msg
     assert node.validate_inputs(plan='[{"task": "noise", "model": "pool_model_1"}]') is True
     msg = node.validate_inputs(plan='[{"task": "sharpen"}]')
     assert isinstance(msg, str) and "plan step 1: unknown task 'sharpen'" in msg
@@ -300,6 +302,15 @@ def test_auto_restore_picks_the_pool_model(pack, tiny_model, node_module, upscal
     again = run(pack.nodes.M3UNetAutoRestore, model=tiny_model, image=noisy, budget=3, seed=0, keep_larger=False,
                 plan=plan, pool_model_1=upscale_models["compact_1x"], pool_task_1="noise")
     torch.testing.assert_close(again[0], image)
+
+
+def test_autorestore_second_m3unet_in_the_pool(pack, tiny_model, node_module, monkeypatch) -> None:
+    monkeypatch.setattr(node_module, "shipped_classifier", lambda: NoiseReader())
+    noisy = add_noise(smooth_photo(40, 56), 0.08)
+    plan = '[{"task": "noise", "model": "pool_m3unet", "text": "remove the noise"}]'
+    _, report, _ = run(pack.nodes.M3UNetAutoRestore, model=tiny_model, image=noisy, budget=2, seed=0,
+                       keep_larger=False, plan=plan, pool_m3unet=tiny_model, pool_m3unet_tasks="noise, jpeg")
+    assert "step 1 noise:" in report and "pool_m3unet: noise" in report, report
 
 
 def test_autorestore_keep_larger_with_a_2x_pool_model(pack, tiny_model, node_module, upscale_models,
