@@ -243,7 +243,7 @@ def saved_by_node(entry: dict[str, Any], host: ComfyHost) -> dict[str, list[Path
 def test_workflow_restores(comfy_host: ComfyHost, comfy_object_info: dict[str, Any],
                            inputs: dict[str, str], workflow: Path, request: pytest.FixtureRequest) -> None:
     """Each shipped UI workflow converts, runs, and writes images of the input's size; the image saved
-    straight from the M3UNet Sampler is closer to the clean reference than the degraded input (PSNR).
+    straight from the M3UNet Sampler (or Auto Restore) is closer to the clean reference than the degraded input (PSNR).
     Workflows with an SD1.5 refinement (Load Checkpoint): by default the SD part is validated by
     /prompt but not executed (too slow on a CPU); with M3UNET_RUN_SD15=1 it runs on a random-weight
     SD1.5 checkpoint and the refined image is checked for size only (random weights make noise)."""
