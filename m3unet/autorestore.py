@@ -144,6 +144,13 @@ class AutoReport:
     stopped: str = ""
     seconds: float = 0.0
     retry: str = ""  # why and how the plan was retried in another order (automatic plans)
+    detected_labels: list[str] = field(default_factory=list)  # first reading
+    final_labels: list[str] = field(default_factory=list)     # last reading
+
+    @property
+    def removed(self) -> int:
+        """How many of the first reading's degradations the last reading no longer shows."""
+        return len(set(self.detected_labels) - set(self.final_labels))
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -157,13 +164,12 @@ class AutoReport:
                                                   else ""),
                  f"plan: {self.plan.summary()}"]
         for r in self.steps:
-            tried = ", ".join(f"{a.model} -> {fmt(a.score)}" + (f" ({r.task} {-a.own_drop:+.2f}, others "
-                                                                 f"{a.side_rise:+.2f})" if a.own_drop is not None else "")
-                              for a in r.attempts)
+            tried = "; ".join(f"{a.model}: {r.task} {-a.own_drop:+.2f}, others {a.side_rise:+.2f}, score "
+                              f"{fmt(a.score)}" if a.own_drop is not None else a.model for a in r.attempts)
             head = f"step {r.index} {r.task}: {r.outcome}"
             if r.chosen and r.outcome != "rolled back":
-                head += f" ({r.chosen})"
-            lines.append(head + (f"; scores: {tried}" if tried else "") + f"; {r.why}")
+                head += f" {r.chosen}"
+            lines.append(head + (f" [{tried}]" if tried else "") + (f"; {r.why}" if r.why else ""))
             if any(a.model == MODEL_M3UNET for a in r.attempts):
                 lines.append(f"    m3unet text: {r.text!r}")
         if self.retry:
@@ -243,13 +249,16 @@ class AutoRestorer:
     # ------------------------------------------------------------------ one image
     def _restore_one(self, x: torch.Tensor, plan: Plan | None, budget: int, seed: int, target: tuple[int, int],
                      rollback: bool, retry: bool, progress) -> tuple[torch.Tensor, AutoReport]:
-        """Run the plan; if an automatic plan had a step rolled back after other steps were kept,
-        retry once with the rolled-back degradations first and keep the run that removed more.
+        """Run the plan; if an automatic plan had a step for a degradation of the first reading rolled
+        back after other steps were kept, retry once with the rolled-back degradations first, and
+        keep the run that removed more of the first reading's degradations (ties: the lower
+        remaining score, by at least MIN_GAIN; else the first run, in the measured order).
 
         Why: the classifier judges a step on the image as it is at that point, and reads some
         half-restored images poorly (measured, ``eval --auto``: after denoising, a brightening
         step on a dark photo read as *more* low light and was rolled back, losing ~6 dB, while
-        the same step on the noisy photo read clean). The measured order stays the first choice.
+        the same step on the noisy photo lowered it, and removed the noise with it). The measured
+        order stays the first choice.
         """
         t0 = time.time()
         counter = {"done": 0, "total": 0}
@@ -263,18 +272,18 @@ class AutoRestorer:
 
         y, report = self._attempt(x, plan, budget, seed, target, rollback, tick, counter)
         kept = [r.task for r in report.steps if r.outcome == "kept"]
-        rolled = [r.task for r in report.steps if r.outcome == "rolled back"]
+        rolled = [r.task for r in report.steps if r.outcome == "rolled back" and r.task in report.detected_labels]
         if retry and plan is None and self.classifier is not None and rollback and kept and rolled:
             order = rolled + kept
             y2, report2 = self._attempt(x, None, budget, seed, target, rollback, tick, counter, order)
-            kept2 = [r.task for r in report2.steps if r.outcome == "kept"]
-            first = f"the measured order kept {', '.join(kept)} and rolled back {', '.join(rolled)}"
-            if len(kept2) > len(kept):
+            first = (f"the measured order kept {', '.join(kept)} and rolled back {', '.join(rolled)} (removed "
+                     f"{report.removed} of {len(report.detected_labels)}, score {report.final_score:.2f})")
+            second = (f"{' > '.join(order)} first removed {report2.removed}, score {report2.final_score:.2f}")
+            if (report2.removed, -report2.final_score) > (report.removed, -report.final_score + MIN_GAIN):
                 y, report = y2, report2
-                report.retry = f"{first}; this run ({' > '.join(order)} first) kept {', '.join(kept2)}"
+                report.retry = f"{first}; this run ({second}) did better"
             else:
-                report.retry = (f"{first}; a retry with {', '.join(rolled)} first kept "
-                                f"{', '.join(kept2) or 'nothing'}, not more: the first run is returned")
+                report.retry = f"{first}; a retry ({second}) did not do better: the first run is returned"
         report.seconds = time.time() - t0
         return y, report
 
@@ -299,6 +308,7 @@ class AutoRestorer:
 
         f = self.classify(x)
         s = degradation_score(f) if f is not None else None
+        first_labels = f.labels if f is not None else []
         fixed = plan is not None
         plan = plan if fixed else plan_from_finding(f, self.table)
         if order:
@@ -371,8 +381,7 @@ class AutoRestorer:
             name, y, fy, e = max(results, key=lambda r: r[3].benefit)  # first (M3UNet) wins ties
             sy = degradation_score(fy)
             if accept(e, fixed) or not rollback:
-                why = f"{step.task} {-e.own_drop:+.2f}, others {e.side_rise:+.2f}" + (
-                    f", the best of {len(results)} candidates" if len(results) > 1 else "")
+                why = f"the largest drop in {step.task} of {len(results)} candidates" if len(results) > 1 else ""
                 if not accept(e, fixed):
                     why = "kept although it did not help (rollback off)"
                 report.steps.append(StepRecord(index, step.task, step.strength, text, attempts, name, "kept", s, sy, why))
@@ -384,6 +393,7 @@ class AutoRestorer:
                                                f"{-e.own_drop:+.2f} and the others by {e.side_rise:+.2f}; a step "
                                                f"needs {need}"))
         report.final, report.final_score = _reading(f), s
+        report.detected_labels, report.final_labels = list(first_labels), list(f.labels) if f is not None else []
         report.seconds = time.time() - t0
         return x, report
 

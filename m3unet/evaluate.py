@@ -247,8 +247,10 @@ AUTO_SETS = [("jpeg", "noise"), ("blur", "noise"), ("haze", "noise"), ("lowlight
 
 def auto_evaluation(model_path: str | None = None, data: str | None = None, crop: int = 256, per_set: int = 3,
                     classifier_path: str | None = None, budget: int = 4, seed: int = 1,
-                    sets: list[tuple[str, ...]] | None = None, log=print) -> dict:
+                    sets: list[tuple[str, ...]] | None = None, pool: list[str] | None = None, log=print) -> dict:
     """Automatic restore vs one blind M3UNet pass vs the best fixed order, on held-out mixes.
+
+    ``pool``: extra pool models as ``FILE=TASK[,TASK]`` (as ``restore --pool``).
 
     For every mix, every order of single-task M3UNet passes is run (:func:`m3unet.orders.restore_orders`);
     the *best fixed order* of a set is the order with the best mean PSNR over that set's mixes, the
@@ -273,7 +275,9 @@ def auto_evaluation(model_path: str | None = None, data: str | None = None, crop
     if classifier is None:
         log("note: no classifier weights: the auto column is a blind M3UNet pass")
         cname = "none (blind fallback)"
-    auto = AutoRestorer(Pool(restorer), classifier)
+    from .pool import load_pool_model, parse_pool_arg
+    models = [load_pool_model(*parse_pool_arg(a)) for a in pool or []]
+    auto = AutoRestorer(Pool(restorer, models), classifier)
     run = m3unet_runner(restorer)
     photos = heldout_photos(data)
     ids = sorted(photos)
@@ -319,6 +323,7 @@ def auto_evaluation(model_path: str | None = None, data: str | None = None, crop
     sets = {s: {m: round(float(np.mean([r[m] for r in rs])), 2) for m in methods} | {"n": len(rs),
             "best_fixed_order": rs[0]["best_fixed_order"]} for s, rs in by_set.items()}
     return {"weights_file": path.name, "weights_sha256": weights_hash(path), "classifier": cname,
+            "pool": ["m3unet"] + [m.describe() for m in models],
             "photos": ids, "crop": crop, "per_set": per_set, "budget": budget, "seed": seed,
             "seconds": round(time.time() - t0), "mean": mean, "sets": sets, "rows": rows, "clean": clean_rows}
 
@@ -332,8 +337,9 @@ def auto_markdown(result: dict) -> str:
              for s, v in result["sets"].items()]
     lines.append(f"| **mean** | {sum(v['n'] for v in result['sets'].values())} | "
                  + " | ".join(f"**{m[c]:.2f}**" for c in cols) + " | |")
+    pool = ", ".join(result.get("pool", ["m3unet"]))
     out = [f"M3UNet weights `{result['weights_file']}` (sha256 {result['weights_sha256'][:12]}...), classifier: "
-           f"{result['classifier']}; {result['per_set']} held-out photos per mix, centre crops {result['crop']} px, "
+           f"{result['classifier']}, pool: {pool}; {result['per_set']} held-out photos per mix, centre crops {result['crop']} px, "
            f"step budget {result['budget']}; PSNR dB", "", head + "\n".join(lines), ""]
     gain, gap = m["auto"] - m["single_blind"], m["best_fixed"] - m["auto"]
     out.append(f"- auto vs one blind M3UNet pass: {gain:+.2f} dB (target >= +0.5): {'met' if gain >= 0.5 else 'not met'}")
@@ -375,7 +381,7 @@ def auto_main(args) -> int:
         if bad:
             raise ValueError(f"--mixes: unknown task(s) {bad}; use {', '.join(TASKS)} joined by '+'")
     result = auto_evaluation(args.model, args.data, args.crop, args.per_set, args.classifier, args.budget,
-                             sets=sets)
+                             sets=sets, pool=args.pool)
     print("\n" + auto_markdown(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))

@@ -42,12 +42,8 @@ class PoolModel:
         if not callable(model):
             raise PoolError(f"pool model {name or ''!r} is a {type(model).__name__}, not a model: pass a spandrel "
                             "ImageModelDescriptor (ComfyUI's UPSCALE_MODEL) or a callable image -> image")
-        tasks = (tasks,) if isinstance(tasks, str) else tuple(tasks)
-        bad = [t for t in tasks if t not in TASKS]
-        if bad or not tasks:
-            raise PoolError(f"pool model {name!r}: unknown task tag(s) {bad or tasks}; tag it with one of {', '.join(TASKS)}")
         self.model = model
-        self.tasks = tasks
+        self.tasks = _check_tasks(name, tasks)
         arch = getattr(getattr(model, "architecture", None), "name", None)
         self.name = name or (f"{arch} {getattr(model, 'scale', 1)}x" if arch else type(model).__name__)
         if self.name in (MODEL_AUTO, MODEL_M3UNET):
@@ -133,15 +129,48 @@ class PoolModel:
         return out.clamp(0, 1)
 
 
-class Pool:
-    """The candidates for each step: M3UNet (if given a Restorer) and the user's :class:`PoolModel` s."""
+def _check_tasks(name: str, tasks: str | Sequence[str]) -> tuple[str, ...]:
+    tasks = (tasks,) if isinstance(tasks, str) else tuple(tasks)
+    bad = [t for t in tasks if t not in TASKS]
+    if bad or not tasks:
+        raise PoolError(f"pool model {name!r}: unknown task tag(s) {bad or tasks}; tag it with one of {', '.join(TASKS)}")
+    return tasks
 
-    def __init__(self, restorer=None, models: Sequence[PoolModel] = (), steps: int = 1,
+
+class M3UNetPoolModel:
+    """Another M3UNet checkpoint in the pool (e.g. ``weights/m3unet-deblur.safetensors`` for blur and
+    motion), steered by the step's restoration text like the main one."""
+
+    scale = 1
+
+    def __init__(self, restorer, tasks: str | Sequence[str], name: str):
+        if name in (MODEL_AUTO, MODEL_M3UNET):
+            raise PoolError(f"pool model name {name!r} is reserved; choose another name")
+        self.restorer = restorer
+        self.tasks = _check_tasks(name, tasks)
+        self.name = name
+
+    def describe(self) -> str:
+        return f"{self.name} (M3UNet, {'/'.join(self.tasks)}, steered by the step's text)"
+
+    def run(self, x: torch.Tensor, step: Step, seed: int, steps: int, tile: int,
+            check: Callable[[], None] | None = None) -> torch.Tensor:
+        progress = (lambda _p: check()) if check else None
+        out = self.restorer.restore(x.permute(1, 2, 0)[None], text=step.instruction(), steps=steps, seed=seed,
+                                    tile=tile, progress=progress)
+        return out[0].permute(2, 0, 1)
+
+
+class Pool:
+    """The candidates for each step: M3UNet (if given a Restorer) and the user's models
+    (:class:`PoolModel` for image models, :class:`M3UNetPoolModel` for other M3UNet checkpoints)."""
+
+    def __init__(self, restorer=None, models: Sequence[PoolModel | M3UNetPoolModel] = (), steps: int = 1,
                  tile: int = DEFAULT_TILE):
         self.restorer = restorer
         self.models = {}
         for m in models:
-            if not isinstance(m, PoolModel):
+            if not isinstance(m, (PoolModel, M3UNetPoolModel)):
                 raise PoolError(f"pool entries must be PoolModel(model, task); got {type(m).__name__}")
             if m.name in self.models:
                 raise PoolError(f"two pool models are named {m.name!r}; give them distinct names")
@@ -189,17 +218,24 @@ class Pool:
             out = self.restorer.restore(x.permute(1, 2, 0)[None], text=step.instruction(), steps=self.steps,
                                         seed=seed, tile=self.tile, progress=progress)
             return out[0].permute(2, 0, 1)
-        return self.models[name](x, check)
+        model = self.models[name]
+        if isinstance(model, M3UNetPoolModel):
+            return model.run(x, step, seed, self.steps, self.tile, check)
+        return model(x, check)
 
 
 
-def load_pool_model(path, tasks: str | Sequence[str], name: str | None = None) -> PoolModel:
-    """Load a ``.safetensors`` image model with spandrel (as ComfyUI's *Load Upscale Model* does)."""
+def load_pool_model(path, tasks: str | Sequence[str], name: str | None = None) -> PoolModel | M3UNetPoolModel:
+    """Load a ``.safetensors`` pool model: an M3UNet checkpoint (recognised by its metadata), or an
+    image model through spandrel (as ComfyUI's *Load Upscale Model* does)."""
     from pathlib import Path
 
-    from .weights import read_metadata
+    from .weights import load_model, read_metadata
     path = Path(path)
-    read_metadata(path)  # clear errors for missing, pickled or corrupt files
+    meta = read_metadata(path)  # clear errors for missing, pickled or corrupt files
+    if "m3unet_config" in meta:
+        from .pipeline import Restorer
+        return M3UNetPoolModel(Restorer(load_model(path)), tasks, name or path.stem)
     try:
         from spandrel import ImageModelDescriptor, ModelLoader
     except ImportError as e:

@@ -12,7 +12,7 @@ from ..m3unet.autorestore import (DEFAULT_BUDGET, MAX_BUDGET, SHIPPED_CLASSIFIER
                                   load_shipped_classifier)
 from ..m3unet.pipeline import DEFAULT_STEPS, DEFAULT_TILE
 from ..m3unet.plan import TASKS, PlanError, parse_plans
-from ..m3unet.pool import Pool, PoolModel
+from ..m3unet.pool import M3UNetPoolModel, Pool, PoolError, PoolModel
 from .common import CATEGORY, M3UNetHandle, M3UNetModel, file_fingerprint
 
 log = logging.getLogger("m3unet")
@@ -45,7 +45,23 @@ def _pool_inputs() -> list:
             f"\"pool_model_{i}\".")))
         out.append(io.Combo.Input(f"pool_task_{i}", options=list(TASKS), default=TASKS[(i - 1) % len(TASKS)],
                                   optional=True, tooltip=f"The degradation pool_model_{i} removes."))
+    out.append(M3UNetModel.Input("pool_m3unet", optional=True, tooltip=(
+        "Optional second M3UNet checkpoint (a Load M3UNet Model node, e.g. m3unet-deblur.safetensors) "
+        "that competes with the main model on the tasks in pool_m3unet_tasks, steered by the same "
+        "restoration text. A plan can name it as \"pool_m3unet\".")))
+    out.append(io.String.Input("pool_m3unet_tasks", default="blur, motion", optional=True, tooltip=(
+        "The degradations pool_m3unet serves, comma-separated: " + ", ".join(TASKS) + ".")))
     return out
+
+
+def parse_tasks(text: str) -> list[str]:
+    """``"blur, motion"`` -> ``["blur", "motion"]`` (raises PoolError naming unknown tasks)."""
+    tasks = [t.strip() for t in str(text).replace(";", ",").split(",") if t.strip()]
+    bad = [t for t in tasks if t not in TASKS]
+    if bad or not tasks:
+        raise PoolError(f"pool_m3unet_tasks: unknown task(s) {bad or '(none)'}; use a comma list of "
+                        f"{', '.join(TASKS)}")
+    return tasks
 
 
 class M3UNetAutoRestore(io.ComfyNode):
@@ -78,7 +94,7 @@ class M3UNetAutoRestore(io.ComfyNode):
                 io.String.Input("plan", multiline=True, default="", optional=True, tooltip=(
                     "Empty: plan automatically from the classifier. Or a plan as JSON (copy the plan output "
                     "and edit it): {\"steps\": [{\"task\": \"noise\", \"strength\": 0.6, \"model\": \"auto\", "
-                    "\"text\": \"\"}]}; model is auto, m3unet or pool_model_1..3; tasks: "
+                    "\"text\": \"\"}]}; model is auto, m3unet, pool_model_1..3 or pool_m3unet; tasks: "
                     + ", ".join(TASKS) + ".")),
                 *_pool_inputs(),
             ],
@@ -91,12 +107,13 @@ class M3UNetAutoRestore(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, plan: str = "", **kwargs):
-        if not isinstance(plan, str) or not plan.strip():  # linked from another node, or automatic
-            return True
+    def validate_inputs(cls, plan: str = "", pool_m3unet_tasks: str = "blur, motion", **kwargs):
         try:
-            parse_plans(plan)
-        except PlanError as e:
+            if isinstance(pool_m3unet_tasks, str):
+                parse_tasks(pool_m3unet_tasks)
+            if isinstance(plan, str) and plan.strip():  # empty: automatic; linked: checked when it runs
+                parse_plans(plan)
+        except (PlanError, PoolError) as e:
             return str(e)
         return True
 
@@ -111,6 +128,10 @@ class M3UNetAutoRestore(io.ComfyNode):
             m = pool_inputs.get(f"pool_model_{i}")
             if m is not None:
                 models.append(PoolModel(m, pool_inputs.get(f"pool_task_{i}") or TASKS[0], f"pool_model_{i}"))
+        second = pool_inputs.get("pool_m3unet")
+        if second is not None:
+            tasks = parse_tasks(pool_inputs.get("pool_m3unet_tasks") or "blur, motion")
+            models.append(M3UNetPoolModel(second.ready(), tasks, "pool_m3unet"))
         classifier = shipped_classifier()
         if classifier is None:
             log.warning("M3UNet Auto Restore: no DegradationClassifier weights at %s; restoring blind",
@@ -125,7 +146,7 @@ class M3UNetAutoRestore(io.ComfyNode):
             model_management.throw_exception_if_processing_interrupted()
 
         device = model_management.get_torch_device()
-        movable = [m.model for m in models if hasattr(m.model, "to")]
+        movable = [m.model for m in models if isinstance(m, PoolModel) and hasattr(m.model, "to")]
         for m in movable:  # like ImageUpscaleWithModel: on the torch device while it runs
             m.to(device)
         try:

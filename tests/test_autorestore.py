@@ -217,7 +217,7 @@ def test_auto_picks_the_model_that_removes_most_and_reports_why(spandrel_blur):
     assert rep.stopped.startswith("clean")
     assert psnr(chw(result.image), chw(clean)) > psnr(chw(noisy), chw(clean)) + 3
     text = result.text()
-    assert "detected: noise" in text and "kept (compact)" in text and "worse ->" in text
+    assert "detected: noise" in text and "kept compact [" in text and "worse: noise +" in text
     assert json.loads(result.plan_json())["steps"][0]["task"] == "noise"
     assert json.dumps(rep.to_dict())  # the report serialises
 
@@ -283,28 +283,47 @@ def test_planned_steps_no_longer_detected_are_skipped(spandrel_blur):
     assert rep.stopped == "still detected (haze) but every step for it was tried"
 
 
-def test_a_rolled_back_step_is_retried_first(spandrel_blur):
-    """A reader that misjudges haze on denoised images: the measured order (noise first) rolls the
-    haze step back; the retry with haze first removes both, and is returned."""
-    class Reader(NoiseReader):
-        def __call__(self, image):
-            out = super().__call__(image)
-            for f, img in zip(out, image):
-                denoised = f.probabilities["noise"] < 0.5
-                dark = float(img[..., :3].float().mean()) < 0.6
-                f.probabilities["haze"], f.severity["haze"] = (0.9, 0.5) if (dark or denoised) else (0.01, 0.0)
-            return out
+class ScriptedReader:
+    """A classifier stand-in that reads a flat image's grey level as a state: {level: {label: (p, s)}}."""
 
-    brighten = PoolModel(lambda t: (t + 0.2).clamp(0, 1), "haze", "brighten")
-    pool = Pool(None, [PoolModel(spandrel_blur, "noise", "compact"), brighten])
-    noisy = add_noise(smooth_photo() * 0.9, 0.08)
-    result = AutoRestorer(pool, Reader(), OrderTable({("noise", "haze"): 1.0})).run(noisy)
+    def __init__(self, script: dict[float, dict[str, tuple[float, float]]]):
+        self.script = script
+
+    def __call__(self, image):
+        out = []
+        for img in image:
+            state = self.script[round(float(img.float().mean()), 2)]
+            out.append(Finding({k: state.get(k, (0.01, 0.0))[0] for k in LABELS},
+                               {k: state.get(k, (0.01, 0.0))[1] for k in LABELS}))
+        return out
+
+
+def test_a_rolled_back_step_is_retried_first():
+    """Like the measured case: denoised first, the brightening step reads as no better and is rolled
+    back; brightened first, both degradations read gone. The retry's run is returned."""
+    reader = ScriptedReader({0.30: {"noise": (0.9, 0.5), "lowlight": (0.9, 0.6)},  # input
+                             0.40: {"lowlight": (0.9, 0.6)},                        # denoised
+                             0.60: {"lowlight": (0.9, 0.6)},                        # denoised, brightened: misread
+                             0.50: {}})                                             # brightened (noise gone too)
+    pool = Pool(None, [PoolModel(lambda t: t + 0.1, "noise", "denoise"),
+                       PoolModel(lambda t: t + 0.2, "lowlight", "brighten")])
+    flat = torch.full((1, 32, 32, 3), 0.30)
+    table = OrderTable({("noise", "lowlight"): 1.0})
+    result = AutoRestorer(pool, reader, table).run(flat)
     rep = result.reports[0]
-    assert [(s.task, s.outcome) for s in rep.steps][:2] == [("haze", "kept"), ("noise", "kept")]
-    assert "the measured order kept noise and rolled back haze" in rep.retry and "kept haze, noise" in rep.retry
-    assert "retry:" in result.text()
-    once = AutoRestorer(pool, Reader(), OrderTable({("noise", "haze"): 1.0})).run(noisy, retry=False).reports[0]
-    assert [(s.task, s.outcome) for s in once.steps] == [("noise", "kept"), ("haze", "rolled back")] and not once.retry
+    assert [(s.task, s.outcome) for s in rep.steps] == [("lowlight", "kept")]
+    assert rep.stopped.startswith("clean") and rep.removed == 2
+    assert "rolled back lowlight" in rep.retry and "did better" in rep.retry and "retry:" in result.text()
+    torch.testing.assert_close(result.image, flat + 0.2)
+    once = AutoRestorer(pool, reader, table).run(flat, retry=False).reports[0]
+    assert [(s.task, s.outcome) for s in once.steps] == [("noise", "kept"), ("lowlight", "rolled back")]
+    assert not once.retry and once.removed == 1
+    # A rolled-back step for a degradation the first reading did not show triggers no retry.
+    reader.script.update({0.30: {"noise": (0.9, 0.5)}, 0.40: {"lowres": (0.9, 0.5)}, 0.60: {"lowres": (0.9, 0.5)}})
+    pool.models["brighten"].tasks = ("lowres",)
+    other = AutoRestorer(pool, reader, table).run(flat).reports[0]
+    assert [(s.task, s.outcome) for s in other.steps] == [("noise", "kept"), ("lowres", "rolled back")]
+    assert not other.retry
 
 
 def test_input_contract_dtype_channels_alpha_batch_and_upscale(spandrel_blur, tmp_path):
@@ -360,6 +379,21 @@ def test_m3unet_in_the_pool_with_the_real_classifier_network(identity_restorer, 
     assert auto.reports[0].detected == first.report()
     assert auto.reports[0].plan.tasks[:len(first.labels)] == plan_from_finding(first).tasks
     assert len([s for s in auto.reports[0].steps if s.outcome != "skipped"]) <= 2
+
+
+def test_another_m3unet_checkpoint_in_the_pool(identity_restorer, tmp_path):
+    """An M3UNet file given as a pool model is steered by the step's text (load_pool_model detects it)."""
+    from m3unet.pool import M3UNetPoolModel
+    from m3unet.weights import save_model
+    save_model(identity_restorer.model, tmp_path / "deblur.safetensors")
+    second = load_pool_model(tmp_path / "deblur.safetensors", ["blur", "motion"])
+    assert isinstance(second, M3UNetPoolModel) and second.name == "deblur" and second.tasks == ("blur", "motion")
+    second.restorer._text_encoder = identity_restorer.text_encoder  # the fast stand-in encoder
+    pool = Pool(identity_restorer, [second], tile=64)
+    assert pool.candidates(Step("blur")) == ["m3unet", "deblur"] and pool.candidates(Step("noise")) == ["m3unet"]
+    x = torch.rand(3, 40, 48)
+    torch.testing.assert_close(pool.run("deblur", x, Step("blur", text="sharpen it")), x, atol=1e-5, rtol=0)
+    assert "steered by the step's text" in pool.describe()[1]
 
 
 def test_without_classifier_weights_restore_is_blind_or_follows_the_plan(identity_restorer, spandrel_blur,

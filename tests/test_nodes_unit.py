@@ -274,6 +274,8 @@ def test_autorestore_schema(pack) -> None:
 def test_autorestore_plan_is_validated_before_running(pack) -> None:
     node = pack.nodes.M3UNetAutoRestore
     assert node.validate_inputs(plan="") is True
+    msg = node.validate_inputs(plan="", pool_m3unet_tasks="blur, sharpen")
+    assert isinstance(msg, str) and "pool_m3unet_tasks: unknown task(s) ['sharpen']" in msg
     assert node.validate_inputs(plan='[{"task": "noise", "model": "pool_model_1"}]') is True
     msg = node.validate_inputs(plan='[{"task": "sharpen"}]')
     assert isinstance(msg, str) and "plan step 1: unknown task 'sharpen'" in msg
@@ -292,7 +294,7 @@ def test_auto_restore_picks_the_pool_model(pack, tiny_model, node_module, upscal
                               keep_larger=False, plan="", pool_model_1=upscale_models["compact_1x"],
                               pool_task_1="noise")
     assert image.shape == noisy.shape and image.device == pack.mm.intermediate_device()
-    assert "step 1 noise: kept (pool_model_1)" in report and "m3unet ->" in report, report
+    assert "step 1 noise: kept pool_model_1 [" in report and "m3unet: noise " in report, report
     assert float(noise_sigma(image)) < float(noise_sigma(noisy)) / 2
     assert json.loads(plan)["steps"][0]["task"] == "noise"
     assert calls and calls[-1][0] == calls[-1][1] == 2  # m3unet + pool_model_1
@@ -302,6 +304,15 @@ def test_auto_restore_picks_the_pool_model(pack, tiny_model, node_module, upscal
     torch.testing.assert_close(again[0], image)
 
 
+def test_autorestore_second_m3unet_in_the_pool(pack, tiny_model, node_module, monkeypatch) -> None:
+    monkeypatch.setattr(node_module, "shipped_classifier", lambda: NoiseReader())
+    noisy = add_noise(smooth_photo(40, 56), 0.08)
+    plan = '[{"task": "noise", "model": "pool_m3unet", "text": "remove the noise"}]'
+    _, report, _ = run(pack.nodes.M3UNetAutoRestore, model=tiny_model, image=noisy, budget=2, seed=0,
+                       keep_larger=False, plan=plan, pool_m3unet=tiny_model, pool_m3unet_tasks="noise, jpeg")
+    assert "step 1 noise:" in report and "pool_m3unet: noise" in report, report
+
+
 def test_autorestore_keep_larger_with_a_2x_pool_model(pack, tiny_model, node_module, upscale_models,
                                           monkeypatch) -> None:
     monkeypatch.setattr(node_module, "shipped_classifier", lambda: NoiseReader())
@@ -309,7 +320,7 @@ def test_autorestore_keep_larger_with_a_2x_pool_model(pack, tiny_model, node_mod
     kwargs = dict(model=tiny_model, image=noisy, budget=2, seed=0, plan="",
                   pool_model_2=upscale_models["compact_2x"], pool_task_2="noise")
     big = run(pack.nodes.M3UNetAutoRestore, keep_larger=True, **kwargs)
-    assert big[0].shape == (2, 80, 112, 3) and "kept (pool_model_2)" in big[1]
+    assert big[0].shape == (2, 80, 112, 3) and "kept pool_model_2" in big[1]
     assert isinstance(json.loads(big[2]), list)  # one plan per image of the batch
     same = run(pack.nodes.M3UNetAutoRestore, keep_larger=False, **kwargs)
     assert same[0].shape == noisy.shape
