@@ -5,10 +5,11 @@ The loop (in the spirit of RestoreAgent / AgenticIR, with a small classifier ins
 1. The DegradationClassifier reads the image (:class:`~m3unet.classify.Finding`).
 2. The planner orders the detected degradations by the measured order table
    (:func:`m3unet.plan.plan_from_finding`), unless the caller gives a plan.
-3. For each step, every candidate model of the pool (:class:`~m3unet.pool.Pool`: M3UNet steered by
-   the step's restoration text, plus user models tagged with the step's task) restores the current
-   image, the classifier re-reads each result, and the candidate that most reduces the step's
-   own degradation is kept (:func:`effect`, :func:`accept`; side effects on the other labels are
+3. For each step, every candidate model of the pool (:class:`~m3unet.pool.Pool`: the models tagged
+   with the step's task, such as the shipped specialists and the user's, then M3UNet steered by
+   the step's restoration text) restores the current image, the classifier re-reads each result,
+   and the candidate that most reduces the step's own degradation is kept, the first one tried
+   when it is within :data:`PREFER_MARGIN` of the best (:func:`effect`, :func:`accept`; side effects on the other labels are
    reported, and weighed at :data:`SIDE_WEIGHT`, measured). If no candidate lowers it by
    :data:`MIN_GAIN`, the step is rolled back (the image stays as it was).
 4. Before each planned step the latest reading decides: a degradation no longer detected is
@@ -45,6 +46,11 @@ MIN_GAIN = 0.05
 # ``python -m m3unet eval --auto-rules`` (weights 0, 0.25, 0.5, 1): 0 keeps the most dB for the
 # same harm, because the classifier reads M3UNet's dehazed or brightened outputs as "lowres".
 SIDE_WEIGHT = 0.0
+# Of the candidates for a step, the first (a model tagged with the step's task, e.g. a shipped
+# specialist, before the general M3UNet) is kept unless another lowers the degradation by more
+# than this: differences below it are classifier jitter, and the specialists measure better on
+# their task (weights/m3unet-denoise.md, weights/m3unet-deblur.md).
+PREFER_MARGIN = MIN_GAIN
 
 
 def label_score(finding, label: str) -> float:
@@ -378,10 +384,12 @@ class AutoRestorer:
                 report.steps.append(StepRecord(index, step.task, step.strength, text, attempts, name,
                                                "applied", None, None, "no classifier to score it"))
                 continue
-            name, y, fy, e = max(results, key=lambda r: r[3].benefit)  # first (M3UNet) wins ties
+            best = max(r[3].benefit for r in results)
+            name, y, fy, e = next(r for r in results if r[3].benefit >= best - PREFER_MARGIN)
             sy = degradation_score(fy)
             if accept(e, fixed) or not rollback:
-                why = f"the largest drop in {step.task} of {len(results)} candidates" if len(results) > 1 else ""
+                why = (f"the largest drop in {step.task} of {len(results)} candidates (or within {PREFER_MARGIN} of it, "
+                       "tried first)") if len(results) > 1 else ""
                 if not accept(e, fixed):
                     why = "kept although it did not help (rollback off)"
                 report.steps.append(StepRecord(index, step.task, step.strength, text, attempts, name, "kept", s, sy, why))

@@ -187,13 +187,15 @@ class Pool:
         return max([m.scale or 1 for m in self.models.values()] + [1])
 
     def candidates(self, step: Step, strict: bool = True) -> list[str]:
-        """Model names to try for ``step``: its named model, or (``auto``) M3UNet + models tagged with its task.
+        """Model names to try for ``step``: its named model, or (``auto``) the models tagged with its task, then M3UNet.
 
         ``strict``: raise if nothing serves the step (else return an empty list).
         """
         if step.model == MODEL_AUTO:
-            names = ([MODEL_M3UNET] if self.restorer is not None else []) + \
-                    [n for n, m in self.models.items() if step.task in m.tasks]
+            # Models tagged with the step's task come first: the automatic restore keeps the first
+            # candidate that is as good as the best one (m3unet.autorestore.PREFER_MARGIN).
+            names = [n for n, m in self.models.items() if step.task in m.tasks] + \
+                    ([MODEL_M3UNET] if self.restorer is not None else [])
             if not names and strict:
                 raise PoolError(f"no model in the pool serves {step.task!r} (the pool has "
                                 f"{', '.join(self.describe()) or 'nothing'})")

@@ -326,6 +326,23 @@ def test_a_rolled_back_step_is_retried_first():
     assert not other.retry
 
 
+def test_the_first_candidate_wins_unless_another_is_clearly_better():
+    """Tagged models are tried before M3UNet, and the first is kept when the classifier reads the
+    others as better by less than PREFER_MARGIN (jitter); a clearly better one still wins."""
+    reader = ScriptedReader({0.50: {"noise": (0.9, 0.8)},       # input: score 0.81
+                             0.30: {"noise": (0.1, 0.0)},       # first candidate: 0.05 left
+                             0.40: {"noise": (0.5, 0.2)},       # first candidate, weaker: 0.30 left
+                             0.20: {}})                          # second candidate: clean (0.005)
+    flat = torch.full((1, 32, 32, 3), 0.50)
+    for first_out, chosen in ((0.30, "specialist"), (0.40, "other")):
+        pool = Pool(None, [PoolModel(lambda t, v=first_out: torch.full_like(t, v), "noise", "specialist"),
+                           PoolModel(lambda t: torch.full_like(t, 0.20), "noise", "other")])
+        rep = AutoRestorer(pool, reader, OrderTable()).run(flat, retry=False).reports[0]
+        assert [a.model for a in rep.steps[0].attempts] == ["specialist", "other"]
+        assert rep.steps[0].chosen == chosen, (first_out, rep.steps[0])
+    assert ar.PREFER_MARGIN == ar.MIN_GAIN
+
+
 def test_input_contract_dtype_channels_alpha_batch_and_upscale(spandrel_blur, tmp_path):
     clean = smooth_photo(48, 64)
     rgba = torch.cat([add_noise(clean, 0.08), torch.rand(1, 48, 64, 1)], -1)
@@ -370,7 +387,7 @@ def test_m3unet_in_the_pool_with_the_real_classifier_network(identity_restorer, 
     plan = Plan([Step("noise", 0.5), Step("haze", 0.3, "m3unet", "clear the fog")])
     result = AutoRestorer(pool, classifier).run(noisy, plan=plan, budget=4)
     rep = result.reports[0]
-    assert [a.model for a in rep.steps[0].attempts] == ["m3unet", "compact"]
+    assert [a.model for a in rep.steps[0].attempts] == ["compact", "m3unet"]  # tagged models first
     assert [a.model for a in rep.steps[1].attempts] == ["m3unet"]
     assert "m3unet text: 'clear the fog'" in result.text()
     assert result.image.shape == noisy.shape
@@ -390,7 +407,7 @@ def test_another_m3unet_checkpoint_in_the_pool(identity_restorer, tmp_path):
     assert isinstance(second, M3UNetPoolModel) and second.name == "deblur" and second.tasks == ("blur", "motion")
     second.restorer._text_encoder = identity_restorer.text_encoder  # the fast stand-in encoder
     pool = Pool(identity_restorer, [second], tile=64)
-    assert pool.candidates(Step("blur")) == ["m3unet", "deblur"] and pool.candidates(Step("noise")) == ["m3unet"]
+    assert pool.candidates(Step("blur")) == ["deblur", "m3unet"] and pool.candidates(Step("noise")) == ["m3unet"]
     x = torch.rand(3, 40, 48)
     torch.testing.assert_close(pool.run("deblur", x, Step("blur", text="sharpen it")), x, atol=1e-5, rtol=0)
     assert "steered by the step's text" in pool.describe()[1]

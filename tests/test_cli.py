@@ -151,7 +151,7 @@ def test_restore_auto_with_pool_plan_and_report(tmp_path):
     rep = json.loads((tmp_path / "report.jsonl").read_text().splitlines()[0])
     assert rep["file"].endswith("noisy.png") and rep["plan"]["steps"][0]["model"] == "compact"
     assert [a["model"] for a in rep["steps"][0]["attempts"]] == ["compact"]
-    assert [a["model"] for a in rep["steps"][1]["attempts"]] == ["m3unet", "compact"]  # "auto": the pool
+    assert [a["model"] for a in rep["steps"][1]["attempts"]] == ["compact", "m3unet"]  # "auto": the pool
     assert Image.open(tmp_path / "out" / "noisy.png").size == (80, 64)
     big = m3unet("restore", str(tmp_path / "noisy.png"), "-o", str(tmp_path / "big"), "--classifier",
                  str(tmp_path / "classifier.safetensors"), "--pool", f"{tmp_path / 'compact2x.safetensors'}=noise",
