@@ -278,7 +278,11 @@ def auto_evaluation(model_path: str | None = None, data: str | None = None, crop
     from .pool import load_pool_model, parse_pool_arg
     models = [load_pool_model(*parse_pool_arg(a)) for a in pool or []]
     auto = AutoRestorer(Pool(restorer, models), classifier)
-    run = m3unet_runner(restorer)
+    # Fixed orders use the same models per task as the pool offers: an M3UNet specialist runs the
+    # steps of its tasks (so the comparison is about order and detection, not about models).
+    from .pool import M3UNetPoolModel
+    by_task = {t: m.restorer for m in models if isinstance(m, M3UNetPoolModel) for t in m.tasks}
+    run = m3unet_runner(restorer, by_task=by_task)
     photos = heldout_photos(data)
     ids = sorted(photos)
     rows, t0 = [], time.time()

@@ -91,7 +91,7 @@ def degrade(clean: torch.Tensor, inst: MixInstance) -> torch.Tensor:
 
 def restore_orders(run: Callable[[torch.Tensor, str], torch.Tensor], degraded: torch.Tensor,
                    degs: Sequence[deg.Degradation], clean: torch.Tensor) -> dict[tuple[str, ...], float]:
-    """PSNR of every order of single-task passes; ``run(image [3,H,W], text) -> image``.
+    """PSNR of every order of single-task passes; ``run(image [3,H,W], text, task) -> image``.
 
     The intermediate result of every prefix is computed once (a tree of passes).
     """
@@ -100,16 +100,19 @@ def restore_orders(run: Callable[[torch.Tensor, str], torch.Tensor], degraded: t
 
     def result(prefix: tuple[str, ...]) -> torch.Tensor:
         if prefix not in cache:
-            cache[prefix] = run(result(prefix[:-1]), describe([by_task[prefix[-1]]]))
+            cache[prefix] = run(result(prefix[:-1]), describe([by_task[prefix[-1]]]), prefix[-1])
         return cache[prefix]
 
     return {order: psnr(result(order), clean) for order in itertools.permutations(sorted(by_task))}
 
 
-def m3unet_runner(restorer, seed: int = 0, steps: int = 1) -> Callable[[torch.Tensor, str], torch.Tensor]:
-    """``run(image, text)`` with one M3UNet pass (the pipeline's Restorer)."""
-    def run(x: torch.Tensor, text: str) -> torch.Tensor:
-        return restorer.restore(x.permute(1, 2, 0)[None], text, steps=steps, seed=seed)[0].permute(2, 0, 1)
+def m3unet_runner(restorer, seed: int = 0, steps: int = 1,
+                  by_task: dict | None = None) -> Callable[..., torch.Tensor]:
+    """``run(image, text, task="")`` with one M3UNet pass (the pipeline's Restorer); ``by_task`` maps
+    a task to another Restorer (a specialist checkpoint of the pool) that runs that task's steps."""
+    def run(x: torch.Tensor, text: str, task: str = "") -> torch.Tensor:
+        r = (by_task or {}).get(task, restorer)
+        return r.restore(x.permute(1, 2, 0)[None], text, steps=steps, seed=seed)[0].permute(2, 0, 1)
     return run
 
 

@@ -89,7 +89,8 @@ def test_order_measurement_tree_and_summary():
     from m3unet import degradation as deg
     calls = []
 
-    def run(x, text):  # a fake restorer: each text adds a known amount; order matters via clamp
+    def run(x, text, task):  # a fake restorer: each text adds a known amount; order matters via clamp
+        assert task in ("noise", "jpeg", "haze")
         calls.append(text)
         return (x + (0.2 if "noise" in text else -0.1)).clamp(0, 1)
 
