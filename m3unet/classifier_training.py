@@ -189,23 +189,31 @@ def _cache_features(model: DegradationClassifier, photos: list[torch.Tensor], pe
 
 def fit_heads(model: DegradationClassifier, data: str = "data/photos", per_photo: int = 120, region: int = 256,
               epochs: int = 60, lr: float = 1e-3, val_photos: int = 5, seed: int = 2, threads: int = 1,
-              log=print) -> DegradationClassifier:
+              image_labels: list[str] | None = None, log=print) -> DegradationClassifier:
     """Second stage: fit the image-level head (pooled crop statistics -> blur, motion, low
     resolution) on cached features; everything else stays as trained.
 
     The CNN branches are the expensive part; frozen, each training photo's degraded regions are
     encoded once (``per_photo`` regions, read with the inference grid of crops) and the small
     head is trained for ``epochs`` passes. The last ``val_photos`` training photos (never the
-    held-out split) pick the epoch with the lowest loss.
+    held-out split) pick the epoch with the lowest loss. ``image_labels`` (default: the model's)
+    chooses the labels the image-level head decides; a different set starts a fresh head.
     """
     import copy
     torch.set_num_threads(threads)
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    if model.image_head is None:  # an older file: add the image-level head (zero output at first)
-        cfg = ClassifierConfig.from_dict(json.loads(model.config.to_json()) | {"image_head": True})
+    labels = list(image_labels or model.config.image_labels)
+    unknown = [k for k in labels if k not in LABELS]
+    if unknown:
+        raise ValueError(f"image labels {unknown} are not classifier labels ({', '.join(LABELS)})")
+    if model.image_head is None or labels != list(model.config.image_labels):
+        # An older file, or another label set: a fresh image-level head (zero output at first).
+        cfg = ClassifierConfig.from_dict(json.loads(model.config.to_json()) | {"image_head": True,
+                                                                                "image_labels": labels})
         fresh = DegradationClassifier(cfg)
-        fresh.load_state_dict(model.state_dict(), strict=False)
+        kept = {k: v for k, v in model.state_dict().items() if not k.startswith("image_head.")}
+        fresh.load_state_dict(kept, strict=False)
         model = fresh
     photos = _photos(Path(data), "train")
     t0 = time.time()
@@ -338,11 +346,13 @@ def bench_classifier(model: DegradationClassifier, side: int = 1000, threads: in
 def fit_main_args(args) -> int:
     """``python -m m3unet fit-classifier-heads``."""
     from .classify import load_classifier
+    labels = [k.strip() for k in args.image_labels.split(",") if k.strip()] if args.image_labels else None
     model = fit_heads(load_classifier(args.init), data=args.data, per_photo=args.per_photo, epochs=args.epochs,
-                      seed=args.seed, threads=args.threads, log=lambda s: print(s, flush=True))
+                      seed=args.seed, threads=args.threads, image_labels=labels, log=lambda s: print(s, flush=True))
     meta = dict(getattr(load_classifier(args.init), "metadata", {}))
     meta = {k: v for k, v in meta.items() if k not in ("m3unet_classifier_config", "labels", "format")}
-    meta.update({"heads_fitted_from": args.init, "heads_per_photo": args.per_photo, "heads_epochs": args.epochs})
+    meta.update({"heads_fitted_from": args.init, "heads_per_photo": args.per_photo, "heads_epochs": args.epochs,
+                 "image_labels": ",".join(model.config.image_labels)})
     save_classifier(model, args.out, meta)
     print(f"wrote {args.out}")
     return 0
