@@ -189,7 +189,7 @@ def _cache_features(model: DegradationClassifier, photos: list[torch.Tensor], pe
 
 def fit_heads(model: DegradationClassifier, data: str = "data/photos", per_photo: int = 120, region: int = 256,
               epochs: int = 60, lr: float = 1e-3, val_photos: int = 5, seed: int = 2, threads: int = 1,
-              image_labels: list[str] | None = None, log=print) -> DegradationClassifier:
+              image_labels: list[str] | None = None, add: bool = False, log=print) -> DegradationClassifier:
     """Second stage: fit the image-level head (pooled crop statistics -> blur, motion, low
     resolution) on cached features; everything else stays as trained.
 
@@ -197,7 +197,9 @@ def fit_heads(model: DegradationClassifier, data: str = "data/photos", per_photo
     encoded once (``per_photo`` regions, read with the inference grid of crops) and the small
     head is trained for ``epochs`` passes. The last ``val_photos`` training photos (never the
     held-out split) pick the epoch with the lowest loss. ``image_labels`` (default: the model's)
-    chooses the labels the image-level head decides; a different set starts a fresh head.
+    chooses the labels the image-level head decides; a different set starts a fresh head, or with
+    ``add`` (the old labels first, then new ones) extends the head and trains only what is new, so
+    the old labels' outputs stay exactly as they were (:func:`_extend_image_head`).
     """
     import copy
     torch.set_num_threads(threads)
@@ -207,7 +209,10 @@ def fit_heads(model: DegradationClassifier, data: str = "data/photos", per_photo
     unknown = [k for k in labels if k not in LABELS]
     if unknown:
         raise ValueError(f"image labels {unknown} are not classifier labels ({', '.join(LABELS)})")
-    if model.image_head is None or labels != list(model.config.image_labels):
+    frozen_masks = None
+    if model.image_head is not None and labels != list(model.config.image_labels) and add:
+        model, frozen_masks = _extend_image_head(model, labels)
+    elif model.image_head is None or labels != list(model.config.image_labels):
         # An older file, or another label set: a fresh image-level head (zero output at first).
         cfg = ClassifierConfig.from_dict(json.loads(model.config.to_json()) | {"image_head": True,
                                                                                 "image_labels": labels})
@@ -220,7 +225,8 @@ def fit_heads(model: DegradationClassifier, data: str = "data/photos", per_photo
     train = _cache_features(model, photos[:-val_photos], per_photo, region, gen)
     val = _cache_features(model, photos[-val_photos:], per_photo // 2, region, gen)
     log(json.dumps({"cached": len(train[0]), "val": len(val[0]), "minutes": round((time.time() - t0) / 60, 1)}))
-    opt = torch.optim.AdamW(model.image_head.parameters(), lr=lr, weight_decay=1e-2)
+    # No weight decay with frozen entries: decay would shrink them although their gradient is masked.
+    opt = torch.optim.AdamW(model.image_head.parameters(), lr=lr, weight_decay=0.0 if frozen_masks else 1e-2)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
 
     def loss_of(batch) -> torch.Tensor:
@@ -238,6 +244,9 @@ def fit_heads(model: DegradationClassifier, data: str = "data/photos", per_photo
             loss = loss_of([t[idx] for t in train])
             opt.zero_grad()
             loss.backward()
+            if frozen_masks is not None:
+                for param, mask in zip(model.image_head.parameters(), frozen_masks):
+                    param.grad *= mask
             opt.step()
         sched.step()
         with torch.no_grad():
@@ -248,6 +257,43 @@ def fit_heads(model: DegradationClassifier, data: str = "data/photos", per_photo
             log(json.dumps({"epoch": epoch + 1, "val_loss": round(v, 4), "best": round(best, 4)}))
     model.load_state_dict(best_state)
     return model.eval()
+
+
+def _extend_image_head(model: DegradationClassifier, labels: list[str]
+                       ) -> tuple[DegradationClassifier, list[torch.Tensor]]:
+    """A copy of ``model`` whose image-level head also decides the new ``labels``.
+
+    The head gets as many new hidden units as it had; the old units and the old labels' output
+    rows are copied, and the old rows do not see the new units (zero weights). Returned with a
+    gradient mask per head parameter (0 = frozen) so that training changes only the new parts:
+    the old labels' outputs stay the same (to float rounding).
+    """
+    old = list(model.config.image_labels)
+    if labels[:len(old)] != old or len(labels) == len(old):
+        raise ValueError(f"adding image labels: list the old ones first ({', '.join(old)}), then the new ones")
+    h_old = model.image_head[0].out_features
+    cfg = ClassifierConfig.from_dict(json.loads(model.config.to_json())
+                                     | {"image_labels": labels, "image_hidden": 2 * h_old})
+    new = DegradationClassifier(cfg)
+    new.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("image_head.")},
+                        strict=False)
+    n_old, n = len(old), len(labels)
+    rows = list(range(n_old)) + [n + i for i in range(n_old)]  # old logits, old severities
+    src_rows = list(range(2 * n_old))
+    first, last = new.image_head[0], new.image_head[2]
+    masks = [torch.ones_like(p) for p in new.image_head.parameters()]  # weight0, bias0, weight2, bias2
+    with torch.no_grad():
+        first.weight[:h_old] = model.image_head[0].weight
+        first.bias[:h_old] = model.image_head[0].bias
+        last.weight.zero_()
+        last.bias.zero_()
+        last.weight[rows, :h_old] = model.image_head[2].weight[src_rows]
+        last.bias[rows] = model.image_head[2].bias[src_rows]
+    masks[0][:h_old] = 0
+    masks[1][:h_old] = 0
+    masks[2][rows] = 0
+    masks[3][rows] = 0
+    return new, masks
 
 
 def _single(gen: torch.Generator) -> list[deg.Degradation]:
@@ -348,7 +394,8 @@ def fit_main_args(args) -> int:
     from .classify import load_classifier
     labels = [k.strip() for k in args.image_labels.split(",") if k.strip()] if args.image_labels else None
     model = fit_heads(load_classifier(args.init), data=args.data, per_photo=args.per_photo, epochs=args.epochs,
-                      seed=args.seed, threads=args.threads, image_labels=labels, log=lambda s: print(s, flush=True))
+                      seed=args.seed, threads=args.threads, image_labels=labels, add=args.add,
+                      log=lambda s: print(s, flush=True))
     meta = dict(getattr(load_classifier(args.init), "metadata", {}))
     meta = {k: v for k, v in meta.items() if k not in ("m3unet_classifier_config", "labels", "format")}
     meta.update({"heads_fitted_from": args.init, "heads_per_photo": args.per_photo, "heads_epochs": args.epochs,

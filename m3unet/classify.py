@@ -48,6 +48,7 @@ class ClassifierConfig:
     crop_stats: bool = True  # hand-crafted blur statistics per crop (see :func:`crop_statistics`)
     image_head: bool = True  # an image-level head on pooled crop statistics (needs crop_stats)
     image_labels: list[str] = field(default_factory=lambda: ["blur", "motion", "lowres"])  # what it decides
+    image_hidden: int = 0  # hidden units of the image-level head (0: hidden // 2)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -142,8 +143,9 @@ class DegradationClassifier(nn.Module):
             n = len(cfg.image_labels)
             self.register_buffer("image_index", torch.tensor([LABELS.index(k) for k in cfg.image_labels]),
                                  persistent=False)
-            self.image_head = nn.Sequential(nn.Linear(self.N_STATS + 4 * N_CROP_STATS, cfg.hidden // 2), nn.GELU(),
-                                            nn.Linear(cfg.hidden // 2, 2 * n))
+            h = cfg.image_hidden or cfg.hidden // 2
+            self.image_head = nn.Sequential(nn.Linear(self.N_STATS + 4 * N_CROP_STATS, h), nn.GELU(),
+                                            nn.Linear(h, 2 * n))
             nn.init.zeros_(self.image_head[-1].weight)
             nn.init.zeros_(self.image_head[-1].bias)
 

@@ -171,6 +171,8 @@ def _parser() -> argparse.ArgumentParser:
     fh.add_argument("--threads", type=int, default=1)
     fh.add_argument("--image-labels", dest="image_labels", default=None,
                     help="labels the image-level head decides, e.g. blur,motion,lowres,lowlight (default: the model's)")
+    fh.add_argument("--add", action="store_true", help="with --image-labels (old labels first): keep the old "
+                    "labels' head exactly and train only the new labels")
 
     ec = sub.add_parser("eval-classifier", help="classifier F1 / severity / clean-pass rate on held-out photos")
     ec.add_argument("--classifier", default=None)

@@ -177,3 +177,41 @@ def test_bad_classifier_files_are_clear_errors(tmp_path):
     with pytest.raises(CheckpointError, match="not a DegradationClassifier checkpoint"):
         load_classifier(REPO / "weights" / "m3unet-default.safetensors")
     assert DEFAULT_CLASSIFIER.is_file()
+
+
+def test_adding_an_image_head_label_keeps_the_old_labels_exactly(tmp_path):
+    """fit-classifier-heads --add: the new label is trained, the old labels' outputs do not move."""
+    from m3unet.classifier_training import _extend_image_head
+    torch.manual_seed(0)
+    model = DegradationClassifier(ClassifierConfig()).eval()
+    with torch.no_grad():  # a trained-looking old head (the real one starts at zero output)
+        for p in model.image_head.parameters():
+            p.normal_(0, 0.3)
+    crops, whole = torch.rand(4, 16, 3, 64, 64), torch.rand(4, 3, 32, 32)
+    with torch.no_grad():
+        feats = model.features(crops, whole)
+        before = model.decide(*feats)
+    new, masks = _extend_image_head(model, ["blur", "motion", "lowres", "lowlight"])
+    new.eval()
+    opt = torch.optim.AdamW(new.image_head.parameters(), lr=1e-2, weight_decay=0.0)
+    target = torch.zeros(4, len(LABELS))
+    for _ in range(5):
+        logits, sev = new.decide(*feats)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, target + 1) + sev.mean()
+        opt.zero_grad()
+        loss.backward()
+        for p, m in zip(new.image_head.parameters(), masks):
+            p.grad *= m
+        opt.step()
+    with torch.no_grad():
+        after = new.decide(*feats)
+    moved = [LABELS.index("lowlight")]
+    keep = [i for i in range(len(LABELS)) if i not in moved]
+    torch.testing.assert_close(after[0][:, keep], before[0][:, keep], rtol=1e-6, atol=1e-5)  # float rounding
+    torch.testing.assert_close(after[1][:, keep], before[1][:, keep], rtol=1e-6, atol=1e-5)
+    assert (after[0][:, moved] - before[0][:, moved]).abs().min() > 1e-3  # the new label learned
+    save_classifier(new, tmp_path / "c.safetensors")
+    again = load_classifier(tmp_path / "c.safetensors")
+    assert again.config.image_labels[-1] == "lowlight" and again.config.image_hidden == 2 * 64
+    with pytest.raises(ValueError, match="list the old ones first"):
+        _extend_image_head(model, ["lowlight", "blur"])
