@@ -214,12 +214,7 @@ def fit_heads(model: DegradationClassifier, data: str = "data/photos", per_photo
         model, frozen_masks = _extend_image_head(model, labels)
     elif model.image_head is None or labels != list(model.config.image_labels):
         # An older file, or another label set: a fresh image-level head (zero output at first).
-        cfg = ClassifierConfig.from_dict(json.loads(model.config.to_json()) | {"image_head": True,
-                                                                                "image_labels": labels})
-        fresh = DegradationClassifier(cfg)
-        kept = {k: v for k, v in model.state_dict().items() if not k.startswith("image_head.")}
-        fresh.load_state_dict(kept, strict=False)
-        model = fresh
+        model = _new_image_head(model, {"image_head": True, "image_labels": labels})
     photos = _photos(Path(data), "train")
     t0 = time.time()
     train = _cache_features(model, photos[:-val_photos], per_photo, region, gen)
@@ -259,6 +254,15 @@ def fit_heads(model: DegradationClassifier, data: str = "data/photos", per_photo
     return model.eval()
 
 
+def _new_image_head(model: DegradationClassifier, changes: dict) -> DegradationClassifier:
+    """A copy of ``model`` with its config changed by ``changes`` and a freshly initialised
+    image-level head (zero output); every other weight is kept."""
+    fresh = DegradationClassifier(ClassifierConfig.from_dict(json.loads(model.config.to_json()) | changes))
+    fresh.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("image_head.")},
+                          strict=False)
+    return fresh
+
+
 def _extend_image_head(model: DegradationClassifier, labels: list[str]
                        ) -> tuple[DegradationClassifier, list[torch.Tensor]]:
     """A copy of ``model`` whose image-level head also decides the new ``labels``.
@@ -272,11 +276,7 @@ def _extend_image_head(model: DegradationClassifier, labels: list[str]
     if labels[:len(old)] != old or len(labels) == len(old):
         raise ValueError(f"adding image labels: list the old ones first ({', '.join(old)}), then the new ones")
     h_old = model.image_head[0].out_features
-    cfg = ClassifierConfig.from_dict(json.loads(model.config.to_json())
-                                     | {"image_labels": labels, "image_hidden": 2 * h_old})
-    new = DegradationClassifier(cfg)
-    new.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("image_head.")},
-                        strict=False)
+    new = _new_image_head(model, {"image_labels": labels, "image_hidden": 2 * h_old})
     n_old, n = len(old), len(labels)
     rows = list(range(n_old)) + [n + i for i in range(n_old)]  # old logits, old severities
     src_rows = list(range(2 * n_old))

@@ -89,7 +89,7 @@ def degrade(clean: torch.Tensor, inst: MixInstance) -> torch.Tensor:
     return deg.apply(clean, inst.degs, torch.Generator().manual_seed(inst.seed + 7))
 
 
-def restore_orders(run: Callable[[torch.Tensor, str], torch.Tensor], degraded: torch.Tensor,
+def restore_orders(run: Callable[[torch.Tensor, str, str], torch.Tensor], degraded: torch.Tensor,
                    degs: Sequence[deg.Degradation], clean: torch.Tensor) -> dict[tuple[str, ...], float]:
     """PSNR of every order of single-task passes; ``run(image [3,H,W], text, task) -> image``.
 

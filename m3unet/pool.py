@@ -155,10 +155,16 @@ class M3UNetPoolModel:
 
     def run(self, x: torch.Tensor, step: Step, seed: int, steps: int, tile: int,
             check: Callable[[], None] | None = None) -> torch.Tensor:
-        progress = (lambda _p: check()) if check else None
-        out = self.restorer.restore(x.permute(1, 2, 0)[None], text=step.instruction(), steps=steps, seed=seed,
-                                    tile=tile, progress=progress)
-        return out[0].permute(2, 0, 1)
+        return m3unet_pass(self.restorer, x, step, seed, steps, tile, check)
+
+
+def m3unet_pass(restorer, x: torch.Tensor, step: Step, seed: int, steps: int, tile: int,
+                check: Callable[[], None] | None = None) -> torch.Tensor:
+    """One M3UNet pass over ``x`` ``[3, H, W]`` steered by the step's restoration text."""
+    progress = (lambda _p: check()) if check else None
+    out = restorer.restore(x.permute(1, 2, 0)[None], text=step.instruction(), steps=steps, seed=seed,
+                           tile=tile, progress=progress)
+    return out[0].permute(2, 0, 1)
 
 
 class Pool:
@@ -216,10 +222,7 @@ class Pool:
         if name == MODEL_M3UNET:
             if self.restorer is None:
                 raise PoolError("the pool has no M3UNet")
-            progress = (lambda _p: check()) if check else None
-            out = self.restorer.restore(x.permute(1, 2, 0)[None], text=step.instruction(), steps=self.steps,
-                                        seed=seed, tile=self.tile, progress=progress)
-            return out[0].permute(2, 0, 1)
+            return m3unet_pass(self.restorer, x, step, seed, self.steps, self.tile, check)
         model = self.models[name]
         if isinstance(model, M3UNetPoolModel):
             return model.run(x, step, seed, self.steps, self.tile, check)
