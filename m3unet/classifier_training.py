@@ -171,25 +171,33 @@ def warm_start(path: str) -> DegradationClassifier:
     return model
 
 
+# The heads are fitted (calibrated) with a third clean, a third single and a third mixed regions:
+# the held-out evaluation's mix, and closer to real use, where most photos are not degraded in
+# every way. The first stage trains on more degraded regions (more signal per step).
+HEAD_P_CLEAN = HEAD_P_MIX = 1 / 3
+
+
 @torch.no_grad()
 def _cache_features(model: DegradationClassifier, photos: list[torch.Tensor], per_photo: int, region: int,
                     gen: torch.Generator) -> list[torch.Tensor]:
     """Frozen CNN features of fresh degraded regions, read exactly as at inference (grid crops)."""
     model.eval()
-    locs, glbs, sts, ys, ss = [], [], [], [], []
+    locs, glbs, sts, specs, ys, ss = [], [], [], [], [], []
     for photo in photos:
         for _ in range(per_photo):
-            d = sample_degradations(gen)
+            d = sample_degradations(gen, p_clean=HEAD_P_CLEAN, p_mix=HEAD_P_MIX)
             c, w = views(quantise(deg.apply(_region(photo, region, gen), d, gen)), model.config)
-            loc, glb, st = model.features(c[None], w[None])
+            loc, glb, st, spec = model.features(c[None], w[None])
             y, s = targets(d)
             locs.append(loc[0]), glbs.append(glb[0]), sts.append(st[0]), ys.append(y), ss.append(s)
-    return [torch.stack(t) for t in (locs, glbs, sts, ys, ss)]
+            specs.append(spec[0] if spec is not None else torch.zeros(0))
+    return [torch.stack(t) for t in (locs, glbs, sts, specs, ys, ss)]
 
 
 def fit_heads(model: DegradationClassifier, data: str = "data/photos", per_photo: int = 120, region: int = 256,
               epochs: int = 60, lr: float = 1e-3, val_photos: int = 5, seed: int = 2, threads: int = 1,
-              image_labels: list[str] | None = None, add: bool = False, log=print) -> DegradationClassifier:
+              image_labels: list[str] | None = None, add: bool = False, spectrum: bool | None = None,
+              image_hidden: int | None = None, log=print) -> DegradationClassifier:
     """Second stage: fit the image-level head (pooled crop statistics -> blur, motion, low
     resolution) on cached features; everything else stays as trained.
 
@@ -199,7 +207,10 @@ def fit_heads(model: DegradationClassifier, data: str = "data/photos", per_photo
     held-out split) pick the epoch with the lowest loss. ``image_labels`` (default: the model's)
     chooses the labels the image-level head decides; a different set starts a fresh head, or with
     ``add`` (the old labels first, then new ones) extends the head and trains only what is new, so
-    the old labels' outputs stay exactly as they were (:func:`_extend_image_head`).
+    the old labels' outputs stay exactly as they were (:func:`_extend_image_head`). ``spectrum``
+    switches the head's power-spectrum input on or off (a change starts a fresh head); its
+    standardisation is set from the cached training features. ``image_hidden`` sets the fresh
+    head's hidden units.
     """
     import copy
     torch.set_num_threads(threads)
@@ -210,7 +221,14 @@ def fit_heads(model: DegradationClassifier, data: str = "data/photos", per_photo
     if unknown:
         raise ValueError(f"image labels {unknown} are not classifier labels ({', '.join(LABELS)})")
     frozen_masks = None
-    if model.image_head is not None and labels != list(model.config.image_labels) and add:
+    spectrum = model.config.spectrum if spectrum is None else spectrum
+    if spectrum != model.config.spectrum or image_hidden:
+        if add:
+            raise ValueError("--add keeps the image-level head's inputs and size; a spectrum or size change "
+                             "needs a fresh head")
+        model = _new_image_head(model, {"image_head": True, "image_labels": labels, "spectrum": spectrum}
+                                | ({"image_hidden": image_hidden} if image_hidden else {}))
+    elif model.image_head is not None and labels != list(model.config.image_labels) and add:
         model, frozen_masks = _extend_image_head(model, labels)
     elif model.image_head is None or labels != list(model.config.image_labels):
         # An older file, or another label set: a fresh image-level head (zero output at first).
@@ -220,13 +238,16 @@ def fit_heads(model: DegradationClassifier, data: str = "data/photos", per_photo
     train = _cache_features(model, photos[:-val_photos], per_photo, region, gen)
     val = _cache_features(model, photos[-val_photos:], per_photo // 2, region, gen)
     log(json.dumps({"cached": len(train[0]), "val": len(val[0]), "minutes": round((time.time() - t0) / 60, 1)}))
+    if model.spec_norm is not None and frozen_masks is None:  # standardise the spectrum statistics
+        model.spec_norm.running_mean.copy_(train[3].mean(0))
+        model.spec_norm.running_var.copy_(train[3].var(0).clamp(min=1e-6))
     # No weight decay with frozen entries: decay would shrink them although their gradient is masked.
     opt = torch.optim.AdamW(model.image_head.parameters(), lr=lr, weight_decay=0.0 if frozen_masks else 1e-2)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
 
     def loss_of(batch) -> torch.Tensor:
-        loc, glb, st, y, s = batch
-        logits, sev = model.decide(loc, glb, st)
+        loc, glb, st, spec, y, s = batch
+        logits, sev = model.decide(loc, glb, st, spec if model.spec_norm is not None else None)
         return (F.binary_cross_entropy_with_logits(logits, y)
                 + (F.l1_loss(sev, s, reduction="none") * y).sum() / y.sum().clamp(min=1))
 
@@ -395,11 +416,12 @@ def fit_main_args(args) -> int:
     labels = [k.strip() for k in args.image_labels.split(",") if k.strip()] if args.image_labels else None
     model = fit_heads(load_classifier(args.init), data=args.data, per_photo=args.per_photo, epochs=args.epochs,
                       seed=args.seed, threads=args.threads, image_labels=labels, add=args.add,
+                      spectrum={"on": True, "off": False}.get(args.spectrum), image_hidden=args.image_hidden,
                       log=lambda s: print(s, flush=True))
     meta = dict(getattr(load_classifier(args.init), "metadata", {}))
     meta = {k: v for k, v in meta.items() if k not in ("m3unet_classifier_config", "labels", "format")}
     meta.update({"heads_fitted_from": args.init, "heads_per_photo": args.per_photo, "heads_epochs": args.epochs,
-                 "image_labels": ",".join(model.config.image_labels)})
+                 "image_labels": ",".join(model.config.image_labels), "spectrum": model.config.spectrum})
     save_classifier(model, args.out, meta)
     print(f"wrote {args.out}")
     return 0

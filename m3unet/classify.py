@@ -49,6 +49,9 @@ class ClassifierConfig:
     image_head: bool = True  # an image-level head on pooled crop statistics (needs crop_stats)
     image_labels: list[str] = field(default_factory=lambda: ["blur", "motion", "lowres"])  # what it decides
     image_hidden: int = 0  # hidden units of the image-level head (0: hidden // 2)
+    # The image-level head also reads the crops' power spectrum (:func:`spectrum_statistics`) and
+    # the crop-level probabilities of every label (context: noise or JPEG on top hides a blur).
+    spectrum: bool = False
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -56,7 +59,7 @@ class ClassifierConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "ClassifierConfig":
         known = {f.name for f in fields(cls)}
-        d = {"crop_stats": False, "image_head": False} | dict(d)  # files written before these existed
+        d = {"crop_stats": False, "image_head": False, "spectrum": False} | dict(d)  # files older than these
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
@@ -111,6 +114,61 @@ def crop_statistics(crops: torch.Tensor) -> torch.Tensor:
     return torch.stack(feats, 1)
 
 
+SPECTRUM_BANDS = 16
+N_SPECTRUM = 3 * SPECTRUM_BANDS + 2
+
+
+def spectrum_statistics(crops: torch.Tensor) -> torch.Tensor:
+    """Power-spectrum shape of ``[B, K, 3, c, c]`` crops -> ``[B, N_SPECTRUM]`` (rotation invariant).
+
+    Welch's method: the luminance of each crop, mean removed, Hann-windowed, its periodogram
+    averaged over the K crops. In :data:`SPECTRUM_BANDS` radial frequency bands it gives
+    (1) the log power whitened by the natural-image 1/f^2 law and centred over the bands (its shape:
+    defocus blur bends it down smoothly, bicubic up-sampling falls off a cliff at 1/scale of the
+    Nyquist frequency and leaves faint replicas above it, noise lifts a flat floor), (2) the
+    anisotropy of the band, |sum P e^{2i theta}| / sum P (motion blur removes one direction), and
+    (3) the log power ratio between the band's weakest direction, taken from the whole spectrum, and
+    the perpendicular one (the sinc notches of a motion path); plus the log total power (contrast)
+    and the 8x8 block peak strength (JPEG, whose blocks sit on the crop grid, lifts it).
+    """
+    b, k, _, c, _ = crops.shape
+    lum = 0.299 * crops[:, :, 0] + 0.587 * crops[:, :, 1] + 0.114 * crops[:, :, 2]
+    lum = lum - lum.mean((-2, -1), keepdim=True)
+    win = torch.hann_window(c, periodic=False, dtype=lum.dtype, device=lum.device)
+    power = torch.fft.fft2(lum * (win[:, None] * win[None, :])).abs().pow(2).mean(1)  # [B, c, c]
+    f = torch.fft.fftfreq(c, dtype=lum.dtype, device=lum.device)
+    fy, fx = f[:, None].expand(c, c), f[None, :].expand(c, c)
+    r = torch.sqrt(fx ** 2 + fy ** 2)
+    phasor = torch.polar(torch.ones_like(r), 2 * torch.atan2(fy, fx))  # direction, folded to [0, pi)
+    edges = torch.linspace(1.5 / c, 0.5, SPECTRUM_BANDS + 1, dtype=lum.dtype, device=lum.device)
+    band = torch.bucketize(r, edges) - 1  # -1: DC and lowest frequencies, SPECTRUM_BANDS: corners
+    onehot = F.one_hot(band.clamp(-1, SPECTRUM_BANDS).add(1).flatten(), SPECTRUM_BANDS + 2)[:, 1:-1].to(lum.dtype)
+    flat = power.reshape(b, -1) + 1e-12
+    band_power = flat @ onehot / onehot.sum(0)  # [B, bands]
+    centres = (edges[1:] + edges[:-1]) / 2
+    whitened = band_power.log() + 2 * centres.log()
+    whitened = whitened - whitened.mean(1, keepdim=True)
+    band_phasor = (flat.to(phasor.dtype) * phasor.flatten()) @ onehot.to(phasor.dtype)  # [B, bands]
+    anisotropy = band_phasor.abs() / (band_power * onehot.sum(0))
+    # Direction of least power over the mid and high bands (half the phasor angle is the strongest
+    # direction; the weakest is perpendicular to it), then power near it vs near its perpendicular.
+    strong = torch.angle(band_phasor[:, SPECTRUM_BANDS // 4:].sum(1)) / 2  # [B]
+    theta = torch.atan2(fy, fx).flatten()
+    cos2 = torch.cos(2 * (theta[None] - strong[:, None]))  # 1 along the strong direction, -1 across
+    along, across = (cos2 > 0.7).to(lum.dtype), (cos2 < -0.7).to(lum.dtype)
+    p_along = (flat * along) @ onehot / (along @ onehot).clamp(min=1)
+    p_across = (flat * across) @ onehot / (across @ onehot).clamp(min=1)
+    notch = (p_across + 1e-12).log() - (p_along + 1e-12).log()
+    step = c // JPEG_BLOCK
+    peaks = [(0, i * step) for i in range(1, JPEG_BLOCK // 2 + 1)] + [(i * step, 0) for i in range(1, JPEG_BLOCK // 2 + 1)]
+    peak = torch.stack([power[:, y, x] for y, x in peaks], 1)
+    side = torch.stack([(power[:, y, (x + 1) % c] + power[:, (y + 1) % c, x]) / 2 if x == 0 or y == 0 else power[:, y, x]
+                        for y, x in peaks], 1)
+    block = ((peak + 1e-12).log() - (side + 1e-12).log()).mean(1, keepdim=True)
+    total = flat.sum(1, keepdim=True).log() - 2 * math.log(c)
+    return torch.cat([whitened, anisotropy, notch, total, block], 1)
+
+
 def colour_stats(whole: torch.Tensor) -> torch.Tensor:
     """Global photometric statistics of ``[B, 3, g, g]``: channel means/stds, luminance quantiles,
     dark-channel level (haze lifts it) and saturation -> ``[B, 14]``."""
@@ -139,12 +197,15 @@ class DegradationClassifier(nn.Module):
         self.stats_norm = nn.BatchNorm1d(N_CROP_STATS) if cfg.crop_stats else None
         self.head = nn.Sequential(nn.Linear(feat, cfg.hidden), nn.GELU(), nn.Linear(cfg.hidden, 3 * len(LABELS)))
         self.image_head = None
+        # Fixed standardisation of the spectrum statistics (set from training data by fit_heads).
+        self.spec_norm = nn.BatchNorm1d(N_SPECTRUM, affine=False) if cfg.spectrum else None
         if cfg.image_head:
             n = len(cfg.image_labels)
             self.register_buffer("image_index", torch.tensor([LABELS.index(k) for k in cfg.image_labels]),
                                  persistent=False)
             h = cfg.image_hidden or cfg.hidden // 2
-            self.image_head = nn.Sequential(nn.Linear(self.N_STATS + 4 * N_CROP_STATS, h), nn.GELU(),
+            n_in = self.N_STATS + 4 * N_CROP_STATS + (N_SPECTRUM + len(LABELS) if cfg.spectrum else 0)
+            self.image_head = nn.Sequential(nn.Linear(n_in, h), nn.GELU(),
                                             nn.Linear(h, 2 * n))
             nn.init.zeros_(self.image_head[-1].weight)
             nn.init.zeros_(self.image_head[-1].bias)
@@ -155,16 +216,17 @@ class DegradationClassifier(nn.Module):
 
     def features(self, crops: torch.Tensor, whole: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The two CNN branches and the statistics: crop features [B, K, F], global features [B, G],
-        normalised crop statistics [B, K, S] (or None)."""
+        normalised crop statistics [B, K, S] (or None) and spectrum statistics [B, N_SPECTRUM] (or None)."""
         b, k = crops.shape[:2]
         x = crops.flatten(0, 1)
         loc = self._pool(self.local(torch.cat([x * 2 - 1, high_pass(x) * 8], 1))).view(b, k, -1)
         glb = torch.cat([self._pool(self.glob(whole * 2 - 1)), colour_stats(whole)], 1)
         st = self.stats_norm(crop_statistics(x)).view(b, k, -1) if self.stats_norm is not None else None
-        return loc, glb, st
+        spec = spectrum_statistics(crops) if self.spec_norm is not None else None
+        return loc, glb, st, spec
 
-    def decide(self, loc: torch.Tensor, glb: torch.Tensor, st: torch.Tensor | None
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+    def decide(self, loc: torch.Tensor, glb: torch.Tensor, st: torch.Tensor | None,
+               spec: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-crop logits pooled by their evidence weights (+ the image-level head) -> logits, severity."""
         b, k = loc.shape[:2]
         parts = [loc, glb[:, None].expand(b, k, glb.shape[1])] + ([st] if st is not None else [])
@@ -174,11 +236,15 @@ class DegradationClassifier(nn.Module):
             return (weight * logit).sum(1), (weight * torch.sigmoid(sev)).sum(1)
         # Blur-type labels also get an image-level opinion from the pooled sharpness statistics and
         # the colour statistics (content-agnostic inputs: it must not learn the training photos).
-        img = self.image_head(torch.cat([glb[:, -self.N_STATS:], pool_statistics(st)], 1))
+        pooled = (weight * logit).sum(1)
+        parts = [glb[:, -self.N_STATS:], pool_statistics(st)]
+        if self.spec_norm is not None:
+            parts += [self.spec_norm(spec), torch.sigmoid(pooled.detach())]
+        img = self.image_head(torch.cat(parts, 1))
         n = len(self.config.image_labels)
         add_logit = logit.new_zeros(b, logit.shape[2]).index_copy(1, self.image_index, img[:, :n])
         add_sev = logit.new_zeros(b, logit.shape[2]).index_copy(1, self.image_index, img[:, n:])
-        return (weight * logit).sum(1) + add_logit, torch.sigmoid((weight * sev).sum(1) + add_sev)
+        return pooled + add_logit, torch.sigmoid((weight * sev).sum(1) + add_sev)
 
     def forward(self, crops: torch.Tensor, whole: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``crops`` [B, K, 3, c, c] and ``whole`` [B, 3, g, g] (0-1) -> logits [B, L], severity [B, L]."""

@@ -167,6 +167,10 @@ def _parser() -> argparse.ArgumentParser:
     fh.add_argument("--data", default="data/photos")
     fh.add_argument("--per-photo", dest="per_photo", type=int, default=120, help="degraded regions per training photo")
     fh.add_argument("--epochs", type=int, default=60)
+    fh.add_argument("--spectrum", choices=["on", "off"], default=None, help="the image-level head reads the "
+                    "crops' power spectrum (on) or not (off); a change fits a fresh head (default: as the --init file)")
+    fh.add_argument("--image-hidden", dest="image_hidden", type=int, default=None,
+                    help="hidden units of a fresh image-level head (default: as the --init file)")
     fh.add_argument("--seed", type=int, default=2)
     fh.add_argument("--threads", type=int, default=1)
     fh.add_argument("--image-labels", dest="image_labels", default=None,

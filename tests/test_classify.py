@@ -215,3 +215,58 @@ def test_adding_an_image_head_label_keeps_the_old_labels_exactly(tmp_path):
     assert again.config.image_labels[-1] == "lowlight" and again.config.image_hidden == 2 * 64
     with pytest.raises(ValueError, match="list the old ones first"):
         _extend_image_head(model, ["lowlight", "blur"])
+
+
+def _textured(seed: int = 0, size: int = 256) -> torch.Tensor:
+    """A photo-like test image: smooth random colour fields plus fine isotropic texture."""
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.nn.functional.interpolate(torch.rand(1, 3, 16, 16, generator=g), size=(size, size),
+                                             mode="bicubic", align_corners=False)
+    fine = torch.rand(1, 1, size, size, generator=g)
+    return (0.6 * coarse + 0.4 * fine).clamp(0, 1)[0]
+
+
+def test_spectrum_statistics_tell_motion_from_defocus_and_ignore_rotation():
+    """The power-spectrum features: motion blur is anisotropic in any direction, defocus blur is
+    not, and a blur bends the whitened radial profile down at high frequencies."""
+    from m3unet import degradation as deg
+    from m3unet.classify import N_SPECTRUM, SPECTRUM_BANDS, spectrum_statistics
+    cfg = ClassifierConfig()
+    x = _textured()
+
+    def stats(img):
+        crops, _ = views(img, cfg)
+        return spectrum_statistics(crops[None])[0]
+
+    clean = stats(x)
+    assert clean.shape == (N_SPECTRUM,) and torch.isfinite(clean).all()
+    defocus = stats(deg.convolve(x, deg.gaussian_kernel(2.0)))
+    b = SPECTRUM_BANDS
+    aniso = {a: stats(deg.convolve(x, deg.motion_kernel(15, a, 0.0, 1)))[b:2 * b][4:12].mean() for a in (0, 45, 90, 135)}
+    assert min(aniso.values()) > defocus[b:2 * b][4:12].mean() + 0.2, (aniso, defocus[b:2 * b])
+    assert max(aniso.values()) - min(aniso.values()) < 0.25  # about the same in every direction
+    assert defocus[b - 4:b].mean() < clean[b - 4:b].mean() - 1.0  # high bands fall off
+
+
+def test_fitting_a_spectrum_head_standardises_its_inputs_and_round_trips(tmp_path, monkeypatch):
+    """fit_heads(spectrum=True) gives the image-level head spectrum inputs, sets their
+    standardisation from the cached training features, and the file loads back the same."""
+    from m3unet import classifier_training as ct
+    torch.manual_seed(0)
+    model = DegradationClassifier(ClassifierConfig()).eval()
+    photos = [(_textured(i) * 255).round().to(torch.uint8) for i in range(4)]
+    monkeypatch.setattr(ct, "_photos", lambda data, split: photos)
+    fitted = ct.fit_heads(model, data=str(tmp_path), per_photo=6, epochs=2, val_photos=1, spectrum=True,
+                          image_hidden=32, log=lambda s: None)
+    assert fitted.config.spectrum and fitted.config.image_hidden == 32
+    assert fitted.spec_norm.running_var.min() > 0 and fitted.spec_norm.running_mean.abs().sum() > 0
+    crops, whole = views(_textured(9), fitted.config)
+    with torch.no_grad():
+        out = fitted(crops[None], whole[None])
+    save_classifier(fitted, tmp_path / "spec.safetensors")
+    again = load_classifier(tmp_path / "spec.safetensors")
+    with torch.no_grad():
+        torch.testing.assert_close(again(crops[None], whole[None]), out)
+    with pytest.raises(ValueError, match="needs a fresh head"):
+        ct.fit_heads(model, data=str(tmp_path), per_photo=2, epochs=1, val_photos=1, spectrum=True, add=True,
+                     image_labels=["blur", "motion", "lowres", "lowlight"], log=lambda s: None)
