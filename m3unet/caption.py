@@ -139,10 +139,14 @@ class CaptionSettings:
     temperature: float = 0.0     # 0: greedy decoding (deterministic); > 0: sampled with ``seed``
     seed: int = 0
     user_text: str = ""          # the user's own words about the image
+    # SmolVLM / Idefics3: cut the image into 512 px tiles plus a global view, as published (False:
+    # the global view only, 3-4x faster on a CPU, less detail). Other families ignore it.
+    image_splitting: bool = True
 
     def key(self) -> str:
         return json.dumps([self.prompt, self.max_tokens, self.temperature,
-                           self.seed if self.temperature > 0 else 0, self.user_text])
+                           self.seed if self.temperature > 0 else 0, self.user_text]
+                          + ([] if self.image_splitting else ["no-splitting"]))
 
     def full_prompt(self) -> str:
         if not self.user_text.strip():
@@ -284,7 +288,8 @@ class TransformersCaptioner(Captioner):
             raise ModelFolderError(f"{self.folder.name}: its processor has no usable chat template "
                                    f"({type(e).__name__}: {str(e)[:200]}); use the instruct/chat release") from e
         images = [[image]] if self.family in NESTED_IMAGES else [image]
-        return self.processor(images=images, text=[text], return_tensors="pt")
+        extra = {"do_image_splitting": False} if self.family == "idefics3" and not settings.image_splitting else {}
+        return self.processor(images=images, text=[text], return_tensors="pt", **extra)
 
     @torch.inference_mode()
     def caption(self, image: Image.Image, settings: CaptionSettings, findings=None) -> str:

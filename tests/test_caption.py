@@ -215,3 +215,23 @@ def test_prompt_presets() -> None:
         cap.resolve_prompt("custom", "  ")
     with pytest.raises(cap.CaptionError, match="unknown prompt preset"):
         cap.resolve_prompt("nope", "")
+
+
+def test_smolvlm_image_splitting_off_sends_one_view() -> None:
+    """SmolVLM / Idefics3 with its published tiling (here 2x2 tiles + a global view) vs
+    image_splitting=False (the global view only): far fewer image tokens, and both caption."""
+    c = cap.TransformersCaptioner(cached_model("idefics3"))
+    ip = c.processor.image_processor
+    old = (ip.do_image_splitting, dict(ip.size), dict(ip.max_image_size))
+    ip.do_image_splitting, ip.size, ip.max_image_size = True, {"longest_edge": 64}, {"longest_edge": 32}
+    try:
+        image = cap.to_pil(torch.rand(1, 64, 64, 3)[0])
+        tiled = c._inputs(image, cap.CaptionSettings())
+        single = c._inputs(image, cap.CaptionSettings(image_splitting=False))
+        assert tiled["pixel_values"].shape[1] == 5 and single["pixel_values"].shape[1] == 1
+        assert single["input_ids"].shape[1] < tiled["input_ids"].shape[1] - 3 * 4  # 4 tokens per tile
+        for settings in (cap.CaptionSettings(max_tokens=8), cap.CaptionSettings(max_tokens=8, image_splitting=False)):
+            assert c.caption(image, settings)
+        assert cap.CaptionSettings().key() != cap.CaptionSettings(image_splitting=False).key()  # cached apart
+    finally:
+        ip.do_image_splitting, ip.size, ip.max_image_size = old[0], old[1], old[2]

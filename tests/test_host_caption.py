@@ -63,7 +63,7 @@ def images(comfy_host: ComfyHost) -> dict[str, str]:
 
 def caption_graph(image: str | dict, model: str = "none", *, host: str = "", remote_model: str = "",
                   timeout: int = 30, user_text: str = "", restore: bool = False, preset: str | None = None,
-                  use_classifier: bool = True) -> dict:
+                  use_classifier: bool = True, image_splitting: bool | None = None) -> dict:
     """LoadImage -> MLLM Loader -> MLLM Caption -> three PreviewAny (+ optional M3UNet Sampler -> SaveImage)."""
     g: dict[str, Any] = {
         "1": image if isinstance(image, dict) else {"class_type": "LoadImage", "inputs": {"image": image}},
@@ -77,6 +77,8 @@ def caption_graph(image: str | dict, model: str = "none", *, host: str = "", rem
         "11": {"class_type": "PreviewAny", "inputs": {"source": ["3", 1]}},
         "12": {"class_type": "PreviewAny", "inputs": {"source": ["3", 2]}},
     }
+    if image_splitting is not None:  # the loader's optional SmolVLM tiling switch
+        g["2"]["inputs"]["image_splitting"] = image_splitting
     if restore:
         g["4"] = {"class_type": "M3UNetLoader", "inputs": {"model_name": "m3unet-default.safetensors"}}
         g["5"] = {"class_type": "M3UNetSampler", "inputs": {"model": ["4", 0], "image": ["1", 0], "text": ["3", 2],
@@ -127,7 +129,8 @@ def test_caption_nodes_registered(comfy_host: ComfyHost, llm_dir: Path) -> None:
 def test_local_model_caption_steers_m3unet(comfy_host: ComfyHost, llm_dir: Path, images: dict, family: str) -> None:
     """A tiny model from models/LLM captions through the real node (ComfyUI model management loads it),
     its degradation_text is M3UNet's vocabulary and feeds the Sampler, which saves an image."""
-    entry = run_ok(comfy_host, caption_graph(images["a"], f"tiny-{family}", restore=True, use_classifier=False))
+    entry = run_ok(comfy_host, caption_graph(images["a"], f"tiny-{family}", restore=True, use_classifier=False,
+                                             image_splitting=False if family == "idefics3" else None))
     caption, content, degradation_text = texts(entry)
     assert "red sofa" in caption and "red sofa" in content
     assert "noise" not in content and "blur" not in content
