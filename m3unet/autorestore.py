@@ -13,7 +13,9 @@ The loop (in the spirit of RestoreAgent / AgenticIR, with a small classifier ins
    reported, and weighed at :data:`SIDE_WEIGHT`, measured). If no candidate lowers it by
    :data:`MIN_GAIN`, the step is rolled back (the image stays as it was).
 4. Before each planned step the latest reading decides: a degradation no longer detected is
-   skipped; when the plan is done and something is still detected, the rest is planned again.
+   skipped (with hysteresis: one found at the start stays while its probability is at least
+   :data:`KEEP_THRESHOLD` and no step for it has run, see :func:`pending`); when the plan is done
+   and something is still detected, the rest is planned again.
    The step's strength (and text) stays the one read on the input: the classifier was trained on
    degraded photos, not on half-restored ones, and its severities there read low (measured: a
    dark photo, denoised first, read as "light" low light and was then under-brightened). It stops when the image is clean, when nothing
@@ -49,8 +51,13 @@ SIDE_WEIGHT = 0.0
 # Of the candidates for a step, the first (a model tagged with the step's task, e.g. a shipped
 # specialist, before the general M3UNet) is kept unless another lowers the degradation by more
 # than this: differences below it are classifier jitter, and the specialists measure better on
-# their task (weights/m3unet-denoise.md, weights/m3unet-deblur.md).
+# their task (weights/m3unet-deblur.md).
 PREFER_MARGIN = MIN_GAIN
+# Hysteresis: a degradation found at the start stays on the to-do list while its probability is at
+# least this and no step for it has run, although a re-classification reads it under the detection
+# threshold. One step's output can push another degradation just under it: M3UNet's smooth,
+# denoised version of a dark photo read as low light at p = 0.36 (`eval --auto`, lowlight+noise).
+KEEP_THRESHOLD = 0.25
 
 
 def label_score(finding, label: str) -> float:
@@ -80,6 +87,14 @@ def effect(before, after, task: str) -> Effect:
     """Compare two readings for a step removing ``task``."""
     others = lambda f: sum(label_score(f, k) for k in f.labels if k != task)  # noqa: E731
     return Effect(label_score(before, task) - label_score(after, task), others(after) - others(before))
+
+
+def pending(finding, first_labels: list[str], tried: set[str]) -> list[str]:
+    """What is left to restore: the detected labels, plus those found at the start that no step
+    has addressed yet and whose probability is still at least :data:`KEEP_THRESHOLD`."""
+    held = [t for t in first_labels if t not in tried and t not in finding.labels
+            and finding.probabilities.get(t, 0.0) >= KEEP_THRESHOLD]
+    return list(finding.labels) + held
 
 
 def accept(e: Effect, planned_by_user: bool) -> bool:
@@ -332,8 +347,9 @@ class AutoRestorer:
                 if fixed:
                     report.stopped = "plan done"
                     break
-                left = {t: f.severity[t] for t in f.labels if t not in tried}
-                if not f.labels:
+                todo = pending(f, first_labels, tried)
+                left = {t: f.severity[t] for t in todo if t not in tried}
+                if not todo:
                     report.stopped = "clean: no degradation detected"
                     break
                 if not left:
@@ -348,10 +364,11 @@ class AutoRestorer:
             step = queue.pop(0)
             index = len(report.steps) + 1
             if not fixed:
-                if not f.labels:
+                todo = pending(f, first_labels, tried)
+                if not todo:
                     report.stopped = "clean: no degradation detected"
                     break
-                if step.task not in f.labels:
+                if step.task not in todo:
                     tried.add(step.task)
                     report.steps.append(StepRecord(index, step.task, step.strength, "", [], None, "skipped", s, s,
                                                    "no longer detected"))
@@ -401,7 +418,12 @@ class AutoRestorer:
                                                f"{-e.own_drop:+.2f} and the others by {e.side_rise:+.2f}; a step "
                                                f"needs {need}"))
         report.final, report.final_score = _reading(f), s
-        report.detected_labels, report.final_labels = list(first_labels), list(f.labels) if f is not None else []
+        report.detected_labels = list(first_labels)
+        if f is not None:  # still there: read now, or held (see KEEP_THRESHOLD) with no step for it kept
+            kept = {r.task for r in report.steps if r.outcome in ("kept", "applied")}
+            report.final_labels = list(f.labels) + [t for t in pending(f, first_labels, kept) if t not in f.labels]
+        else:
+            report.final_labels = []
         report.seconds = time.time() - t0
         return x, report
 

@@ -32,6 +32,12 @@ CLASSIFIER_WEIGHTS = {"noise": 1.2, "poisson": 0.6, "blur": 1.6, "motion": 1.6, 
                       "haze": 1.0, "lowlight": 1.0, "jpeg": 1.6}
 
 
+# Share of low-light samples without the noise that low light otherwise always brings: the
+# automatic restore often denoises first, and a dark, denoised photo is still low light (with only
+# noisy examples the classifier learned "no noise, so no low light").
+LOWLIGHT_CLEAN = 0.3
+
+
 def quantise(x: torch.Tensor) -> torch.Tensor:
     """Round to 8 bits, as an image file would store it."""
     return (x.clamp(0, 1) * 255).round() / 255
@@ -63,7 +69,11 @@ def sample_degradations(gen: torch.Generator, p_clean: float = 0.2, p_mix: float
         if k in chosen or any(k in ex and c in ex for ex in deg.EXCLUSIVE for c in chosen):
             continue
         chosen.append(k)
-    return [deg.make(k, float(torch.rand((), generator=gen)), gen) for k in chosen]
+    out = [deg.make(k, float(torch.rand((), generator=gen)), gen) for k in chosen]
+    for d in out:  # low light without its sensor noise (low ISO, or already denoised) in 30 %
+        if d.kind == "lowlight" and float(torch.rand((), generator=gen)) < LOWLIGHT_CLEAN:
+            d.params["sigma"] = 0.0
+    return out
 
 
 def make_batch(photos: list[torch.Tensor], cfg: ClassifierConfig, batch: int, k: int, region: int,
@@ -197,7 +207,8 @@ def _cache_features(model: DegradationClassifier, photos: list[torch.Tensor], pe
 def fit_heads(model: DegradationClassifier, data: str = "data/photos", per_photo: int = 120, region: int = 256,
               epochs: int = 60, lr: float = 1e-3, val_photos: int = 5, seed: int = 2, threads: int = 1,
               image_labels: list[str] | None = None, add: bool = False, spectrum: bool | None = None,
-              image_hidden: int | None = None, log=print) -> DegradationClassifier:
+              image_hidden: int | None = None, photometric_labels: list[str] | None = None,
+              log=print) -> DegradationClassifier:
     """Second stage: fit the image-level head (pooled crop statistics -> blur, motion, low
     resolution) on cached features; everything else stays as trained.
 
@@ -210,7 +221,8 @@ def fit_heads(model: DegradationClassifier, data: str = "data/photos", per_photo
     the old labels' outputs stay exactly as they were (:func:`_extend_image_head`). ``spectrum``
     switches the head's power-spectrum input on or off (a change starts a fresh head); its
     standardisation is set from the cached training features. ``image_hidden`` sets the fresh
-    head's hidden units.
+    head's hidden units; ``photometric_labels`` (e.g. lowlight) are decided by a fresh photometric
+    head on the colour statistics instead of the image-level head.
     """
     import copy
     torch.set_num_threads(threads)
@@ -222,11 +234,15 @@ def fit_heads(model: DegradationClassifier, data: str = "data/photos", per_photo
         raise ValueError(f"image labels {unknown} are not classifier labels ({', '.join(LABELS)})")
     frozen_masks = None
     spectrum = model.config.spectrum if spectrum is None else spectrum
-    if spectrum != model.config.spectrum or image_hidden:
+    photometric = list(model.config.photometric_labels if photometric_labels is None else photometric_labels)
+    if set(photometric) & set(labels) or set(photometric) - set(LABELS):
+        raise ValueError(f"photometric labels {photometric} must be classifier labels and not also image labels {labels}")
+    if spectrum != model.config.spectrum or image_hidden or photometric != list(model.config.photometric_labels):
         if add:
-            raise ValueError("--add keeps the image-level head's inputs and size; a spectrum or size change "
-                             "needs a fresh head")
-        model = _new_image_head(model, {"image_head": True, "image_labels": labels, "spectrum": spectrum}
+            raise ValueError("--add keeps the image-level head's inputs and size; a spectrum, size or "
+                             "photometric change needs a fresh head")
+        model = _new_image_head(model, {"image_head": True, "image_labels": labels, "spectrum": spectrum,
+                                        "photometric_labels": photometric}
                                 | ({"image_hidden": image_hidden} if image_hidden else {}))
     elif model.image_head is not None and labels != list(model.config.image_labels) and add:
         model, frozen_masks = _extend_image_head(model, labels)
@@ -242,7 +258,9 @@ def fit_heads(model: DegradationClassifier, data: str = "data/photos", per_photo
         model.spec_norm.running_mean.copy_(train[3].mean(0))
         model.spec_norm.running_var.copy_(train[3].var(0).clamp(min=1e-6))
     # No weight decay with frozen entries: decay would shrink them although their gradient is masked.
-    opt = torch.optim.AdamW(model.image_head.parameters(), lr=lr, weight_decay=0.0 if frozen_masks else 1e-2)
+    params = list(model.image_head.parameters()) + (list(model.photo_head.parameters())
+                                                    if model.photo_head is not None and frozen_masks is None else [])
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0 if frozen_masks else 1e-2)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
 
     def loss_of(batch) -> torch.Tensor:
@@ -279,7 +297,8 @@ def _new_image_head(model: DegradationClassifier, changes: dict) -> DegradationC
     """A copy of ``model`` with its config changed by ``changes`` and a freshly initialised
     image-level head (zero output); every other weight is kept."""
     fresh = DegradationClassifier(ClassifierConfig.from_dict(json.loads(model.config.to_json()) | changes))
-    fresh.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("image_head.")},
+    fresh_parts = ("image_head.", "photo_head.") if "photometric_labels" in changes else ("image_head.",)
+    fresh.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith(fresh_parts)},
                           strict=False)
     return fresh
 
@@ -417,11 +436,14 @@ def fit_main_args(args) -> int:
     model = fit_heads(load_classifier(args.init), data=args.data, per_photo=args.per_photo, epochs=args.epochs,
                       seed=args.seed, threads=args.threads, image_labels=labels, add=args.add,
                       spectrum={"on": True, "off": False}.get(args.spectrum), image_hidden=args.image_hidden,
+                      photometric_labels=None if args.photometric_labels is None else
+                      [k.strip() for k in args.photometric_labels.split(",") if k.strip()],
                       log=lambda s: print(s, flush=True))
     meta = dict(getattr(load_classifier(args.init), "metadata", {}))
     meta = {k: v for k, v in meta.items() if k not in ("m3unet_classifier_config", "labels", "format")}
     meta.update({"heads_fitted_from": args.init, "heads_per_photo": args.per_photo, "heads_epochs": args.epochs,
-                 "image_labels": ",".join(model.config.image_labels), "spectrum": model.config.spectrum})
+                 "image_labels": ",".join(model.config.image_labels), "spectrum": model.config.spectrum,
+                 "photometric_labels": ",".join(model.config.photometric_labels)})
     save_classifier(model, args.out, meta)
     print(f"wrote {args.out}")
     return 0

@@ -52,6 +52,10 @@ class ClassifierConfig:
     # The image-level head also reads the crops' power spectrum (:func:`spectrum_statistics`) and
     # the crop-level probabilities of every label (context: noise or JPEG on top hides a blur).
     spectrum: bool = False
+    # Labels judged by a photometric head that reads the colour statistics only (exposure is a
+    # property of the luminance distribution; texture changes made by other steps, such as
+    # M3UNet's smooth denoised output, must not hide it). Not also image labels.
+    photometric_labels: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -209,6 +213,14 @@ class DegradationClassifier(nn.Module):
                                             nn.Linear(h, 2 * n))
             nn.init.zeros_(self.image_head[-1].weight)
             nn.init.zeros_(self.image_head[-1].bias)
+        self.photo_head = None
+        if cfg.photometric_labels:
+            self.register_buffer("photo_index", torch.tensor([LABELS.index(k) for k in cfg.photometric_labels]),
+                                 persistent=False)
+            self.photo_head = nn.Sequential(nn.Linear(self.N_STATS, 32), nn.GELU(),
+                                            nn.Linear(32, 2 * len(cfg.photometric_labels)))
+            nn.init.zeros_(self.photo_head[-1].weight)
+            nn.init.zeros_(self.photo_head[-1].bias)
 
     @staticmethod
     def _pool(f: torch.Tensor) -> torch.Tensor:
@@ -237,13 +249,19 @@ class DegradationClassifier(nn.Module):
         # Blur-type labels also get an image-level opinion from the pooled sharpness statistics and
         # the colour statistics (content-agnostic inputs: it must not learn the training photos).
         pooled = (weight * logit).sum(1)
-        parts = [glb[:, -self.N_STATS:], pool_statistics(st)]
+        colour = glb[:, -self.N_STATS:]
+        parts = [colour, pool_statistics(st)]
         if self.spec_norm is not None:
             parts += [self.spec_norm(spec), torch.sigmoid(pooled.detach())]
         img = self.image_head(torch.cat(parts, 1))
         n = len(self.config.image_labels)
         add_logit = logit.new_zeros(b, logit.shape[2]).index_copy(1, self.image_index, img[:, :n])
         add_sev = logit.new_zeros(b, logit.shape[2]).index_copy(1, self.image_index, img[:, n:])
+        if self.photo_head is not None:
+            ph = self.photo_head(colour)
+            m = len(self.config.photometric_labels)
+            add_logit = add_logit.index_add(1, self.photo_index, ph[:, :m])
+            add_sev = add_sev.index_add(1, self.photo_index, ph[:, m:])
         return pooled + add_logit, torch.sigmoid((weight * sev).sum(1) + add_sev)
 
     def forward(self, crops: torch.Tensor, whole: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

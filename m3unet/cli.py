@@ -171,6 +171,9 @@ def _parser() -> argparse.ArgumentParser:
                     "crops' power spectrum (on) or not (off); a change fits a fresh head (default: as the --init file)")
     fh.add_argument("--image-hidden", dest="image_hidden", type=int, default=None,
                     help="hidden units of a fresh image-level head (default: as the --init file)")
+    fh.add_argument("--photometric-labels", dest="photometric_labels", default=None,
+                    help="labels decided from the colour statistics only, e.g. lowlight (not also in "
+                    "--image-labels; a change fits fresh heads; default: as the --init file)")
     fh.add_argument("--seed", type=int, default=2)
     fh.add_argument("--threads", type=int, default=1)
     fh.add_argument("--image-labels", dest="image_labels", default=None,

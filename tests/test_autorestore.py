@@ -430,3 +430,31 @@ def test_without_classifier_weights_restore_is_blind_or_follows_the_plan(identit
     save_classifier(DegradationClassifier(), tmp_path / "classifier.safetensors")
     monkeypatch.setattr(ar, "SHIPPED_CLASSIFIER", tmp_path / "classifier.safetensors")
     assert isinstance(ar.load_shipped_classifier(), Classifier)
+
+
+def test_a_degradation_read_just_under_the_threshold_after_another_step_is_still_restored():
+    """Hysteresis (KEEP_THRESHOLD): the measured case of a dark photo whose denoised version reads
+    as low light at p = 0.36 only. The low-light step still runs; read as worse there, it is rolled
+    back, the low light counts as not removed, and the retry (brighten first) wins."""
+    from m3unet.autorestore import KEEP_THRESHOLD, pending
+    reader = ScriptedReader({0.30: {"noise": (0.9, 0.5), "lowlight": (0.99, 0.8)},  # input
+                             0.40: {"lowlight": (0.36, 0.8)},                        # denoised: under 0.5
+                             0.60: {"lowlight": (0.6, 0.6)},                         # then brightened: misread
+                             0.50: {}})                                              # brightened first: clean
+    pool = Pool(None, [PoolModel(lambda t: t + 0.1, "noise", "denoise"),
+                       PoolModel(lambda t: t + 0.2, "lowlight", "brighten")])
+    flat = torch.full((1, 32, 32, 3), 0.30)
+    table = OrderTable({("noise", "lowlight"): 1.0})
+    once = AutoRestorer(pool, reader, table).run(flat, retry=False).reports[0]
+    assert [(s.task, s.outcome) for s in once.steps] == [("noise", "kept"), ("lowlight", "rolled back")]
+    assert once.final_labels == ["lowlight"] and once.removed == 1  # held, not counted as removed
+    result = AutoRestorer(pool, reader, table).run(flat)
+    assert [(s.task, s.outcome) for s in result.reports[0].steps] == [("lowlight", "kept")]
+    torch.testing.assert_close(result.image, flat + 0.2)
+    # Under KEEP_THRESHOLD, or once a step for it was tried, a label is no longer held.
+    f = reader(torch.full((1, 8, 8, 3), 0.40))[0]
+    assert 0.36 >= KEEP_THRESHOLD and pending(f, ["lowlight"], set()) == ["lowlight"]
+    assert pending(f, ["lowlight"], {"lowlight"}) == [] and pending(f, [], set()) == []
+    reader.script[0.40] = {"lowlight": (KEEP_THRESHOLD - 0.05, 0.8)}
+    gone = AutoRestorer(pool, reader, table).run(flat).reports[0]
+    assert [(s.task, s.outcome) for s in gone.steps] == [("noise", "kept")] and gone.stopped.startswith("clean")
