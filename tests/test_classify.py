@@ -270,3 +270,43 @@ def test_fitting_a_spectrum_head_standardises_its_inputs_and_round_trips(tmp_pat
     with pytest.raises(ValueError, match="needs a fresh head"):
         ct.fit_heads(model, data=str(tmp_path), per_photo=2, epochs=1, val_photos=1, spectrum=True, add=True,
                      image_labels=["blur", "motion", "lowres", "lowlight"], log=lambda s: None)
+
+
+def test_photometric_head_reads_only_the_colour_statistics(tmp_path, monkeypatch):
+    """--photometric-labels lowlight: low light gets its own head on the colour statistics (texture
+    changes by other steps must not move it); it round-trips, and a label cannot be in both heads."""
+    from m3unet import classifier_training as ct
+    torch.manual_seed(0)
+    model = DegradationClassifier(ClassifierConfig()).eval()
+    photos = [(_textured(i) * 255).round().to(torch.uint8) for i in range(4)]
+    monkeypatch.setattr(ct, "_photos", lambda data, split: photos)
+    fitted = ct.fit_heads(model, data=str(tmp_path), per_photo=6, epochs=2, val_photos=1, spectrum=True,
+                          image_labels=["blur", "motion", "lowres"], photometric_labels=["lowlight"],
+                          log=lambda s: None)
+    assert fitted.config.photometric_labels == ["lowlight"] and fitted.photo_head is not None
+    with torch.no_grad():
+        for p in fitted.photo_head.parameters():
+            p.normal_(0, 0.5)  # a head that clearly responds
+    crops, whole = views(_textured(9), fitted.config)
+    i = LABELS.index("lowlight")
+    with torch.no_grad():
+        loc, glb, st, spec = fitted.features(crops[None], whole[None])
+        with_head = fitted.decide(loc, glb, st, spec)[0]
+        added = fitted.photo_head(glb[:, -fitted.N_STATS:])[0, 0]  # from the colour statistics alone
+        saved = [p.clone() for p in fitted.photo_head[-1].parameters()]
+        for p in fitted.photo_head[-1].parameters():
+            p.zero_()
+        without = fitted.decide(loc, glb, st, spec)[0]
+        for p, v in zip(fitted.photo_head[-1].parameters(), saved):
+            p.copy_(v)
+    assert abs(float(added)) > 1e-3
+    torch.testing.assert_close(with_head[0, i] - without[0, i], added)
+    others = [j for j in range(len(LABELS)) if j != i]
+    torch.testing.assert_close(with_head[0, others], without[0, others])  # only low light
+    save_classifier(fitted, tmp_path / "photo.safetensors")
+    again = load_classifier(tmp_path / "photo.safetensors")
+    with torch.no_grad():
+        torch.testing.assert_close(again(crops[None], whole[None]), fitted(crops[None], whole[None]))
+    with pytest.raises(ValueError, match="not also image labels"):
+        ct.fit_heads(model, data=str(tmp_path), per_photo=2, epochs=1, val_photos=1,
+                     image_labels=["blur", "lowlight"], photometric_labels=["lowlight"], log=lambda s: None)
