@@ -421,7 +421,7 @@ class AutoRestorer:
         report.detected_labels = list(first_labels)
         if f is not None:  # still there: read now, or held (see KEEP_THRESHOLD) with no step for it kept
             kept = {r.task for r in report.steps if r.outcome in ("kept", "applied")}
-            report.final_labels = list(f.labels) + [t for t in pending(f, first_labels, kept) if t not in f.labels]
+            report.final_labels = pending(f, first_labels, kept)
         else:
             report.final_labels = []
         report.seconds = time.time() - t0

@@ -265,7 +265,7 @@ def fit_heads(model: DegradationClassifier, data: str = "data/photos", per_photo
 
     def loss_of(batch) -> torch.Tensor:
         loc, glb, st, spec, y, s = batch
-        logits, sev = model.decide(loc, glb, st, spec if model.spec_norm is not None else None)
+        logits, sev = model.decide(loc, glb, st, spec)  # spec is read only by a spectrum head
         return (F.binary_cross_entropy_with_logits(logits, y)
                 + (F.l1_loss(sev, s, reduction="none") * y).sum() / y.sum().clamp(min=1))
 

@@ -88,6 +88,11 @@ def high_pass(x: torch.Tensor) -> torch.Tensor:
 N_CROP_STATS = 17
 
 
+def luminance(x: torch.Tensor) -> torch.Tensor:
+    """Rec. 601 luma of RGB images with channels at dim -3 (``[..., 3, H, W]`` -> ``[..., H, W]``)."""
+    return 0.299 * x[..., 0, :, :] + 0.587 * x[..., 1, :, :] + 0.114 * x[..., 2, :, :]
+
+
 def crop_statistics(crops: torch.Tensor) -> torch.Tensor:
     """Blur statistics of ``[N, 3, c, c]`` crops -> ``[N, 17]`` (classic sharpness measures).
 
@@ -97,7 +102,7 @@ def crop_statistics(crops: torch.Tensor) -> torch.Tensor:
     along its path only; defocus and down-sampling remove them in every direction, down-sampling
     with a sharper cut-off) and the crop's luminance mean and contrast.
     """
-    lum = (0.299 * crops[:, 0] + 0.587 * crops[:, 1] + 0.114 * crops[:, 2])[:, None]
+    lum = luminance(crops)[:, None]
     feats, directional = [], []
     for s in (1, 2, 4):
         x = F.avg_pool2d(lum, s) if s > 1 else lum
@@ -136,7 +141,7 @@ def spectrum_statistics(crops: torch.Tensor) -> torch.Tensor:
     and the 8x8 block peak strength (JPEG, whose blocks sit on the crop grid, lifts it).
     """
     b, k, _, c, _ = crops.shape
-    lum = 0.299 * crops[:, :, 0] + 0.587 * crops[:, :, 1] + 0.114 * crops[:, :, 2]
+    lum = luminance(crops)
     lum = lum - lum.mean((-2, -1), keepdim=True)
     win = torch.hann_window(c, periodic=False, dtype=lum.dtype, device=lum.device)
     power = torch.fft.fft2(lum * (win[:, None] * win[None, :])).abs().pow(2).mean(1)  # [B, c, c]
@@ -166,8 +171,7 @@ def spectrum_statistics(crops: torch.Tensor) -> torch.Tensor:
     step = c // JPEG_BLOCK
     peaks = [(0, i * step) for i in range(1, JPEG_BLOCK // 2 + 1)] + [(i * step, 0) for i in range(1, JPEG_BLOCK // 2 + 1)]
     peak = torch.stack([power[:, y, x] for y, x in peaks], 1)
-    side = torch.stack([(power[:, y, (x + 1) % c] + power[:, (y + 1) % c, x]) / 2 if x == 0 or y == 0 else power[:, y, x]
-                        for y, x in peaks], 1)
+    side = torch.stack([(power[:, y, (x + 1) % c] + power[:, (y + 1) % c, x]) / 2 for y, x in peaks], 1)
     block = ((peak + 1e-12).log() - (side + 1e-12).log()).mean(1, keepdim=True)
     total = flat.sum(1, keepdim=True).log() - 2 * math.log(c)
     return torch.cat([whitened, anisotropy, notch, total, block], 1)
@@ -177,7 +181,7 @@ def colour_stats(whole: torch.Tensor) -> torch.Tensor:
     """Global photometric statistics of ``[B, 3, g, g]``: channel means/stds, luminance quantiles,
     dark-channel level (haze lifts it) and saturation -> ``[B, 14]``."""
     b = whole.shape[0]
-    lum = (0.299 * whole[:, 0] + 0.587 * whole[:, 1] + 0.114 * whole[:, 2]).reshape(b, -1)
+    lum = luminance(whole).reshape(b, -1)
     q = torch.quantile(lum, torch.tensor([0.01, 0.1, 0.5, 0.9, 0.99], dtype=lum.dtype), dim=1).T
     dark = whole.amin(1).reshape(b, -1)
     sat = (whole.amax(1) - whole.amin(1)).reshape(b, -1).mean(1, keepdim=True)
@@ -244,11 +248,11 @@ class DegradationClassifier(nn.Module):
         parts = [loc, glb[:, None].expand(b, k, glb.shape[1])] + ([st] if st is not None else [])
         logit, sev, evidence = self.head(torch.cat(parts, 2)).chunk(3, dim=2)  # [B, K, L] each
         weight = torch.softmax(evidence, dim=1)
+        pooled = (weight * logit).sum(1)
         if self.image_head is None:
-            return (weight * logit).sum(1), (weight * torch.sigmoid(sev)).sum(1)
+            return pooled, (weight * torch.sigmoid(sev)).sum(1)
         # Blur-type labels also get an image-level opinion from the pooled sharpness statistics and
         # the colour statistics (content-agnostic inputs: it must not learn the training photos).
-        pooled = (weight * logit).sum(1)
         colour = glb[:, -self.N_STATS:]
         parts = [colour, pool_statistics(st)]
         if self.spec_norm is not None:

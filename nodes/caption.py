@@ -283,7 +283,7 @@ class MLLMCaption(io.ComfyNode):
         images = cap.check_caption_image(image)
         settings = cap.CaptionSettings(prompt=cap.resolve_prompt(preset, custom_prompt), max_tokens=int(max_tokens),
                                        temperature=float(temperature), seed=int(seed), user_text=user_text or "",
-                                       image_splitting=getattr(mllm, "image_splitting", True))
+                                       image_splitting=mllm.image_splitting)
         findings = None
         if use_classifier:
             classifier = shipped_classifier()
