@@ -124,6 +124,11 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--text-fraction", dest="text_fraction", type=float, default=None,
                    help="share of training crops that are rendered text pages (default 0)")
     t.add_argument("--width", type=int, default=None, help="base width of the networks")
+    t.add_argument("--enc-blocks", dest="enc_blocks", default=None,
+                   help="NAF blocks per encoder level, e.g. 1,2,4 (default 1,1,2); with --init from a shallower "
+                   "model the extra blocks start as the identity (growth)")
+    t.add_argument("--mid-blocks", dest="mid_blocks", type=int, default=None, help="middle NAF blocks (default 2)")
+    t.add_argument("--dec-blocks", dest="dec_blocks", default=None, help="NAF blocks per decoder level (default 1,1,1)")
     t.add_argument("--kinds", default=None, help="train on these degradation kinds only, with weights, "
                    "e.g. blur:3,motion:2,noise:1 (a specialist); default: all kinds")
 

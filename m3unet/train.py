@@ -225,7 +225,12 @@ def train(cfg: TrainConfig, command: str = "") -> Path:
     if cfg.init:  # continue from shipped/committed weights with a fresh optimizer
         from .weights import load_model
         init = load_model(cfg.init)
-        model.load_state_dict(init.state_dict())
+        if init.config == model.config:
+            model.load_state_dict(init.state_dict())
+        else:  # a deeper model: the init's blocks plus identity blocks (M3UNet.grow_from)
+            new = model.grow_from(init)
+            print(f"grown from {cfg.init}: {len(new)} new tensors "
+                  f"({sum(model.state_dict()[k].numel() for k in new)} values), starting as the identity", flush=True)
         step = int(getattr(init, "metadata", {}).get("step", 0))
         print(f"initialised from {cfg.init} at step {step} (fresh optimizer)", flush=True)
     ema = copy.deepcopy(model).eval()
@@ -295,6 +300,11 @@ def main_args(args) -> None:
         cfg.model = dict(cfg.model, dilations=[int(d) for d in args.dilations.split(",")])
     if args.width:
         cfg.model = dict(cfg.model, width=args.width)
+    for key in ("enc_blocks", "dec_blocks"):  # "1,2,4" -> [1, 2, 4]
+        if getattr(args, key, None):
+            cfg.model = dict(cfg.model, **{key: [int(n) for n in getattr(args, key).split(",")]})
+    if getattr(args, "mid_blocks", None):
+        cfg.model = dict(cfg.model, mid_blocks=args.mid_blocks)
     if args.kinds:  # "blur:3,motion:2,noise" -> {"blur": 3.0, "motion": 2.0, "noise": 1.0}
         cfg.kinds = {k.split(":")[0]: float(k.split(":")[1]) if ":" in k else 1.0 for k in args.kinds.split(",")}
     train(cfg, command="python -m m3unet train " + " ".join(sys.argv[2:]))

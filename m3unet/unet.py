@@ -153,6 +153,33 @@ class M3UNet(nn.Module):
         nn.init.zeros_(self.ending.weight)  # starts as the identity (x0 = x_t)
         nn.init.zeros_(self.ending.bias)
 
+    def grow_from(self, smaller: "M3UNet") -> list[str]:
+        """Load ``smaller``'s weights into this deeper model and return the names of the new tensors.
+
+        Function-preserving growth (Net2Net, Chen et al. 2016): both configs must agree except that
+        this one may have more NAF blocks per level. Old blocks keep their index; the extra ones come
+        after them and keep their zero-initialised residual scales (``beta``, ``gamma``) and
+        modulation, so they start as the identity and the grown model computes exactly what
+        ``smaller`` did until training moves them.
+        """
+        mine, theirs = asdict(self.config), asdict(smaller.config)
+        depth = ("enc_blocks", "mid_blocks", "dec_blocks")
+        other = [k for k in mine if k not in depth and mine[k] != theirs[k]]
+        if other:
+            raise ValueError(f"cannot grow: the configs differ in {other}, not only in the block counts")
+        as_list = lambda v: v if isinstance(v, list) else [v]  # noqa: E731
+        fewer = [k for k in depth if len(as_list(mine[k])) != len(as_list(theirs[k]))
+                 or any(a < b for a, b in zip(as_list(mine[k]), as_list(theirs[k])))]
+        if fewer:
+            raise ValueError(f"cannot grow: {fewer} would lose blocks ({mine} vs {theirs})")
+        own = self.state_dict()
+        for name, value in smaller.state_dict().items():
+            if own[name].shape != value.shape:
+                raise ValueError(f"cannot grow: {name} has shape {tuple(value.shape)}, expected {tuple(own[name].shape)}")
+            own[name] = value
+        self.load_state_dict(own)
+        return sorted(set(own) - set(smaller.state_dict()))
+
     @property
     def multiple(self) -> int:
         """Input height and width must be multiples of this (the pipeline pads)."""

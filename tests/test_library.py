@@ -176,3 +176,29 @@ def test_metrics():
     x = photo()
     assert psnr(x, x) == float("inf") and abs(ssim(x, x) - 1) < 1e-6
     assert abs(psnr((x + 0.1).clamp(0, 1), x) - psnr((x - 0.1).clamp(0, 1), x)) < 3
+
+
+def test_grow_from_keeps_the_function_and_refuses_a_shallower_or_different_model():
+    """Function-preserving growth: a deeper M3UNet loaded from a shallower one computes the same
+    output (the extra NAF blocks start as the identity), trains its new blocks, and growth that
+    would drop blocks or change a width is refused with the reason."""
+    torch.manual_seed(0)
+    small_cfg = M3UNetConfig(width=8, enc_blocks=[1, 1, 1], mid_blocks=1, dec_blocks=[1, 1, 1])
+    small = M3UNet(small_cfg).eval()
+    for p in small.parameters():  # a trained-looking model: no zero residual scales left
+        torch.nn.init.normal_(p, std=0.05)
+    big = M3UNet(M3UNetConfig(width=8, enc_blocks=[1, 2, 3], mid_blocks=3, dec_blocks=[1, 1, 2])).eval()
+    new = big.grow_from(small)
+    assert new and all(k.startswith(("enc.1.1", "enc.2.1", "enc.2.2", "mid.1", "mid.2", "dec.2.1")) for k in new)
+    x = photo(64, 64)[None]
+    text, t = torch.randn(1, 384), torch.tensor([0.5])
+    with torch.no_grad():
+        outs = [m(x, t, text, m.refine.embed(x, size=64), m.refine.features(x)) for m in (small, big)]
+    assert torch.allclose(outs[0], outs[1], atol=1e-5)
+    loss = big(x, t, text, big.refine.embed(x, size=64), big.refine.features(x)).square().mean()
+    loss.backward()
+    assert any(dict(big.named_parameters())[k].grad.abs().sum() > 0 for k in new if k.endswith(("beta", "gamma")))
+    with pytest.raises(ValueError, match="lose blocks"):
+        small.grow_from(big)
+    with pytest.raises(ValueError, match="width"):
+        M3UNet(M3UNetConfig(width=16, enc_blocks=[1, 2, 3])).grow_from(small)
