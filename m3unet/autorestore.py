@@ -319,7 +319,7 @@ class AutoRestorer:
             if self.pool.restorer is None:
                 raise ValueError("automatic restore needs a classifier, a plan, or M3UNet in the pool")
             tick("blind M3UNet pass", total=1)
-            y = self.pool.restorer.restore(x.permute(1, 2, 0)[None], text="", steps=self.pool.steps, seed=seed,
+            y = self.pool.restorer.restore(x.permute(1, 2, 0)[None], text="", steps=self.pool.steps or 1, seed=seed,
                                            tile=self.pool.tile, progress=lambda _p: tick("blind M3UNet pass"))
             tick("done", add=1)
             report = AutoReport("not classified (no classifier weights)", None, Plan([]), stopped=(

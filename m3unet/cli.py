@@ -45,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--budget", type=int, default=4, help="--auto: step budget (default 4)")
     e.add_argument("--pool", action="append", default=[], metavar="FILE=TASK[,TASK]",
                    help="--auto: add a model to the pool (an M3UNet checkpoint or a spandrel model), as restore --pool")
+    e.add_argument("--pool-steps", dest="pool_steps", type=int, default=None,
+                   help="--auto: sampler steps of every M3UNet pass, automatic and fixed orders (default: per "
+                   "task, as restore: 2 for noise and JPEG, 1 otherwise)")
     e.add_argument("--mixes", default=None, help="--auto: comma list of mixes, e.g. jpeg+noise,blur+jpeg+noise "
                    "(default: 5 pairs and 5 triples)")
     e.add_argument("--data", default=None, help="prepared photo folder (default: data/photos if present, "

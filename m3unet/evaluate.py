@@ -247,10 +247,13 @@ AUTO_SETS = [("jpeg", "noise"), ("blur", "noise"), ("haze", "noise"), ("lowlight
 
 def auto_evaluation(model_path: str | None = None, data: str | None = None, crop: int = 256, per_set: int = 3,
                     classifier_path: str | None = None, budget: int = 4, seed: int = 1,
-                    sets: list[tuple[str, ...]] | None = None, pool: list[str] | None = None, log=print) -> dict:
+                    sets: list[tuple[str, ...]] | None = None, pool: list[str] | None = None,
+                    steps: int | None = None, log=print) -> dict:
     """Automatic restore vs one blind M3UNet pass vs the best fixed order, on held-out mixes.
 
-    ``pool``: extra pool models as ``FILE=TASK[,TASK]`` (as ``restore --pool``).
+    ``pool``: extra pool models as ``FILE=TASK[,TASK]`` (as ``restore --pool``). ``steps``: sampler
+    steps of every M3UNet pass of the automatic restore and of the fixed orders (None: per task, as
+    the automatic restore's default, :data:`m3unet.pool.TASK_STEPS`); the blind pass takes 1.
 
     For every mix, every order of single-task M3UNet passes is run (:func:`m3unet.orders.restore_orders`);
     the *best fixed order* of a set is the order with the best mean PSNR over that set's mixes, the
@@ -277,12 +280,12 @@ def auto_evaluation(model_path: str | None = None, data: str | None = None, crop
         cname = "none (blind fallback)"
     from .pool import load_pool_model, parse_pool_arg
     models = [load_pool_model(*parse_pool_arg(a)) for a in pool or []]
-    auto = AutoRestorer(Pool(restorer, models), classifier)
+    auto = AutoRestorer(Pool(restorer, models, steps=steps), classifier)
     # Fixed orders use the same models per task as the pool offers: an M3UNet specialist runs the
     # steps of its tasks (so the comparison is about order and detection, not about models).
-    from .pool import M3UNetPoolModel
+    from .pool import TASK_STEPS, M3UNetPoolModel
     by_task = {t: m.restorer for m in models if isinstance(m, M3UNetPoolModel) for t in m.tasks}
-    run = m3unet_runner(restorer, by_task=by_task)
+    run = m3unet_runner(restorer, by_task=by_task, steps=steps)
     photos = heldout_photos(data)
     ids = sorted(photos)
     rows, t0 = [], time.time()
@@ -328,6 +331,7 @@ def auto_evaluation(model_path: str | None = None, data: str | None = None, crop
             "best_fixed_order": rs[0]["best_fixed_order"]} for s, rs in by_set.items()}
     return {"weights_file": path.name, "weights_sha256": weights_hash(path), "classifier": cname,
             "pool": ["m3unet"] + [m.describe() for m in models],
+            "sampler_steps": steps or ("per task " + json.dumps(TASK_STEPS) + ", else 1"),
             "photos": ids, "crop": crop, "per_set": per_set, "budget": budget, "seed": seed,
             "seconds": round(time.time() - t0), "mean": mean, "sets": sets, "rows": rows, "clean": clean_rows}
 
@@ -344,7 +348,7 @@ def auto_markdown(result: dict) -> str:
     pool = ", ".join(result.get("pool", ["m3unet"]))
     out = [f"M3UNet weights `{result['weights_file']}` (sha256 {result['weights_sha256'][:12]}...), classifier: "
            f"{result['classifier']}, pool: {pool}; {result['per_set']} held-out photos per mix, centre crops {result['crop']} px, "
-           f"step budget {result['budget']}; PSNR dB", "", head + "\n".join(lines), ""]
+           f"step budget {result['budget']}, sampler steps per M3UNet pass: {result.get('sampler_steps', 1)}; PSNR dB", "", head + "\n".join(lines), ""]
     gain, gap = m["auto"] - m["single_blind"], m["best_fixed"] - m["auto"]
     out.append(f"- auto vs one blind M3UNet pass: {gain:+.2f} dB (target >= +0.5): {'met' if gain >= 0.5 else 'not met'}")
     out.append(f"- auto vs the best fixed order: {-gap:+.2f} dB (target: within 0.3 dB): {'met' if gap <= 0.3 else 'not met'}")
@@ -385,7 +389,7 @@ def auto_main(args) -> int:
         if bad:
             raise ValueError(f"--mixes: unknown task(s) {bad}; use {', '.join(TASKS)} joined by '+'")
     result = auto_evaluation(args.model, args.data, args.crop, args.per_set, args.classifier, args.budget,
-                             sets=sets, pool=args.pool)
+                             sets=sets, pool=args.pool, steps=args.pool_steps)
     print("\n" + auto_markdown(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))

@@ -106,13 +106,17 @@ def restore_orders(run: Callable[[torch.Tensor, str, str], torch.Tensor], degrad
     return {order: psnr(result(order), clean) for order in itertools.permutations(sorted(by_task))}
 
 
-def m3unet_runner(restorer, seed: int = 0, steps: int = 1,
+def m3unet_runner(restorer, seed: int = 0, steps: int | None = 1,
                   by_task: dict | None = None) -> Callable[..., torch.Tensor]:
     """``run(image, text, task="")`` with one M3UNet pass (the pipeline's Restorer); ``by_task`` maps
-    a task to another Restorer (a specialist checkpoint of the pool) that runs that task's steps."""
+    a task to another Restorer (a specialist checkpoint of the pool) that runs that task's steps.
+    ``steps`` None: the pool's sampler steps per task (:func:`m3unet.pool.steps_for`; a blind pass: 1)."""
+    from .pool import steps_for
+
     def run(x: torch.Tensor, text: str, task: str = "") -> torch.Tensor:
         r = (by_task or {}).get(task, restorer)
-        return r.restore(x.permute(1, 2, 0)[None], text, steps=steps, seed=seed)[0].permute(2, 0, 1)
+        n = steps_for(task, steps) if task else (steps or 1)
+        return r.restore(x.permute(1, 2, 0)[None], text, steps=n, seed=seed)[0].permute(2, 0, 1)
     return run
 
 

@@ -458,3 +458,32 @@ def test_a_degradation_read_just_under_the_threshold_after_another_step_is_still
     reader.script[0.40] = {"lowlight": (KEEP_THRESHOLD - 0.05, 0.8)}
     gone = AutoRestorer(pool, reader, table).run(flat).reports[0]
     assert [(s.task, s.outcome) for s in gone.steps] == [("noise", "kept")] and gone.stopped.startswith("clean")
+
+
+def test_pool_sampler_steps_per_task_unless_fixed():
+    """An M3UNet pass of the pool takes TASK_STEPS sampler steps for its task (2 for noise and JPEG,
+    1 otherwise) unless the caller fixes the steps; the fixed orders of `eval --auto` do the same."""
+    from m3unet.orders import m3unet_runner
+    from m3unet.plan import Step
+    from m3unet.pool import TASK_STEPS, Pool
+
+    class Recorder:
+        def __init__(self):
+            self.steps = []
+
+        def restore(self, image, text="", steps=1, seed=0, tile=None, progress=None, **kw):
+            self.steps.append(steps)
+            return image
+
+    assert TASK_STEPS == {"noise": 2, "jpeg": 2}
+    x = torch.rand(3, 16, 16)
+    rec = Recorder()
+    for task in ("noise", "jpeg", "blur", "haze"):
+        Pool(rec).run("m3unet", x, Step(task))
+    Pool(rec, steps=3).run("m3unet", x, Step("blur"))
+    assert rec.steps == [2, 2, 1, 1, 3]
+    rec.steps.clear()
+    run = m3unet_runner(rec, steps=None)
+    run(x, "remove the noise", "noise"), run(x, "", ""), run(x, "sharpen", "blur")
+    m3unet_runner(rec)(x, "remove the noise", "noise")
+    assert rec.steps == [2, 1, 1, 1]
