@@ -16,7 +16,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="auto: fully automatic (default); single: exactly one M3UNet pass steered only by --text")
     r.add_argument("--text", default=None, help="restoration text, e.g. 'remove the heavy noise' (given: one "
                    "M3UNet pass steered by it, also in auto mode)")
-    r.add_argument("--steps", type=int, default=None, help="sampler steps (default: the model's default)")
+    r.add_argument("--steps", type=int, default=None, help="sampler steps of every M3UNet pass (default: 1 in "
+                   "single mode; in auto mode 2 for noise and JPEG steps, 1 for the others)")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--eta", type=float, default=0.0, help="stochasticity of the sampler, 0..1")
     r.add_argument("--strength", type=float, default=1.0, help="restoration strength 0..2")

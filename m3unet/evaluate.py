@@ -420,7 +420,9 @@ def step_decisions(model_path: str | None = None, data: str | None = None, crop:
     ids = sorted(photos)
     rng = random.Random(seed)
     read = lambda t: classifier(t.permute(1, 2, 0)[None])[0]  # noqa: E731
-    run = lambda t, text: restorer.restore(t.permute(1, 2, 0)[None], text)[0].permute(2, 0, 1)  # noqa: E731
+    from .pool import steps_for
+    run = lambda t, text, task: restorer.restore(t.permute(1, 2, 0)[None], text,  # noqa: E731
+                                                 steps=steps_for(task, None))[0].permute(2, 0, 1)
     trials, t0 = [], time.time()
     for i, inst in enumerate(mix_instances(task_sets(), ids, 1, seed)):
         clean = center_crop(photos[inst.photo], crop)
@@ -431,7 +433,7 @@ def step_decisions(model_path: str | None = None, data: str | None = None, crop:
             wrong = rng.choice([a for a in TASKS if a not in by])
             for task, text, true in ((t, describe([by[t]]), True),
                                      (wrong, describe([deg.make(wrong, 0.5, torch.Generator().manual_seed(i))]), False)):
-                y = run(cur, text)
+                y = run(cur, text, task)
                 fy = read(y)
                 trials.append({"task": task, "true": true, "gain_db": psnr(y, clean) - psnr(cur, clean),
                                "before": fcur, "after": fy, "y": y if true else None})

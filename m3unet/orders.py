@@ -169,6 +169,7 @@ def summarize(records: list[dict], meta: dict) -> dict:
 def measure(model_path: str | None = None, data: str | None = None, crop: int = 256,
             per_set: dict[int, int] | None = None, seed: int = 0, log=print) -> dict:
     """Run the measurement on the held-out photos; returns the order table (see :func:`summarize`)."""
+    from .pool import TASK_STEPS
     from .evaluate import center_crop, heldout_photos
     from .pipeline import Restorer
     from .weights import DEFAULT_WEIGHTS, load_model
@@ -180,7 +181,7 @@ def measure(model_path: str | None = None, data: str | None = None, crop: int = 
     ids = sorted(photos)
     sets = task_sets(sorted(per_set))
     instances = mix_instances(sets, ids, per_set, seed)
-    run = m3unet_runner(restorer)
+    run = m3unet_runner(restorer, steps=None)  # the automatic restore's sampler steps per task
     records, t0 = [], time.time()
     for i, inst in enumerate(instances):
         clean = center_crop(photos[inst.photo], crop)
@@ -194,7 +195,8 @@ def measure(model_path: str | None = None, data: str | None = None, crop: int = 
             log(f"{i + 1}/{len(instances)} mixes ({time.time() - t0:.0f}s)")
     meta = {"version": 1, "weights_file": path.name, "weights_sha256": weights_hash(path),
             "photos": ids, "crop": crop, "per_set": {str(k): v for k, v in per_set.items()}, "seed": seed,
-            "sampler_steps": 1, "seconds": round(time.time() - t0),
+            "sampler_steps": "per task: " + ", ".join(f"{t} {n}" for t, n in TASK_STEPS.items()) + ", else 1",
+            "seconds": round(time.time() - t0),
             "command": f"python -m m3unet plan-orders --crop {crop} --pairs {per_set.get(2, 0)} "
                        f"--triples {per_set.get(3, 0)} --seed {seed}"}
     return summarize(records, meta)
@@ -215,7 +217,7 @@ def to_markdown(table: dict) -> str:
         f"{table['crop']} px; severities uniform in {list(SEVERITY_RANGE)}",
         f"- each pair of tasks on {table['per_set'].get('2', 0)} photos, each triple on "
         f"{table['per_set'].get('3', 0)}; every order of single-task M3UNet passes "
-        f"({table['sampler_steps']} sampler step each, text = the canonical single-task restoration text)",
+        f"(sampler steps: {table['sampler_steps']}; text = the canonical single-task restoration text)",
         "",
         "## Pairwise preferences",
         "",

@@ -70,7 +70,7 @@ def _auto_restorer(args, restorer: Restorer) -> AutoRestorer:
     for arg in args.pool:
         file, tasks = parse_pool_arg(arg)
         models.append(load_pool_model(file, tasks))
-    return AutoRestorer(Pool(restorer, models, steps=args.steps or DEFAULT_STEPS, tile=args.tile or DEFAULT_TILE),
+    return AutoRestorer(Pool(restorer, models, steps=args.steps, tile=args.tile or DEFAULT_TILE),
                         classifier)
 
 

@@ -10,7 +10,7 @@ from comfy_api.latest import io
 
 from ..m3unet.autorestore import (DEFAULT_BUDGET, MAX_BUDGET, SHIPPED_CLASSIFIER, AutoProgress, AutoRestorer,
                                   load_shipped_classifier)
-from ..m3unet.pipeline import DEFAULT_STEPS, DEFAULT_TILE
+from ..m3unet.pipeline import DEFAULT_TILE
 from ..m3unet.plan import TASKS, PlanError, parse_plans
 from ..m3unet.pool import M3UNetPoolModel, Pool, PoolError, PoolModel
 from .common import CATEGORY, M3UNetHandle, M3UNetModel, file_fingerprint
@@ -150,7 +150,7 @@ class M3UNetAutoRestore(io.ComfyNode):
         for m in movable:  # like ImageUpscaleWithModel: on the torch device while it runs
             m.to(device)
         try:
-            auto = AutoRestorer(Pool(restorer, models, steps=DEFAULT_STEPS, tile=DEFAULT_TILE), classifier)
+            auto = AutoRestorer(Pool(restorer, models, tile=DEFAULT_TILE), classifier)
             result = auto.run(image, plans, budget=budget, seed=seed, upscale=keep_larger, progress=on_progress)
         finally:
             for m in movable:

@@ -30,7 +30,8 @@ run() {  # run NAME CORE ARGS...: one measurement, logged; stops the lane on fai
 
 lane_a() {  # the automatic path: the order table first, since eval --auto reads it
     run plan-orders 0 plan-orders
-    run eval-auto 0 eval --auto
+    run eval-auto 0 eval --auto --json out/eval_auto.json
+    run eval-auto-1step 0 eval --auto --pool-steps 1 --json out/eval_auto_1step.json
     run eval-auto-rules 0 eval --auto-rules
     run eval-text-ablation 0 eval --text-ablation
     run example 0 restore examples/coffee_degraded.png -o out --reference examples/coffee_clean.png
