@@ -54,10 +54,11 @@ class Control:
     strength: float | torch.Tensor = 1.0
 
     def strength_map(self, batch: int, height: int, width: int) -> torch.Tensor:
-        """The strength as ``[B, 1, H, W]`` float32 (resized if it came at another size)."""
+        """The strength as ``[B, 1, H, W]`` float32 (resized if it came at another size); read-only:
+        a scalar strength is a broadcast view, so no full-size map is allocated on big images."""
         s = self.strength
         if not torch.is_tensor(s):
-            return torch.full((batch, 1, height, width), float(s))
+            return torch.full((1, 1, 1, 1), float(s)).expand(batch, 1, height, width)
         s = s.float()
         if s.ndim == 2:
             s = s[None]

@@ -165,6 +165,8 @@ def test_pixel_control(pack) -> None:
     image = torch.rand(1, 20, 30, 3)
     plain = run(node, image=image, strength=0.5)[0]
     assert plain.strength == 0.5 and plain.image is image
+    big = plain.strength_map(2, 4096, 4096)  # a scalar strength allocates no full-size map
+    assert big.shape == (2, 1, 4096, 4096) and big.untyped_storage().nbytes() == 4 and float(big[1, 0, -1, -1]) == 0.5
     mask = torch.zeros(1, 20, 30)
     mask[:, :, :15] = 1
     masked = run(node, image=image, strength=1.5, outside=0.25, mask=mask)[0]
