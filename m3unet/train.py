@@ -220,11 +220,15 @@ def train(cfg: TrainConfig, command: str = "") -> Path:
     out.mkdir(parents=True, exist_ok=True)
     gen = torch.Generator().manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
-    model = M3UNet(M3UNetConfig(**cfg.model)).to(memory_format=torch.channels_last)
-    step = 0
+    init = None
     if cfg.init:  # continue from shipped/committed weights with a fresh optimizer
         from .weights import load_model
         init = load_model(cfg.init)
+        # The init's architecture, with what the flags change (e.g. more blocks: growth).
+        cfg.model = asdict(init.config) | dict(cfg.model)
+    model = M3UNet(M3UNetConfig(**cfg.model)).to(memory_format=torch.channels_last)
+    step = 0
+    if init is not None:
         if init.config == model.config:
             model.load_state_dict(init.state_dict())
         else:  # a deeper model: the init's blocks plus identity blocks (M3UNet.grow_from)
