@@ -220,6 +220,16 @@ def train(cfg: TrainConfig, command: str = "") -> Path:
     out.mkdir(parents=True, exist_ok=True)
     gen = torch.Generator().manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
+    if cfg.resume:  # the state's own architecture; flags may not change it
+        saved = json.loads(read_metadata(Path(cfg.resume)).get("m3unet_config", "{}") or "{}")
+        if saved:
+            wanted = asdict(M3UNetConfig.from_dict(saved | dict(cfg.model)))
+            if wanted != asdict(M3UNetConfig.from_dict(saved)):
+                changed = sorted(k for k in wanted if wanted[k] != saved.get(k))
+                raise ValueError(f"--resume {cfg.resume}: the state was saved with another architecture "
+                                 f"({', '.join(f'{k}={saved.get(k)}' for k in changed)}); drop those flags, "
+                                 "or start a new run with --init <its model.safetensors> to grow it")
+            cfg.model = saved
     init = None
     if cfg.init:  # continue from shipped/committed weights with a fresh optimizer
         from .weights import load_model

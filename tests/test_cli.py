@@ -121,6 +121,14 @@ def test_train_smoke_and_resume(tmp_path):
     from m3unet.weights import load_model
     cfg = load_model(grown / "model.safetensors").config
     assert cfg.width == 8 and cfg.mid_blocks == 3 and cfg.enc_blocks == [1, 1, 2]
+    # --resume takes the state's architecture without flags, and refuses flags that would change it.
+    resume = ["train", "--data", str(data), "--out", str(grown), "--batch", "2", "--crop", "64", "--val-every", "2",
+              "--save-every", "2", "--resume", str(grown / "state.safetensors")]
+    r = m3unet(*resume, "--steps", "8")
+    assert r.returncode == 0, r.stderr
+    assert "at step 6" in r.stdout and load_model(grown / "model.safetensors").config.mid_blocks == 3
+    r = m3unet(*resume, "--steps", "10", "--mid-blocks", "4")
+    assert r.returncode != 0 and "mid_blocks=3" in r.stderr and "--init" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_ablate_dilation_smoke(tmp_path):
