@@ -283,7 +283,7 @@ def auto_evaluation(model_path: str | None = None, data: str | None = None, crop
     auto = AutoRestorer(Pool(restorer, models, steps=steps), classifier)
     # Fixed orders use the same models per task as the pool offers: an M3UNet specialist runs the
     # steps of its tasks (so the comparison is about order and detection, not about models).
-    from .pool import TASK_STEPS, M3UNetPoolModel
+    from .pool import M3UNetPoolModel, describe_steps
     by_task = {t: m.restorer for m in models if isinstance(m, M3UNetPoolModel) for t in m.tasks}
     run = m3unet_runner(restorer, by_task=by_task, steps=steps)
     photos = heldout_photos(data)
@@ -331,7 +331,7 @@ def auto_evaluation(model_path: str | None = None, data: str | None = None, crop
             "best_fixed_order": rs[0]["best_fixed_order"]} for s, rs in by_set.items()}
     return {"weights_file": path.name, "weights_sha256": weights_hash(path), "classifier": cname,
             "pool": ["m3unet"] + [m.describe() for m in models],
-            "sampler_steps": steps or ("per task " + json.dumps(TASK_STEPS) + ", else 1"),
+            "sampler_steps": describe_steps(steps),
             "photos": ids, "crop": crop, "per_set": per_set, "budget": budget, "seed": seed,
             "seconds": round(time.time() - t0), "mean": mean, "sets": sets, "rows": rows, "clean": clean_rows}
 

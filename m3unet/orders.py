@@ -115,8 +115,7 @@ def m3unet_runner(restorer, seed: int = 0, steps: int | None = 1,
 
     def run(x: torch.Tensor, text: str, task: str = "") -> torch.Tensor:
         r = (by_task or {}).get(task, restorer)
-        n = steps_for(task, steps) if task else (steps or 1)
-        return r.restore(x.permute(1, 2, 0)[None], text, steps=n, seed=seed)[0].permute(2, 0, 1)
+        return r.restore(x.permute(1, 2, 0)[None], text, steps=steps_for(task, steps), seed=seed)[0].permute(2, 0, 1)
     return run
 
 
@@ -169,7 +168,7 @@ def summarize(records: list[dict], meta: dict) -> dict:
 def measure(model_path: str | None = None, data: str | None = None, crop: int = 256,
             per_set: dict[int, int] | None = None, seed: int = 0, log=print) -> dict:
     """Run the measurement on the held-out photos; returns the order table (see :func:`summarize`)."""
-    from .pool import TASK_STEPS
+    from .pool import describe_steps
     from .evaluate import center_crop, heldout_photos
     from .pipeline import Restorer
     from .weights import DEFAULT_WEIGHTS, load_model
@@ -195,7 +194,7 @@ def measure(model_path: str | None = None, data: str | None = None, crop: int = 
             log(f"{i + 1}/{len(instances)} mixes ({time.time() - t0:.0f}s)")
     meta = {"version": 1, "weights_file": path.name, "weights_sha256": weights_hash(path),
             "photos": ids, "crop": crop, "per_set": {str(k): v for k, v in per_set.items()}, "seed": seed,
-            "sampler_steps": "per task: " + ", ".join(f"{t} {n}" for t, n in TASK_STEPS.items()) + ", else 1",
+            "sampler_steps": describe_steps(None),
             "seconds": round(time.time() - t0),
             "command": f"python -m m3unet plan-orders --crop {crop} --pairs {per_set.get(2, 0)} "
                        f"--triples {per_set.get(3, 0)} --seed {seed}"}

@@ -32,6 +32,11 @@ def steps_for(task: str, steps: int | None) -> int:
     return steps if steps else TASK_STEPS.get(task, 1)
 
 
+def describe_steps(steps: int | None) -> str:
+    """How many sampler steps the passes take, for measurement records: ``steps``, or the per-task rule."""
+    return str(steps) if steps else "per task: " + ", ".join(f"{t} {n}" for t, n in TASK_STEPS.items()) + ", else 1"
+
+
 class PoolError(ValueError):
     """A pool model that cannot be used (bad tag, name, output shape); the message names it."""
 

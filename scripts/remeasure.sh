@@ -6,7 +6,7 @@
 # Two lanes run side by side, one core each (OMP_NUM_THREADS=1, pinned with taskset when it
 # exists), then the speed benchmark runs alone on the idle machine. Each command's output goes to
 # LOGDIR/<name>.log; the JSON results go where the README says. It needs the prepared photos
-# (`python -m m3unet prepare-data`) and takes about an hour on a 2-core CPU.
+# (`python -m m3unet prepare-data`) and took about 20 minutes on this 2-core CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LOG=${1:-out/remeasure}
