@@ -77,8 +77,19 @@ def center_crop(a: np.ndarray, size: int) -> torch.Tensor:
 def evaluate(model_path: str | None = None, data: str | None = None, crop: int = 256,
              steps: int = DEFAULT_STEPS, baselines: tuple[str, ...] = ("nlm", "tv", "bm3d"),
              settings: list[str] | None = None, log=print) -> dict:
-    """Run the evaluation; returns ``{setting: {method: {"psnr", "ssim"}}}`` plus metadata."""
+    """Run the evaluation; returns ``{setting: {method: {"psnr", "ssim"}}}`` plus metadata.
+
+    Methods: the degraded input, the classical baselines (noise settings), M3UNet blind (empty
+    text) at 1 and ``steps`` steps, M3UNet with the setting's restoration text, and ``auto``: what
+    ``python -m m3unet restore`` does by default (the shipped classifier reads the image, the plan
+    runs M3UNet passes steered by their texts, :class:`m3unet.autorestore.AutoRestorer`). Without
+    the shipped classifier weights the auto column is left out.
+    """
     restorer = Restorer(load_model(model_path))
+    from .autorestore import AutoRestorer, load_shipped_classifier
+    from .pool import Pool
+    classifier = load_shipped_classifier()
+    auto = AutoRestorer(Pool(restorer), classifier) if classifier is not None else None
     photos = heldout_photos(data)
     all_settings = deg.eval_settings()
     names = settings or list(all_settings)
@@ -98,6 +109,8 @@ def evaluate(model_path: str | None = None, data: str | None = None, crop: int =
             for n in sorted({1, steps}):
                 outs[f"m3unet_{n}step"] = restorer.restore(img, "", steps=n, seed=i)[0].permute(2, 0, 1)
             outs["m3unet_1step_text"] = restorer.restore(img, describe(degs), steps=1, seed=i)[0].permute(2, 0, 1)
+            if auto is not None:
+                outs["auto"] = auto.run(img, seed=i).image[0].permute(2, 0, 1)
             for k, v in outs.items():
                 scores.setdefault(k, []).append((psnr(v, x), ssim(v, x), colour_shift(v, x)))
         table[sname] = {k: {"psnr": round(float(np.mean([s[0] for s in v])), 2),
@@ -109,17 +122,20 @@ def evaluate(model_path: str | None = None, data: str | None = None, crop: int =
 
 
 def to_markdown(result: dict) -> str:
-    """The result as a Markdown table (PSNR dB / SSIM; gain of the default steps over the input)."""
+    """The result as a Markdown table (PSNR dB / SSIM; gain over the input of the default steps, blind,
+    and of the automatic restore when it was measured)."""
     cols: list[str] = []
     for row in result["table"].values():
         cols += [c for c in row if c not in cols]
     best = f"m3unet_{result['steps']}step"
-    head = ("| setting | " + " | ".join(cols) + f" | gain of {best} (dB) | colour shift in / out (1/255) |\n|---|"
-            + "---|" * (len(cols) + 2) + "\n")
+    gains = [best] + (["auto"] if "auto" in cols else [])
+    head = ("| setting | " + " | ".join(cols) + "".join(f" | gain of {g} (dB)" for g in gains)
+            + " | colour shift in / out (1/255) |\n|---|" + "---|" * (len(cols) + len(gains) + 1) + "\n")
     lines = []
     for sname, row in result["table"].items():
         cells = [f"{row[c]['psnr']:.2f} / {row[c]['ssim']:.3f}" if c in row else "-" for c in cols]
-        lines.append(f"| {sname} | " + " | ".join(cells) + f" | {row[best]['psnr'] - row['input']['psnr']:+.2f} | "
+        cells += [f"{row[g]['psnr'] - row['input']['psnr']:+.2f}" if g in row else "-" for g in gains]
+        lines.append(f"| {sname} | " + " | ".join(cells) + " | "
                      f"{row['input']['colour_shift']:.1f} / {row[best]['colour_shift']:.1f} |")
     return head + "\n".join(lines) + "\n"
 
