@@ -42,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--auto-rules", dest="auto_rules", action="store_true", help="instead: how well rules for "
                    "keeping or rolling back an automatic step agree with PSNR (needs a classifier)")
     e.add_argument("--per-set", dest="per_set", type=int, default=3, help="--auto: photos per mix (default 3)")
-    e.add_argument("--classifier", default=None, help="--auto: classifier weights (default: shipped)")
+    e.add_argument("--classifier", default=None, help="classifier weights of the auto column and of --auto (default: shipped)")
     e.add_argument("--budget", type=int, default=4, help="--auto: step budget (default 4)")
     e.add_argument("--pool", action="append", default=[], metavar="FILE=TASK[,TASK]",
                    help="--auto: add a model to the pool (an M3UNet checkpoint or a spandrel model), as restore --pool")

@@ -76,19 +76,23 @@ def center_crop(a: np.ndarray, size: int) -> torch.Tensor:
 
 def evaluate(model_path: str | None = None, data: str | None = None, crop: int = 256,
              steps: int = DEFAULT_STEPS, baselines: tuple[str, ...] = ("nlm", "tv", "bm3d"),
-             settings: list[str] | None = None, log=print) -> dict:
+             settings: list[str] | None = None, classifier_path: str | None = None, log=print) -> dict:
     """Run the evaluation; returns ``{setting: {method: {"psnr", "ssim"}}}`` plus metadata.
 
     Methods: the degraded input, the classical baselines (noise settings), M3UNet blind (empty
     text) at 1 and ``steps`` steps, M3UNet with the setting's restoration text, and ``auto``: what
     ``python -m m3unet restore`` does by default (the shipped classifier reads the image, the plan
-    runs M3UNet passes steered by their texts, :class:`m3unet.autorestore.AutoRestorer`). Without
-    the shipped classifier weights the auto column is left out.
+    runs M3UNet passes steered by their texts, :class:`m3unet.autorestore.AutoRestorer`), with the
+    classifier at ``classifier_path`` if given. Without classifier weights the auto column is left out.
     """
     restorer = Restorer(load_model(model_path))
     from .autorestore import AutoRestorer, load_shipped_classifier
     from .pool import Pool
-    classifier = load_shipped_classifier()
+    if classifier_path:
+        from .classify import Classifier, load_classifier
+        classifier = Classifier(load_classifier(classifier_path))
+    else:
+        classifier = load_shipped_classifier()
     auto = AutoRestorer(Pool(restorer), classifier) if classifier is not None else None
     photos = heldout_photos(data)
     all_settings = deg.eval_settings()
@@ -156,7 +160,8 @@ def main_args(args) -> int:
     baselines = tuple(b for b in args.baselines.split(",") if b and b != "none")
     settings = args.settings.split(",") if args.settings else None
     crop = 256 if args.crop is None else args.crop
-    result = evaluate(args.model, args.data, crop, args.steps or DEFAULT_STEPS, baselines, settings)
+    result = evaluate(args.model, args.data, crop, args.steps or DEFAULT_STEPS, baselines, settings,
+                      args.classifier)
     print(f"\nheld-out photos: {', '.join(result['photos'])}; centre crops {result['crop']} px; PSNR dB / SSIM\n")
     print(to_markdown(result))
     if args.json:
