@@ -314,16 +314,28 @@ class AutoRestorer:
         """One run of the loop (``order``: tasks to put first in an automatic plan)."""
         t0 = time.time()
 
-        if self.classifier is None and plan is None:
-            # No classifier weights: one blind M3UNet pass (the model is trained for empty text).
+        # Under the classifier's minimum side (``Classifier.min_side``, from its weights file) its
+        # reading is not trusted: the shipped classifier reads most 64 px images as motion blurred.
+        min_side = int(getattr(self.classifier, "min_side", 0) or 0)
+        small = min(x.shape[-2:]) < min_side
+        if plan is None and (self.classifier is None or small):
+            # No classifier weights, or an image too small for its reading to be trusted: one blind
+            # M3UNet pass (the model is trained for empty text).
             if self.pool.restorer is None:
                 raise ValueError("automatic restore needs a classifier, a plan, or M3UNet in the pool")
             tick("blind M3UNet pass", total=1)
             y = self.pool.restorer.restore(x.permute(1, 2, 0)[None], text="", steps=self.pool.steps or 1, seed=seed,
                                            tile=self.pool.tile, progress=lambda _p: tick("blind M3UNet pass"))
             tick("done", add=1)
-            report = AutoReport("not classified (no classifier weights)", None, Plan([]), stopped=(
-                "no DegradationClassifier weights: restored blind with one M3UNet pass and empty text"))
+            if self.classifier is None:
+                detected, why = "not classified (no classifier weights)", "no DegradationClassifier weights"
+            else:
+                h, w = x.shape[-2:]
+                detected = f"not classified ({w}x{h} px is under {min_side} px on its short side)"
+                why = (f"the image is {w}x{h} px: under {min_side} px on its short side the classifier's "
+                       "reading is unreliable (give a plan to restore it step by step)")
+            report = AutoReport(detected, None, Plan([]),
+                                stopped=f"{why}: restored blind with one M3UNet pass and empty text")
             report.seconds = time.time() - t0
             return y[0].permute(2, 0, 1), report
 

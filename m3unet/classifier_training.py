@@ -444,6 +444,8 @@ def fit_main_args(args) -> int:
     meta.update({"heads_fitted_from": args.init, "heads_per_photo": args.per_photo, "heads_epochs": args.epochs,
                  "image_labels": ",".join(model.config.image_labels), "spectrum": model.config.spectrum,
                  "photometric_labels": ",".join(model.config.photometric_labels)})
+    if args.min_side is not None:
+        meta["min_side"] = int(args.min_side)
     save_classifier(model, args.out, meta)
     print(f"wrote {args.out}")
     return 0

@@ -375,9 +375,14 @@ def default_plan(finding: Finding) -> list[dict]:
 class Classifier:
     """Inference wrapper: IMAGE batches in, :class:`Finding` per image out."""
 
-    def __init__(self, model: DegradationClassifier, threshold: float = 0.5):
+    def __init__(self, model: DegradationClassifier, threshold: float = 0.5, min_side: int | None = None):
         self.model = model.eval()
         self.threshold = threshold
+        # The smallest short side (px) at which these weights' reading is trusted; the automatic
+        # restore does a blind pass below it. Measured per weights (``eval --small-sides``) and
+        # recorded in the file's metadata (``fit-classifier-heads --min-side``); 0: no limit.
+        meta = getattr(model, "metadata", {}) or {}
+        self.min_side = int(meta.get("min_side", 0) or 0) if min_side is None else int(min_side)
 
     @torch.no_grad()
     def __call__(self, image: torch.Tensor) -> list[Finding]:

@@ -41,6 +41,10 @@ def _parser() -> argparse.ArgumentParser:
                    "fixed order on held-out mixes, and clean photos through auto restore")
     e.add_argument("--auto-rules", dest="auto_rules", action="store_true", help="instead: how well rules for "
                    "keeping or rolling back an automatic step agree with PSNR (needs a classifier)")
+    e.add_argument("--small-sides", dest="small_sides", default=None, metavar="PX[,PX]",
+                   help="instead: automatic restore (classifier reading trusted at every size) vs one blind "
+                   "pass on held-out photos cropped to these sizes, e.g. 64,96,128: where the classifier's "
+                   "minimum side (fit-classifier-heads --min-side) comes from")
     e.add_argument("--per-set", dest="per_set", type=int, default=3, help="--auto: photos per mix (default 3)")
     e.add_argument("--classifier", default=None, help="classifier weights of the auto column and of --auto (default: shipped)")
     e.add_argument("--budget", type=int, default=4, help="--auto: step budget (default 4)")
@@ -183,6 +187,10 @@ def _parser() -> argparse.ArgumentParser:
     fh.add_argument("--photometric-labels", dest="photometric_labels", default=None,
                     help="labels decided from the colour statistics only, e.g. lowlight (not also in "
                     "--image-labels; a change fits fresh heads; default: as the --init file)")
+    fh.add_argument("--min-side", dest="min_side", type=int, default=None,
+                    help="record in the file the smallest short side (px) at which its reading is trusted; the "
+                    "automatic restore does a blind pass below it (measure with eval --small-sides; default: as "
+                    "the --init file)")
     fh.add_argument("--seed", type=int, default=2)
     fh.add_argument("--threads", type=int, default=1)
     fh.add_argument("--image-labels", dest="image_labels", default=None,

@@ -144,9 +144,63 @@ def to_markdown(result: dict) -> str:
     return head + "\n".join(lines) + "\n"
 
 
+SMALL_SETTINGS = ("noise25", "blur2", "jpeg15", "mix", "lowres2x")
+
+
+def small_image_evaluation(model_path: str | None = None, data: str | None = None, sides=(64, 96, 128),
+                           classifier_path: str | None = None, settings=SMALL_SETTINGS, log=print) -> dict:
+    """Is the classifier's reading worth trusting on small images? For each side, the held-out
+    photos' centre crops of that size under each setting, restored by the automatic restore with
+    the classifier trusted at every size (``min_side`` 0) and by one blind M3UNet pass; mean PSNR.
+    The smallest side where auto is not worse than blind is what ``fit-classifier-heads --min-side``
+    records in the classifier file (:attr:`m3unet.classify.Classifier.min_side`)."""
+    from .autorestore import AutoRestorer
+    from .classify import DEFAULT_CLASSIFIER, Classifier, load_classifier
+    from .pool import Pool
+    restorer = Restorer(load_model(model_path))
+    auto = AutoRestorer(Pool(restorer), Classifier(load_classifier(classifier_path or DEFAULT_CLASSIFIER),
+                                                   min_side=0))
+    photos = sorted(heldout_photos(data).items())
+    rows = []
+    for side in sides:
+        row: dict = {"side": side}
+        for sname in settings:
+            degs = deg.eval_settings()[sname]
+            got: dict[str, list[float]] = {"input": [], "blind": [], "auto": []}
+            for i, (_, arr) in enumerate(photos):
+                x = center_crop(arr, side)
+                y = deg.apply(x, degs, torch.Generator().manual_seed(1000 + i))
+                img = y.permute(1, 2, 0)[None]
+                got["input"].append(psnr(y, x))
+                got["blind"].append(psnr(restorer.restore(img, "", steps=1, seed=i)[0].permute(2, 0, 1), x))
+                got["auto"].append(psnr(auto.run(img, seed=i).image[0].permute(2, 0, 1), x))
+            row[sname] = {k: round(float(np.mean(v)), 2) for k, v in got.items()}
+        row["mean"] = {k: round(float(np.mean([row[s][k] for s in settings])), 2) for k in ("input", "blind", "auto")}
+        rows.append(row)
+        log(f"{side} px: " + ", ".join(f"{s} auto {row[s]['auto']:.2f} / blind {row[s]['blind']:.2f}"
+                                      for s in settings) + f"; mean {row['mean']['auto']:.2f} / {row['mean']['blind']:.2f}")
+    return {"photos": [p for p, _ in photos], "settings": list(settings), "rows": rows}
+
+
+def small_markdown(result: dict) -> str:
+    s = result["settings"]
+    out = ["| side (px) | " + " | ".join(s) + " | mean |", "|---|" + "---|" * (len(s) + 1)]
+    for r in result["rows"]:
+        out.append(f"| {r['side']} | " + " | ".join(f"{r[k]['auto']:.2f} / {r[k]['blind']:.2f}" for k in s + ["mean"]) + " |")
+    return "auto / blind PSNR (dB), classifier trusted at every size\n\n" + "\n".join(out) + "\n"
+
+
 def main_args(args) -> int:
     if args.crop is None:  # the CLI default (``eval --peers`` uses its own)
         args.crop = 256
+    if getattr(args, "small_sides", None):
+        torch.set_num_threads(2)
+        sides = [int(v) for v in args.small_sides.split(",") if v.strip()]
+        result = small_image_evaluation(args.model, args.data, sides, args.classifier)
+        print("\n" + small_markdown(result))
+        if args.json:
+            Path(args.json).write_text(json.dumps(result, indent=1))
+        return 0
     if getattr(args, "auto", False) or getattr(args, "auto_rules", False):
         return auto_main(args)
     torch.set_num_threads(2)

@@ -399,6 +399,29 @@ def test_m3unet_in_the_pool_with_the_real_classifier_network(identity_restorer, 
     assert len([s for s in auto.reports[0].steps if s.outcome != "skipped"]) <= 2
 
 
+def test_under_the_classifiers_minimum_side_restore_is_blind_unless_planned(identity_restorer, spandrel_blur,
+                                                                             tmp_path):
+    """A classifier file records the smallest side its reading is trusted at (the shipped one reads
+    most 64 px images as motion blurred, ``eval --small-sides``): smaller images get one blind pass,
+    and the report says why; a given plan still runs; at or above the side it classifies."""
+    from m3unet.classify import load_classifier, save_classifier
+    torch.manual_seed(0)
+    save_classifier(DegradationClassifier(), tmp_path / "c.safetensors", {"min_side": 96})
+    classifier = Classifier(load_classifier(tmp_path / "c.safetensors"))
+    assert classifier.min_side == 96 and Classifier(DegradationClassifier()).min_side == 0
+    pool = Pool(identity_restorer, [PoolModel(spandrel_blur, "noise", "compact")], tile=64)
+    small = add_noise(smooth_photo(64, 120), 0.05)
+    res = AutoRestorer(pool, classifier).run(small)
+    rep = res.reports[0]
+    assert "120x64 px: under 96 px on its short side" in rep.stopped and "restored blind" in rep.stopped
+    assert rep.steps == [] and rep.detected.startswith("not classified")
+    torch.testing.assert_close(res.image, small, atol=1e-5, rtol=0)  # the identity model, once
+    planned = AutoRestorer(pool, classifier).run(small, plan=Plan([Step("noise", model="compact")]), rollback=False)
+    assert [s.task for s in planned.reports[0].steps] == ["noise"]
+    big = add_noise(smooth_photo(96, 120), 0.05)
+    assert AutoRestorer(pool, classifier).run(big, budget=1).reports[0].detected == classifier(big)[0].report()
+
+
 def test_another_m3unet_checkpoint_in_the_pool(identity_restorer, tmp_path):
     """An M3UNet file given as a pool model is steered by the step's text (load_pool_model detects it)."""
     from m3unet.pool import M3UNetPoolModel

@@ -310,3 +310,23 @@ def test_photometric_head_reads_only_the_colour_statistics(tmp_path, monkeypatch
     with pytest.raises(ValueError, match="not also image labels"):
         ct.fit_heads(model, data=str(tmp_path), per_photo=2, epochs=1, val_photos=1,
                      image_labels=["blur", "lowlight"], photometric_labels=["lowlight"], log=lambda s: None)
+
+
+def test_fit_heads_command_records_the_minimum_side(tmp_path, monkeypatch):
+    """fit-classifier-heads --min-side writes the side into the file (Classifier.min_side reads it);
+    without the flag the --init file's value carries over."""
+    from m3unet import classifier_training as ct
+    from m3unet.classify import Classifier, load_classifier, save_classifier
+    from m3unet.cli import _parser
+    torch.manual_seed(0)
+    photos = [(_textured(i, 160) * 255).round().to(torch.uint8) for i in range(6)]  # 5 pick the epoch
+    monkeypatch.setattr(ct, "_photos", lambda data, split: photos)
+    save_classifier(DegradationClassifier(ClassifierConfig()), tmp_path / "init.safetensors")
+    common = ["fit-classifier-heads", "--per-photo", "2", "--epochs", "1", "--data", str(tmp_path)]
+    ct.fit_main_args(_parser().parse_args(common + ["--init", str(tmp_path / "init.safetensors"),
+                                                    "--out", str(tmp_path / "a.safetensors"), "--min-side", "96"]))
+    assert Classifier(load_classifier(tmp_path / "a.safetensors")).min_side == 96
+    ct.fit_main_args(_parser().parse_args(common + ["--init", str(tmp_path / "a.safetensors"),
+                                                    "--out", str(tmp_path / "b.safetensors")]))
+    assert Classifier(load_classifier(tmp_path / "b.safetensors")).min_side == 96
+    assert Classifier(load_classifier(tmp_path / "init.safetensors")).min_side == 0

@@ -71,6 +71,16 @@ def test_eval_smoke(tmp_path):
     assert "| noise25 |" in r.stdout
 
 
+def test_eval_small_sides_smoke(tmp_path):
+    js = tmp_path / "small.json"
+    r = m3unet("eval", "--small-sides", "48", "--json", str(js))
+    assert r.returncode == 0, r.stderr
+    row = json.loads(js.read_text())["rows"][0]
+    assert row["side"] == 48 and set(row["mean"]) == {"input", "blind", "auto"}
+    assert row["noise25"]["blind"] > row["noise25"]["input"] + 2
+    assert "| 48 |" in r.stdout
+
+
 def test_bench_smoke(tmp_path):
     js = tmp_path / "bench.json"
     r = m3unet("bench", "--sizes", "64,128", "--steps", "2", "--json", str(js))
