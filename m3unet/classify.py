@@ -331,6 +331,7 @@ class Finding:
     probabilities: dict[str, float]
     severity: dict[str, float]
     threshold: float = 0.5
+    note: str = ""  # a caveat about this reading (e.g. an image under the classifier's minimum side)
 
     @property
     def labels(self) -> list[str]:
@@ -343,10 +344,9 @@ class Finding:
         return {k: level(self.severity[k]) for k in self.labels}
 
     def report(self) -> str:
-        if not self.labels:
-            return "no degradation detected"
-        return "; ".join(f"{k}: {level(self.severity[k])} (p={self.probabilities[k]:.2f}, "
-                         f"severity {self.severity[k]:.2f})" for k in self.labels)
+        text = "; ".join(f"{k}: {level(self.severity[k])} (p={self.probabilities[k]:.2f}, "
+                         f"severity {self.severity[k]:.2f})" for k in self.labels) or "no degradation detected"
+        return text + (f" [{self.note}]" if self.note else "")
 
     def restoration_text(self) -> str:
         """Canonical restoration text M3UNet was trained on, most severe first (labels are kinds)."""
@@ -357,7 +357,8 @@ class Finding:
         """JSON-ready: probability and severity (0-1) of every label, the detected labels and their levels."""
         return {"labels": {k: self.probabilities[k] for k in LABELS},
                 "severity": {k: self.severity[k] for k in LABELS},
-                "detected": self.labels, "levels": self.levels(), "threshold": self.threshold}
+                "detected": self.labels, "levels": self.levels(), "threshold": self.threshold} | (
+                    {"note": self.note} if self.note else {})
 
 
 def default_plan(finding: Finding) -> list[dict]:
@@ -395,8 +396,11 @@ class Classifier:
             crops, whole = views(_to_rgb_float(x.cpu()), self.model.config)
             logits, sev = self.model(crops[None].to(device), whole[None].to(device))
             p = torch.sigmoid(logits[0]).cpu()
+            h, w = x.shape[:2]
+            note = (f"unreliable: {w}x{h} px is under the {self.min_side} px these weights were measured at"
+                    if min(h, w) < self.min_side else "")
             out.append(Finding({k: round(float(v), 4) for k, v in zip(LABELS, p)},
-                               {k: round(float(v), 4) for k, v in zip(LABELS, sev[0].cpu())}, self.threshold))
+                               {k: round(float(v), 4) for k, v in zip(LABELS, sev[0].cpu())}, self.threshold, note))
         return out
 
 

@@ -415,6 +415,8 @@ def test_under_the_classifiers_minimum_side_restore_is_blind_unless_planned(iden
     rep = res.reports[0]
     assert "120x64 px: under 96 px on its short side" in rep.stopped and "restored blind" in rep.stopped
     assert rep.steps == [] and rep.detected.startswith("not classified")
+    reading = classifier(small)[0]  # read anyway (the classifier node, the classify command): flagged
+    assert "unreliable: 120x64 px is under the 96 px" in reading.report() and reading.to_dict()["note"]
     torch.testing.assert_close(res.image, small, atol=1e-5, rtol=0)  # the identity model, once
     planned = AutoRestorer(pool, classifier).run(small, plan=Plan([Step("noise", model="compact")]), rollback=False)
     assert [s.task for s in planned.reports[0].steps] == ["noise"]
