@@ -414,6 +414,23 @@ def save_classifier(model: DegradationClassifier, path, metadata: dict | None = 
     save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(path), metadata=meta)
 
 
+def record_min_side(path, side: int) -> None:
+    """Record ``side`` (px) as the file's minimum trusted side (:attr:`Classifier.min_side`); the
+    tensors are written back unchanged. The file is replaced only once the new one is complete."""
+    import os
+    from safetensors.torch import load_file, save_file
+    path = Path(path)
+    if not is_classifier_file(path):
+        raise ClassifierError(f"{path} is not a DegradationClassifier safetensors file")
+    if int(side) < 0:
+        raise ClassifierError(f"the minimum side must be 0 (no limit) or more; got {side}")
+    from .weights import read_metadata
+    meta = dict(read_metadata(path)) | {"min_side": str(int(side))}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(load_file(str(path)), str(tmp), metadata=meta)
+    os.replace(tmp, path)
+
+
 def is_classifier_file(path) -> bool:
     """True if ``path`` is a readable safetensors file holding a DegradationClassifier."""
     from safetensors import safe_open

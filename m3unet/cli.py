@@ -1,4 +1,4 @@
-"""Command line: ``python -m m3unet restore|classify|eval|plan-orders|bench|train|ablate-dilation|train-classifier|fit-classifier-heads|eval-classifier|prepare-data``."""
+"""Command line: ``python -m m3unet restore|classify|eval|plan-orders|bench|train|ablate-dilation|train-classifier|fit-classifier-heads|set-classifier-min-side|eval-classifier|prepare-data``."""
 from __future__ import annotations
 
 import argparse
@@ -198,6 +198,10 @@ def _parser() -> argparse.ArgumentParser:
     fh.add_argument("--add", action="store_true", help="with --image-labels (old labels first): keep the old "
                     "labels' head exactly and train only the new labels")
 
+    ms = sub.add_parser("set-classifier-min-side", help="record in a classifier file the smallest short side "
+                        "its reading is trusted at (measured with eval --small-sides; tensors unchanged)")
+    ms.add_argument("classifier", help="classifier .safetensors to update in place")
+    ms.add_argument("side", type=int, help="pixels; 0 removes the limit")
     ec = sub.add_parser("eval-classifier", help="classifier F1 / severity / clean-pass rate on held-out photos")
     ec.add_argument("--classifier", default=None)
     ec.add_argument("--data", default=None, help="prepared photo folder (default: data/photos if present)")
@@ -245,6 +249,15 @@ def _dispatch(args) -> int:
     elif args.command == "fit-classifier-heads":
         from .classifier_training import fit_main_args
         return fit_main_args(args)
+    elif args.command == "set-classifier-min-side":
+        from .classify import ClassifierError, record_min_side
+        try:
+            record_min_side(args.classifier, args.side)
+        except (ClassifierError, OSError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print(f"{args.classifier}: min_side {args.side} px")
+        return 0
     elif args.command == "eval-classifier":
         from .classifier_training import eval_main_args
         return eval_main_args(args)

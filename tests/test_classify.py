@@ -330,3 +330,25 @@ def test_fit_heads_command_records_the_minimum_side(tmp_path, monkeypatch):
                                                     "--out", str(tmp_path / "b.safetensors")]))
     assert Classifier(load_classifier(tmp_path / "b.safetensors")).min_side == 96
     assert Classifier(load_classifier(tmp_path / "init.safetensors")).min_side == 0
+
+
+def test_set_classifier_min_side_keeps_the_tensors(tmp_path):
+    import subprocess
+    import sys
+    from safetensors.torch import load_file
+    from m3unet.classify import Classifier, load_classifier, save_classifier
+    torch.manual_seed(0)
+    path = tmp_path / "c.safetensors"
+    save_classifier(DegradationClassifier(ClassifierConfig()), path, {"note": "kept"})
+    before = load_file(str(path))
+    run = lambda *a: subprocess.run([sys.executable, "-m", "m3unet", "set-classifier-min-side", *a],  # noqa: E731
+                                    capture_output=True, text=True, cwd=Path(__file__).parents[1])
+    r = run(str(path), "96")
+    assert r.returncode == 0, r.stderr
+    model = load_classifier(path)
+    assert Classifier(model).min_side == 96 and model.metadata["note"] == "kept"
+    after = load_file(str(path))
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    (tmp_path / "x.safetensors").write_bytes(b"junk")
+    r = run(str(tmp_path / "x.safetensors"), "96")
+    assert r.returncode == 2 and "not a DegradationClassifier" in r.stderr and "Traceback" not in r.stderr
