@@ -208,7 +208,7 @@ def fit_heads(model: DegradationClassifier, data: str = "data/photos", per_photo
               epochs: int = 60, lr: float = 1e-3, val_photos: int = 5, seed: int = 2, threads: int = 1,
               image_labels: list[str] | None = None, add: bool = False, spectrum: bool | None = None,
               image_hidden: int | None = None, photometric_labels: list[str] | None = None,
-              log=print) -> DegradationClassifier:
+              crop_head: bool = False, log=print) -> DegradationClassifier:
     """Second stage: fit the image-level head (pooled crop statistics -> blur, motion, low
     resolution) on cached features; everything else stays as trained.
 
@@ -222,7 +222,9 @@ def fit_heads(model: DegradationClassifier, data: str = "data/photos", per_photo
     switches the head's power-spectrum input on or off (a change starts a fresh head); its
     standardisation is set from the cached training features. ``image_hidden`` sets the fresh
     head's hidden units; ``photometric_labels`` (e.g. lowlight) are decided by a fresh photometric
-    head on the colour statistics instead of the image-level head.
+    head on the colour statistics instead of the image-level head. ``crop_head`` also refits the
+    crop-level head (from its current weights) on the same cached regions, a third of them clean:
+    a CNN trained on mostly degraded regions can over-call a label on clean ones.
     """
     import copy
     torch.set_num_threads(threads)
@@ -233,6 +235,8 @@ def fit_heads(model: DegradationClassifier, data: str = "data/photos", per_photo
     if unknown:
         raise ValueError(f"image labels {unknown} are not classifier labels ({', '.join(LABELS)})")
     frozen_masks = None
+    if crop_head and add:
+        raise ValueError("--crop-head refits the crop-level head; --add keeps everything but the new labels")
     spectrum = model.config.spectrum if spectrum is None else spectrum
     photometric = list(model.config.photometric_labels if photometric_labels is None else photometric_labels)
     if set(photometric) & set(labels) or set(photometric) - set(LABELS):
@@ -260,6 +264,8 @@ def fit_heads(model: DegradationClassifier, data: str = "data/photos", per_photo
     # No weight decay with frozen entries: decay would shrink them although their gradient is masked.
     params = list(model.image_head.parameters()) + (list(model.photo_head.parameters())
                                                     if model.photo_head is not None and frozen_masks is None else [])
+    if crop_head:
+        params += list(model.head.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0 if frozen_masks else 1e-2)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
 
@@ -438,12 +444,13 @@ def fit_main_args(args) -> int:
                       spectrum={"on": True, "off": False}.get(args.spectrum), image_hidden=args.image_hidden,
                       photometric_labels=None if args.photometric_labels is None else
                       [k.strip() for k in args.photometric_labels.split(",") if k.strip()],
+                      crop_head=args.crop_head,
                       log=lambda s: print(s, flush=True))
     meta = dict(getattr(load_classifier(args.init), "metadata", {}))
     meta = {k: v for k, v in meta.items() if k not in ("m3unet_classifier_config", "labels", "format")}
     meta.update({"heads_fitted_from": args.init, "heads_per_photo": args.per_photo, "heads_epochs": args.epochs,
                  "image_labels": ",".join(model.config.image_labels), "spectrum": model.config.spectrum,
-                 "photometric_labels": ",".join(model.config.photometric_labels)})
+                 "photometric_labels": ",".join(model.config.photometric_labels), "crop_head_refit": args.crop_head})
     if args.min_side is not None:
         meta["min_side"] = int(args.min_side)
     save_classifier(model, args.out, meta)

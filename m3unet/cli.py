@@ -191,6 +191,8 @@ def _parser() -> argparse.ArgumentParser:
                     help="record in the file the smallest short side (px) at which its reading is trusted; the "
                     "automatic restore does a blind pass below it (measure with eval --small-sides; default: as "
                     "the --init file)")
+    fh.add_argument("--crop-head", dest="crop_head", action="store_true",
+                    help="also refit the crop-level head on the cached regions (a third clean)")
     fh.add_argument("--seed", type=int, default=2)
     fh.add_argument("--threads", type=int, default=1)
     fh.add_argument("--image-labels", dest="image_labels", default=None,

@@ -352,3 +352,20 @@ def test_set_classifier_min_side_keeps_the_tensors(tmp_path):
     (tmp_path / "x.safetensors").write_bytes(b"junk")
     r = run(str(tmp_path / "x.safetensors"), "96")
     assert r.returncode == 2 and "not a DegradationClassifier" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_fit_heads_refits_the_crop_head_only_when_asked(tmp_path, monkeypatch):
+    from m3unet import classifier_training as ct
+    torch.manual_seed(0)
+    photos = [(_textured(i, 160) * 255).round().to(torch.uint8) for i in range(3)]
+    monkeypatch.setattr(ct, "_photos", lambda data, split: photos)
+    model = DegradationClassifier(ClassifierConfig()).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    kw = dict(data=str(tmp_path), per_photo=4, epochs=2, val_photos=1, log=lambda s: None)
+    kept = ct.fit_heads(model, **kw)
+    assert all(torch.equal(kept.state_dict()[k], before[k]) for k in before if k.startswith(("head.", "local.")))
+    refit = ct.fit_heads(model, crop_head=True, **kw)
+    assert not torch.equal(refit.state_dict()["head.2.weight"], before["head.2.weight"])
+    assert all(torch.equal(refit.state_dict()[k], before[k]) for k in before if k.startswith(("local.", "glob.")))
+    with pytest.raises(ValueError, match="--crop-head"):
+        ct.fit_heads(model, crop_head=True, add=True, image_labels=["blur", "motion", "lowres", "haze"], **kw)
