@@ -120,6 +120,15 @@ def load_shipped_classifier():
     return Classifier(load_classifier(SHIPPED_CLASSIFIER))
 
 
+def classifier_or_shipped(path=None):
+    """The classifier at ``path`` (errors name a missing or wrong file), or without a path the
+    shipped one (None if its file is missing), as a callable ``IMAGE -> list[Finding]``."""
+    if not path:
+        return load_shipped_classifier()
+    from .classify import Classifier, load_classifier
+    return Classifier(load_classifier(path))
+
+
 @dataclass
 class AutoProgress:
     """What the progress callback receives: model runs done / planned, and what is running."""

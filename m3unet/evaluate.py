@@ -86,13 +86,9 @@ def evaluate(model_path: str | None = None, data: str | None = None, crop: int =
     classifier at ``classifier_path`` if given. Without classifier weights the auto column is left out.
     """
     restorer = Restorer(load_model(model_path))
-    from .autorestore import AutoRestorer, load_shipped_classifier
+    from .autorestore import AutoRestorer, classifier_or_shipped
     from .pool import Pool
-    if classifier_path:
-        from .classify import Classifier, load_classifier
-        classifier = Classifier(load_classifier(classifier_path))
-    else:
-        classifier = load_shipped_classifier()
+    classifier = classifier_or_shipped(classifier_path)
     auto = AutoRestorer(Pool(restorer), classifier) if classifier is not None else None
     photos = heldout_photos(data)
     all_settings = deg.eval_settings()
@@ -337,7 +333,7 @@ def auto_evaluation(model_path: str | None = None, data: str | None = None, crop
     restore (classifier -> plan -> M3UNet steps -> re-classify, rollback). Also: clean photos and
     near-clean photos (JPEG quality 90) through auto restore, to check it does no harm.
     """
-    from .autorestore import AutoRestorer, load_shipped_classifier
+    from .autorestore import AutoRestorer, classifier_or_shipped
     from .orders import degrade, m3unet_runner, mix_instances, restore_orders, weights_hash
     from .plan import order_tasks
     from .pool import Pool
@@ -345,11 +341,8 @@ def auto_evaluation(model_path: str | None = None, data: str | None = None, crop
 
     path = Path(model_path) if model_path else DEFAULT_WEIGHTS
     restorer = Restorer(load_model(path))
-    if classifier_path:
-        from .classify import Classifier, load_classifier
-        classifier, cname = Classifier(load_classifier(classifier_path)), Path(classifier_path).name
-    else:
-        classifier, cname = load_shipped_classifier(), "shipped"
+    classifier = classifier_or_shipped(classifier_path)
+    cname = Path(classifier_path).name if classifier_path else "shipped"
     if classifier is None:
         log("note: no classifier weights: the auto column is a blind M3UNet pass")
         cname = "none (blind fallback)"
@@ -483,12 +476,11 @@ def step_decisions(model_path: str | None = None, data: str | None = None, crop:
     import random
 
     from . import autorestore as ar
-    from .classify import Classifier, load_classifier
     from .orders import degrade, mix_instances, task_of, task_sets
     from .plan import TASKS, order_tasks
 
     restorer = Restorer(load_model(model_path))
-    classifier = Classifier(load_classifier(classifier_path)) if classifier_path else ar.load_shipped_classifier()
+    classifier = ar.classifier_or_shipped(classifier_path)
     if classifier is None:
         raise ValueError("--auto-rules needs a classifier: give --classifier FILE (no shipped weights found)")
     photos = heldout_photos(data)

@@ -15,7 +15,7 @@ import torch
 
 from .control import make_control
 from .imageio import read_image, side_by_side, write_image
-from .autorestore import DEFAULT_BUDGET, SHIPPED_CLASSIFIER, AutoProgress, AutoRestorer, load_shipped_classifier
+from .autorestore import DEFAULT_BUDGET, SHIPPED_CLASSIFIER, AutoProgress, AutoRestorer, classifier_or_shipped
 from .metrics import psnr
 from .pipeline import DEFAULT_STEPS, DEFAULT_TILE, Progress, Restorer
 from .plan import Plan, PlanError
@@ -58,14 +58,10 @@ class _AutoBar:
 
 def _auto_restorer(args, restorer: Restorer) -> AutoRestorer:
     """The automatic restorer of ``--mode auto``: classifier, pool (``--pool``), measured planner."""
-    if args.classifier:
-        from .classify import Classifier, load_classifier
-        classifier = Classifier(load_classifier(args.classifier))
-    else:
-        classifier = load_shipped_classifier()
-        if classifier is None:
-            print(f"note: no DegradationClassifier weights at {SHIPPED_CLASSIFIER}; restoring blind "
-                  "(one M3UNet pass, empty text)", file=sys.stderr)
+    classifier = classifier_or_shipped(args.classifier)
+    if classifier is None:
+        print(f"note: no DegradationClassifier weights at {SHIPPED_CLASSIFIER}; restoring blind "
+              "(one M3UNet pass, empty text)", file=sys.stderr)
     models = []
     for arg in args.pool:
         file, tasks = parse_pool_arg(arg)
