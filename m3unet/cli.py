@@ -31,6 +31,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--pool", action="append", default=[], metavar="FILE=TASK[,TASK]",
                    help="auto: add a spandrel-loadable .safetensors model (Real-ESRGAN, SwinIR, NAFNet, SCUNet...) "
                         "to the pool for these tasks; repeatable")
+    r.add_argument("--no-kernel-deblur", dest="no_kernel_deblur", action="store_true",
+                   help="auto: leave the kernel-aware deblur (estimated Gaussian kernel + Wiener + M3UNet "
+                   "clean-up) out of the pool; blur steps then use M3UNet alone")
     r.add_argument("--upscale", action="store_true", help="auto: keep the larger size of an upscaling pool model")
     r.add_argument("--classifier", default=None, help="auto: DegradationClassifier weights (default: shipped)")
     r.add_argument("--report-json", dest="report_json", default=None,
@@ -45,6 +48,13 @@ def _parser() -> argparse.ArgumentParser:
                    help="instead: automatic restore (classifier reading trusted at every size) vs one blind "
                    "pass on held-out photos cropped to these sizes, e.g. 64,96,128: where the classifier's "
                    "minimum side (fit-classifier-heads --min-side) comes from")
+    e.add_argument("--deblur", action="store_true", help="instead: Gaussian blur sigma 1/2/3 px x noise 2/5/10: "
+                   "blind M3UNet vs the kernel-aware deblur (estimated kernel) vs the true kernel")
+    e.add_argument("--balances", default=None, help="--deblur: also the true kernel at these Wiener balances, "
+                   "e.g. 0.001,0.003,0.01,0.03,0.1")
+    e.add_argument("--no-kernel-deblur", dest="no_kernel_deblur", action="store_true",
+                   help="the auto column, --auto and --small-sides without the kernel-aware deblur in the pool")
+    e.add_argument("--estimator", default=None, help="--deblur: blur estimator weights (default: shipped)")
     e.add_argument("--per-set", dest="per_set", type=int, default=3, help="--auto: photos per mix (default 3)")
     e.add_argument("--classifier", default=None, help="classifier weights of the auto column and of --auto (default: shipped)")
     e.add_argument("--budget", type=int, default=4, help="--auto: step budget (default 4)")
@@ -215,6 +225,17 @@ def _parser() -> argparse.ArgumentParser:
     ec.add_argument("--threshold", type=float, default=0.5)
     ec.add_argument("--json", default=None, help="also write the result as JSON here")
 
+    tb = sub.add_parser("train-blur-estimator", help="train the blur estimator of the kernel-aware deblurring "
+                        "(Gaussian blur sigma and noise level from grey crops; synthetic degradations)")
+    tb.add_argument("--data", default="data/photos")
+    tb.add_argument("--out", default="weights/blur-estimator.safetensors")
+    tb.add_argument("--steps", type=int, default=3000)
+    tb.add_argument("--batch", type=int, default=48)
+    tb.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (one-cycle)")
+    tb.add_argument("--width", type=int, default=32)
+    tb.add_argument("--seed", type=int, default=0)
+    tb.add_argument("--threads", type=int, default=2)
+
     d = sub.add_parser("prepare-data", help="gather clean photos from offline sources with a manifest")
     d.add_argument("--out", default="data/photos")
     d.add_argument("--cache", default=None)
@@ -235,6 +256,9 @@ def _dispatch(args) -> int:
     if args.command == "train":
         from .train import main_args
         main_args(args)
+    elif args.command == "train-blur-estimator":
+        from .deblur import train_estimator
+        train_estimator(args.data, args.out, args.steps, args.batch, args.lr, args.seed, args.threads, args.width)
     elif args.command == "prepare-data":
         from .data import prepare
         m = prepare(args.out, args.cache, args.max_side)

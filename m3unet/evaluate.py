@@ -76,20 +76,24 @@ def center_crop(a: np.ndarray, size: int) -> torch.Tensor:
 
 def evaluate(model_path: str | None = None, data: str | None = None, crop: int = 256,
              steps: int = DEFAULT_STEPS, baselines: tuple[str, ...] = ("nlm", "tv", "bm3d"),
-             settings: list[str] | None = None, classifier_path: str | None = None, log=print) -> dict:
+             settings: list[str] | None = None, classifier_path: str | None = None, kernel_deblur: bool = True,
+             log=print) -> dict:
     """Run the evaluation; returns ``{setting: {method: {"psnr", "ssim"}}}`` plus metadata.
 
     Methods: the degraded input, the classical baselines (noise settings), M3UNet blind (empty
     text) at 1 and ``steps`` steps, M3UNet with the setting's restoration text, and ``auto``: what
     ``python -m m3unet restore`` does by default (the shipped classifier reads the image, the plan
     runs M3UNet passes steered by their texts, :class:`m3unet.autorestore.AutoRestorer`), with the
-    classifier at ``classifier_path`` if given. Without classifier weights the auto column is left out.
+    classifier at ``classifier_path`` if given, and the kernel-aware deblur in the pool (unless
+    ``kernel_deblur`` is False). Without classifier weights the auto column is left out.
     """
     restorer = Restorer(load_model(model_path))
     from .autorestore import AutoRestorer, classifier_or_shipped
     from .pool import Pool
     classifier = classifier_or_shipped(classifier_path)
-    auto = AutoRestorer(Pool(restorer), classifier) if classifier is not None else None
+    from .deblur import shipped_kernel_deblur
+    tools = shipped_kernel_deblur(restorer) if kernel_deblur else []
+    auto = AutoRestorer(Pool(restorer, tools), classifier) if classifier is not None else None
     photos = heldout_photos(data)
     all_settings = deg.eval_settings()
     names = settings or list(all_settings)
@@ -144,7 +148,8 @@ SMALL_SETTINGS = ("noise25", "blur2", "jpeg15", "mix", "lowres2x")
 
 
 def small_image_evaluation(model_path: str | None = None, data: str | None = None, sides=(64, 96, 128),
-                           classifier_path: str | None = None, settings=SMALL_SETTINGS, log=print) -> dict:
+                           classifier_path: str | None = None, settings=SMALL_SETTINGS, kernel_deblur: bool = True,
+                           log=print) -> dict:
     """Is the classifier's reading worth trusting on small images? For each side, the held-out
     photos' centre crops of that size under each setting, restored by the automatic restore with
     the classifier trusted at every size (``min_side`` 0) and by one blind M3UNet pass; mean PSNR.
@@ -153,8 +158,9 @@ def small_image_evaluation(model_path: str | None = None, data: str | None = Non
     from .autorestore import AutoRestorer
     from .classify import DEFAULT_CLASSIFIER, Classifier, load_classifier
     from .pool import Pool
+    from .deblur import shipped_kernel_deblur
     restorer = Restorer(load_model(model_path))
-    auto = AutoRestorer(Pool(restorer), Classifier(load_classifier(classifier_path or DEFAULT_CLASSIFIER),
+    auto = AutoRestorer(Pool(restorer, shipped_kernel_deblur(restorer) if kernel_deblur else []), Classifier(load_classifier(classifier_path or DEFAULT_CLASSIFIER),
                                                    min_side=0))
     photos = sorted(heldout_photos(data).items())
     rows = []
@@ -192,13 +198,24 @@ def main_args(args) -> int:
     if getattr(args, "small_sides", None):
         torch.set_num_threads(2)
         sides = [int(v) for v in args.small_sides.split(",") if v.strip()]
-        result = small_image_evaluation(args.model, args.data, sides, args.classifier)
+        result = small_image_evaluation(args.model, args.data, sides, args.classifier,
+                                        kernel_deblur=not args.no_kernel_deblur)
         print("\n" + small_markdown(result))
         if args.json:
             Path(args.json).write_text(json.dumps(result, indent=1))
         return 0
     if getattr(args, "auto", False) or getattr(args, "auto_rules", False):
         return auto_main(args)
+    if getattr(args, "deblur", False):
+        torch.set_num_threads(2)
+        balances = tuple(float(b) for b in (args.balances or "").split(",") if b.strip())
+        result = deblur_evaluation(args.model, args.data, args.crop, balances=balances,
+                                   estimator_path=args.estimator)
+        print(f"\nheld-out photos: {', '.join(result['photos'])}; centre crops {result['crop']} px; PSNR dB\n")
+        print(deblur_markdown(result))
+        if args.json:
+            Path(args.json).write_text(json.dumps(result, indent=1))
+        return 0
     torch.set_num_threads(2)
     if getattr(args, "text_ablation", False):
         result = text_ablation(args.model, args.data, args.crop, args.steps or DEFAULT_STEPS, args.per_photo)
@@ -211,12 +228,78 @@ def main_args(args) -> int:
     settings = args.settings.split(",") if args.settings else None
     crop = 256 if args.crop is None else args.crop
     result = evaluate(args.model, args.data, crop, args.steps or DEFAULT_STEPS, baselines, settings,
-                      args.classifier)
+                      args.classifier, kernel_deblur=not args.no_kernel_deblur)
     print(f"\nheld-out photos: {', '.join(result['photos'])}; centre crops {result['crop']} px; PSNR dB / SSIM\n")
     print(to_markdown(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
     return 0
+
+
+# ---------------------------------------------------------------------------- kernel-aware deblurring
+DEBLUR_SIGMAS = (1.0, 2.0, 3.0)
+DEBLUR_NOISES = (2.0, 5.0, 10.0)
+
+
+def deblur_evaluation(model_path: str | None = None, data: str | None = None, crop: int = 256,
+                      sigmas=DEBLUR_SIGMAS, noises=DEBLUR_NOISES, balances: tuple[float, ...] = (),
+                      estimator_path: str | None = None, log=print) -> dict:
+    """Gaussian blur (sigma px) plus Gaussian noise (1/255) on the held-out photos: the input, one
+    blind M3UNet pass, one pass told "remove the ... blur", the kernel-aware deblur
+    (:class:`m3unet.deblur.KernelDeblur`, kernel and noise estimated) and the same with the TRUE
+    kernel and noise level (an oracle); mean PSNR, and the estimator's mean absolute errors.
+    ``balances``: also the oracle at each of these Wiener balances (how ``balance_for`` was chosen)."""
+    from .deblur import (MAX_NOISE, MIN_SIGMA, SHRINK, KernelDeblur, balance_for, estimate, load_estimator,
+                         load_shipped_estimator, wiener_deconvolve)
+    from .text import describe
+    restorer = Restorer(load_model(model_path))
+    estimator = load_estimator(estimator_path) if estimator_path else load_shipped_estimator()
+    if estimator is None:
+        raise ValueError("no blur estimator weights (weights/blur-estimator.safetensors); train one with "
+                         "`python -m m3unet train-blur-estimator` or pass --estimator FILE")
+    tool = KernelDeblur(estimator, restorer)
+    photos = sorted(heldout_photos(data).items())
+    one = lambda y, text: restorer.restore(y.permute(1, 2, 0)[None], text, steps=1, seed=0)[0].permute(2, 0, 1)  # noqa: E731
+    rows = []
+    for sigma in sigmas:
+        for noise in noises:
+            degs = [deg.make("blur", (sigma - 0.6) / 3.0, sigma=sigma), deg.make("noise", 0.0, sigma=noise / 255)]
+            got: dict[str, list[float]] = {}
+            err_s, err_n = [], []
+            t0 = time.time()
+            for i, (_pid, arr) in enumerate(photos):
+                x = center_crop(arr, crop)
+                y = deg.apply(x, degs, torch.Generator().manual_seed(1000 + i))
+                est = estimate(estimator, y)
+                err_s.append(abs(est.sigma - sigma))
+                err_n.append(abs(est.noise - noise))
+                outs = {"input": y, "m3unet_1step": one(y, ""), "m3unet_1step_text": one(y, describe(degs[:1])),
+                        "kernel_deblur": tool.run(y, seed=0)}
+                oracle = wiener_deconvolve(y, sigma * SHRINK, balance_for(noise)).clamp(0, 1) \
+                    if sigma >= MIN_SIGMA and noise <= MAX_NOISE else y
+                outs["kernel_deblur_true_kernel"] = one(oracle, "remove the light noise")
+                for b in balances:
+                    outs[f"true_kernel_balance_{b:g}"] = one(wiener_deconvolve(y, sigma, b).clamp(0, 1),
+                                                             "remove the light noise")
+                for k, v in outs.items():
+                    got.setdefault(k, []).append(psnr(v, x))
+            row = {"sigma": sigma, "noise": noise, "sigma_mae": round(float(np.mean(err_s)), 3),
+                   "noise_mae": round(float(np.mean(err_n)), 2)}
+            row.update({k: round(float(np.mean(v)), 2) for k, v in got.items()})
+            rows.append(row)
+            log(json.dumps(row) + f" ({time.time() - t0:.0f}s)")
+    return {"photos": [p for p, _ in photos], "crop": crop, "rows": rows}
+
+
+def deblur_markdown(result: dict) -> str:
+    cols = [k for k in result["rows"][0] if k not in ("sigma", "noise", "sigma_mae", "noise_mae")]
+    head = "| blur sigma (px) | noise (1/255) | " + " | ".join(cols) + " | estimator error: sigma px / noise |\n"
+    head += "|" + "---|" * (len(cols) + 3) + "\n"
+    lines = [f"| {r['sigma']:g} | {r['noise']:g} | " + " | ".join(f"{r[c]:.2f}" for c in cols)
+             + f" | {r['sigma_mae']:.2f} / {r['noise_mae']:.1f} |" for r in result["rows"]]
+    mean = {c: float(np.mean([r[c] for r in result["rows"]])) for c in cols}
+    lines.append("| mean | | " + " | ".join(f"**{mean[c]:.2f}**" for c in cols) + " | |")
+    return head + "\n".join(lines) + "\n"
 
 
 # ---------------------------------------------------------------------------- text ablation
@@ -316,10 +399,25 @@ AUTO_SETS = [("jpeg", "noise"), ("blur", "noise"), ("haze", "noise"), ("lowlight
              ("blur", "haze", "noise"), ("jpeg", "lowlight", "noise")]
 
 
+class GatedDeblur:
+    """Restorer-like: the kernel-aware deblur where the automatic restore's defocus gate passes
+    (a Gaussian blur of at least DEFOCUS_SIGMA px, noise it can take), else ``fallback``."""
+
+    def __init__(self, tool, fallback):
+        self.tool, self.fallback = tool, fallback
+
+    def restore(self, image: torch.Tensor, text: str = "", steps: int = 1, seed: int = 0, **kw) -> torch.Tensor:
+        from .autorestore import DEFOCUS_SIGMA
+        est = self.tool.reading(image[0].permute(2, 0, 1))
+        if est.sigma >= DEFOCUS_SIGMA and self.tool.would_deconvolve(est):
+            return self.tool.restore(image, seed=seed, sigma=est.sigma, noise=est.noise)
+        return self.fallback.restore(image, text, steps=steps, seed=seed, **kw)
+
+
 def auto_evaluation(model_path: str | None = None, data: str | None = None, crop: int = 256, per_set: int = 3,
                     classifier_path: str | None = None, budget: int = 4, seed: int = 1,
                     sets: list[tuple[str, ...]] | None = None, pool: list[str] | None = None,
-                    steps: int | None = None, log=print) -> dict:
+                    steps: int | None = None, kernel_deblur: bool = True, log=print) -> dict:
     """Automatic restore vs one blind M3UNet pass vs the best fixed order, on held-out mixes.
 
     ``pool``: extra pool models as ``FILE=TASK[,TASK]`` (as ``restore --pool``). ``steps``: sampler
@@ -347,12 +445,19 @@ def auto_evaluation(model_path: str | None = None, data: str | None = None, crop
         log("note: no classifier weights: the auto column is a blind M3UNet pass")
         cname = "none (blind fallback)"
     from .pool import load_pool_model, parse_pool_arg
+    from .deblur import KernelDeblur, shipped_kernel_deblur
     models = [load_pool_model(*parse_pool_arg(a)) for a in pool or []]
+    models += shipped_kernel_deblur(restorer) if kernel_deblur else []
     auto = AutoRestorer(Pool(restorer, models, steps=steps), classifier)
     # Fixed orders use the same models per task as the pool offers: an M3UNet specialist runs the
     # steps of its tasks (so the comparison is about order and detection, not about models).
     from .pool import M3UNetPoolModel, describe_steps
     by_task = {t: m.restorer for m in models if isinstance(m, M3UNetPoolModel) for t in m.tasks}
+    # The fixed orders' blur steps deblur as the automatic restore's defocus step would: with the
+    # kernel-aware deblur where its gate passes (m3unet.autorestore.DEFOCUS_SIGMA), else M3UNet.
+    tool = next((m for m in models if isinstance(m, KernelDeblur)), None)
+    if tool is not None:
+        by_task["blur"] = GatedDeblur(tool, by_task.get("blur", restorer))
     run = m3unet_runner(restorer, by_task=by_task, steps=steps)
     photos = heldout_photos(data)
     ids = sorted(photos)
@@ -457,7 +562,8 @@ def auto_main(args) -> int:
         if bad:
             raise ValueError(f"--mixes: unknown task(s) {bad}; use {', '.join(TASKS)} joined by '+'")
     result = auto_evaluation(args.model, args.data, args.crop, args.per_set, args.classifier, args.budget,
-                             sets=sets, pool=args.pool, steps=args.pool_steps)
+                             sets=sets, pool=args.pool, steps=args.pool_steps,
+                             kernel_deblur=not args.no_kernel_deblur)
     print("\n" + auto_markdown(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))

@@ -189,8 +189,9 @@ class Pool:
                  tile: int = DEFAULT_TILE):
         self.restorer = restorer
         self.models = {}
+        from .deblur import KernelDeblur
         for m in models:
-            if not isinstance(m, (PoolModel, M3UNetPoolModel)):
+            if not isinstance(m, (PoolModel, M3UNetPoolModel, KernelDeblur)):
                 raise PoolError(f"pool entries must be PoolModel(model, task); got {type(m).__name__}")
             if m.name in self.models:
                 raise PoolError(f"two pool models are named {m.name!r}; give them distinct names")
@@ -240,7 +241,9 @@ class Pool:
         model = self.models[name]
         if isinstance(model, M3UNetPoolModel):
             return model.run(x, step, seed, steps_for(step.task, self.steps), self.tile, check)
-        return model(x, check)
+        if isinstance(model, PoolModel):
+            return model(x, check)
+        return model.run(x, seed=seed, tile=self.tile, check=check)  # KernelDeblur
 
 
 

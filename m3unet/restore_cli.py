@@ -66,6 +66,9 @@ def _auto_restorer(args, restorer: Restorer) -> AutoRestorer:
     for arg in args.pool:
         file, tasks = parse_pool_arg(arg)
         models.append(load_pool_model(file, tasks))
+    if not getattr(args, "no_kernel_deblur", False):
+        from .deblur import shipped_kernel_deblur
+        models += shipped_kernel_deblur(restorer)
     return AutoRestorer(Pool(restorer, models, steps=args.steps, tile=args.tile or DEFAULT_TILE),
                         classifier)
 

@@ -3,7 +3,8 @@
 One module per concept: ``loader`` (checkpoint), ``refine`` (RefineEncoder embedding),
 ``control`` (PixelControl), ``sampler`` (restoration), ``classify`` (DegradationClassifier),
 ``caption`` (MLLM Loader + MLLM Caption: the multimodal-LLM text prior), ``autorestore``
-(automatic restore with the classifier, planner and model pool); ``common`` holds the socket
+(automatic restore with the classifier, planner and model pool), ``deblur`` (kernel-aware
+deblurring); ``common`` holds the socket
 types, the ``m3unet`` models folder and the model-management glue.
 """
 from .caption import register_llm_folder
@@ -16,12 +17,13 @@ from .autorestore import M3UNetAutoRestore  # noqa: E402
 from .caption import MLLMCaption, MLLMLoader  # noqa: E402
 from .classify import DegradationClassifierNode  # noqa: E402
 from .control import M3UNetPixelControl  # noqa: E402
+from .deblur import M3UNetKernelDeblur  # noqa: E402
 from .loader import M3UNetLoader  # noqa: E402
 from .refine import M3UNetRefineEncoder  # noqa: E402
 from .sampler import M3UNetSampler  # noqa: E402
 
 NODE_LIST = [M3UNetLoader, M3UNetRefineEncoder, M3UNetPixelControl, M3UNetSampler, DegradationClassifierNode,
-             M3UNetAutoRestore, MLLMLoader, MLLMCaption]
+             M3UNetAutoRestore, M3UNetKernelDeblur, MLLMLoader, MLLMCaption]
 
 __all__ = ["NODE_LIST", "M3UNetLoader", "M3UNetRefineEncoder", "M3UNetPixelControl", "M3UNetSampler",
-           "DegradationClassifierNode", "M3UNetAutoRestore", "MLLMLoader", "MLLMCaption"]
+           "DegradationClassifierNode", "M3UNetAutoRestore", "M3UNetKernelDeblur", "MLLMLoader", "MLLMCaption"]

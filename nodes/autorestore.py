@@ -10,6 +10,7 @@ from comfy_api.latest import io
 
 from ..m3unet.autorestore import (DEFAULT_BUDGET, MAX_BUDGET, SHIPPED_CLASSIFIER, AutoProgress, AutoRestorer,
                                   load_shipped_classifier)
+from ..m3unet.deblur import shipped_kernel_deblur
 from ..m3unet.pipeline import DEFAULT_TILE
 from ..m3unet.plan import TASKS, PlanError, parse_plans
 from ..m3unet.pool import M3UNetPoolModel, Pool, PoolError, PoolModel
@@ -150,7 +151,10 @@ class M3UNetAutoRestore(io.ComfyNode):
         for m in movable:  # like ImageUpscaleWithModel: on the torch device while it runs
             m.to(device)
         try:
-            auto = AutoRestorer(Pool(restorer, models, tile=DEFAULT_TILE), classifier)
+            # The kernel-aware deblur (m3unet.deblur) joins the pool for blur steps when its
+            # estimator weights are shipped; it runs its clean-up pass with this node's model.
+            auto = AutoRestorer(Pool(restorer, models + shipped_kernel_deblur(restorer), tile=DEFAULT_TILE),
+                                classifier)
             result = auto.run(image, plans, budget=budget, seed=seed, upscale=keep_larger, progress=on_progress)
         finally:
             for m in movable:

@@ -81,10 +81,19 @@ def is_classifier_name(name: str) -> bool:
     return full is not None and is_classifier_file(full)
 
 
+def is_blur_estimator_name(name: str) -> bool:
+    """True if the ``m3unet`` folder entry ``name`` is a blur estimator file (``m3unet.deblur``)."""
+    from ..m3unet.deblur import is_estimator_file
+    full = folder_paths.get_full_path(FOLDER_NAME, name)
+    return full is not None and is_estimator_file(full)
+
+
 def model_names() -> list[str]:
-    """M3UNet files of the ``m3unet`` folder for the loader's list, the shipped default first."""
+    """M3UNet files of the ``m3unet`` folder for the loader's list, the shipped default first
+    (classifier and blur estimator files are listed by their own nodes, not here)."""
     names = folder_paths.get_filename_list(FOLDER_NAME)
-    return [DEFAULT_MODEL_NAME] + [n for n in names if n != DEFAULT_MODEL_NAME and not is_classifier_name(n)]
+    return [DEFAULT_MODEL_NAME] + [n for n in names if n != DEFAULT_MODEL_NAME and not is_classifier_name(n)
+                                   and not is_blur_estimator_name(n)]
 
 
 def model_path(name: str) -> Path:

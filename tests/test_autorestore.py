@@ -512,3 +512,61 @@ def test_pool_sampler_steps_per_task_unless_fixed():
     run(x, "remove the noise", "noise"), run(x, "", ""), run(x, "sharpen", "blur")
     m3unet_runner(rec)(x, "remove the noise", "noise")
     assert rec.steps == [2, 1, 1, 1]
+
+
+class _FixedReader:
+    """A classifier stand-in: the first image reads as ``first``, every later one as ``after``."""
+
+    def __init__(self, first: Finding, after: Finding):
+        self.readings = [first]
+        self.after = after
+
+    def __call__(self, image):
+        return [self.readings.pop(0) if self.readings else self.after for _ in range(image.shape[0])]
+
+
+class _ConstEstimator(torch.nn.Module):
+    """A blur estimator stand-in that reads every crop as (sigma px, noise 1/255)."""
+
+    def __init__(self, sigma: float, noise: float):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+        self.value = torch.tensor([sigma, noise])
+
+    def forward(self, crops):
+        return self.value.expand(crops.shape[0], 2) + self.w
+
+
+@pytest.mark.parametrize("sigma,noise,labels,runs", [
+    (2.0, 2.0, {"motion": 0.4, "lowres": 0.3, "noise": 0.2}, True),   # blur-like label + Gaussian reading
+    (0.8, 2.0, {"lowres": 0.3}, False),                                # too slight for the estimator
+    (2.0, 20.0, {"blur": 0.5}, False),                                 # too noisy to deconvolve
+    (2.0, 2.0, {"noise": 0.5}, False),                                 # the classifier sees no blur
+])
+def test_kernel_deblur_runs_first_when_classifier_and_estimator_agree(sigma, noise, labels, runs):
+    from m3unet.deblur import KernelDeblur
+    from m3unet.degradation import convolve, gaussian_kernel
+    calls = []
+
+    class Recorder:
+        def restore(self, image, text="", steps=1, seed=0, tile=512, progress=None):
+            calls.append(text)
+            return image.clone()
+
+    tool = KernelDeblur(_ConstEstimator(sigma, noise), Recorder())
+    pool = Pool(Recorder(), [tool])
+    x = chw(smooth_photo(96, 96))
+    blurred = convolve(x, gaussian_kernel(2.0)).clamp(0, 1)
+    reader = _FixedReader(finding(**labels), finding())
+    result = AutoRestorer(pool, reader, OrderTable()).run(blurred.permute(1, 2, 0)[None], budget=3)
+    rep = result.reports[0]
+    if runs:
+        assert rep.plan.tasks == ["blur", "noise"]  # the blur-like steps become one kernel-deblur step, first
+        step = rep.steps[0]
+        assert (step.task, step.chosen, step.outcome) == ("blur", "kernel-deblur", "kept")
+        assert "blur estimator a Gaussian blur of 2.00 px" in step.why and "judged by the estimator" in step.why
+        assert calls[0] == "remove the light noise"  # the clean-up pass after the deconvolution
+        assert psnr(chw(result.image), x) > psnr(blurred, x) + 3  # the deconvolution really ran
+    else:
+        assert "kernel-deblur" not in [s.chosen for s in rep.steps]
+        assert all(st.model != "kernel-deblur" for st in rep.plan.steps)

@@ -27,7 +27,7 @@ from comfy_client import load_host_builder
 
 REPO = Path(__file__).resolve().parent.parent
 NODE_IDS = ["M3UNetLoader", "M3UNetRefineEncoder", "M3UNetPixelControl", "M3UNetSampler", "M3UNetMLLMLoader",
-            "M3UNetMLLMCaption", "M3UNetAutoRestore", "DegradationClassifier"]
+            "M3UNetMLLMCaption", "M3UNetAutoRestore", "M3UNetKernelDeblur", "DegradationClassifier"]
 
 
 @pytest.fixture(scope="session")
@@ -375,6 +375,7 @@ def test_classifier_list_and_model_list_are_separate(pack) -> None:
     assert "tiny.safetensors" not in names and "m3unet-default.safetensors" not in names
     models = pack.common.model_names()
     assert "tiny-classifier.safetensors" not in models and "classifier-default.safetensors" not in models
+    assert "blur-estimator.safetensors" not in models  # the kernel deblur's estimator is not an M3UNet
 
 
 def test_classifier_node_batch_report_and_text(pack) -> None:
