@@ -341,10 +341,6 @@ class AutoRestorer:
             # M3UNet pass (the model is trained for empty text).
             if self.pool.restorer is None:
                 raise ValueError("automatic restore needs a classifier, a plan, or M3UNet in the pool")
-            tick("blind M3UNet pass", total=1)
-            y = self.pool.restorer.restore(x.permute(1, 2, 0)[None], text="", steps=self.pool.steps or 1, seed=seed,
-                                           tile=self.pool.tile, progress=lambda _p: tick("blind M3UNet pass"))
-            tick("done", add=1)
             if self.classifier is None:
                 detected, why = "not classified (no classifier weights)", "no DegradationClassifier weights"
             else:
@@ -352,6 +348,25 @@ class AutoRestorer:
                 detected = f"not classified ({w}x{h} px is under {min_side} px on its short side)"
                 why = (f"the image is {w}x{h} px: under {min_side} px on its short side the classifier's "
                        "reading is unreliable (give a plan to restore it step by step)")
+            defocus = self._defocus_step(x, None)  # the blur estimator reads from 64 px on its own
+            if defocus is not None:
+                step, est = defocus
+                tick(f"blur with {step.model}", total=1)
+                y = self.pool.models[step.model].restore(
+                    x.permute(1, 2, 0)[None], seed=seed, tile=self.pool.tile, sigma=est.sigma, noise=est.noise,
+                    progress=lambda _p: tick(f"blur with {step.model}"))
+                tick("done", add=1)
+                record = StepRecord(1, "blur", step.strength, step.text, [], step.model, "applied", None, None,
+                                    f"the blur estimator read a Gaussian blur of {est.sigma:.2f} px (noise "
+                                    f"{est.noise:.1f}/255): deconvolved, then cleaned up by M3UNet")
+                report = AutoReport(detected, None, Plan([step]), steps=[record],
+                                    stopped=f"{why}: the blur estimator alone decided")
+                report.seconds = time.time() - t0
+                return y[0].permute(2, 0, 1), report
+            tick("blind M3UNet pass", total=1)
+            y = self.pool.restorer.restore(x.permute(1, 2, 0)[None], text="", steps=self.pool.steps or 1, seed=seed,
+                                           tile=self.pool.tile, progress=lambda _p: tick("blind M3UNet pass"))
+            tick("done", add=1)
             report = AutoReport(detected, None, Plan([]),
                                 stopped=f"{why}: restored blind with one M3UNet pass and empty text")
             report.seconds = time.time() - t0
@@ -468,10 +483,11 @@ class AutoRestorer:
 
     def _defocus_step(self, x: torch.Tensor, f):
         """``(Step, reading)`` for the kernel-aware deblur when the classifier reads a blur-like
-        label and the blur estimator reads a Gaussian blur it can undo (see DEFOCUS_SIGMA); else None."""
+        label (``f`` None: no reading to ask) and the blur estimator reads a Gaussian blur it can
+        undo (see DEFOCUS_SIGMA); else None."""
         from .deblur import KernelDeblur
         tool = next((m for m in self.pool.models.values() if isinstance(m, KernelDeblur)), None)
-        if tool is None or not any(k in f.labels for k in DEFOCUS_LABELS):
+        if tool is None or (f is not None and not any(k in f.labels for k in DEFOCUS_LABELS)):
             return None
         est = tool.reading(x)
         if est.sigma < DEFOCUS_SIGMA or not tool.would_deconvolve(est):

@@ -131,8 +131,16 @@ def classical(name: str, degs: list[deg.Degradation], x: torch.Tensor, y: torch.
 
 def evaluate_ocr(model_path: str | None = None, steps: int = DEFAULT_STEPS, n_lines: int | None = None,
                  settings: list[str] | None = None, threads: int = 2, log=print) -> dict:
-    """Run the OCR test; returns mean character accuracy per setting and method, and every reading."""
+    """Run the OCR test; returns mean character accuracy per setting and method, and every reading.
+
+    ``auto`` is what ``python -m m3unet restore`` does by default (shipped classifier and kernel-aware
+    deblur; the lines are under the classifier's minimum side, so the blur estimator decides alone
+    whether to deconvolve, else one blind M3UNet pass)."""
     restorer = Restorer(load_model(model_path))
+    from .autorestore import AutoRestorer, classifier_or_shipped
+    from .deblur import shipped_kernel_deblur
+    from .pool import Pool
+    auto = AutoRestorer(Pool(restorer, shipped_kernel_deblur(restorer)), classifier_or_shipped(None))
     lines = text_lines(n_lines)
     all_settings = ocr_settings()
     names = settings or list(all_settings)
@@ -156,6 +164,7 @@ def evaluate_ocr(model_path: str | None = None, steps: int = DEFAULT_STEPS, n_li
                 outs[f"m3unet_{n}step"] = restorer.restore(img, "", steps=n, seed=i)[0].permute(2, 0, 1)
             text_out = restorer.restore(img, describe(degs), steps=steps, seed=i)
             outs[f"m3unet_{steps}step_text"] = text_out[0].permute(2, 0, 1)
+            outs["auto"] = auto.run(img, seed=i).image[0].permute(2, 0, 1)
             if sname == "lowres":
                 small = peers.downsample(x, degs[0].params["scale"])
                 outs["realesrgan"] = peers.super_resolve("realesrgan", small, tuple(x.shape[-2:]), threads)
@@ -187,14 +196,15 @@ def to_markdown(result: dict) -> str:
     for row in rows.values():
         cols += [c for c in row if c not in cols]
     best = f"m3unet_{result['steps']}step"
-    out = ["| degradation | " + " | ".join(cols) + f" | {best} - input | {best} - realesrgan |",
-           "|---|" + "---|" * (len(cols) + 2)]
+    gaps = [best] + (["auto"] if "auto" in cols else [])
+    out = ["| degradation | " + " | ".join(cols) + "".join(f" | {g} - input | {g} - realesrgan" for g in gaps) + " |",
+           "|---|" + "---|" * (len(cols) + 2 * len(gaps))]
     for s, row in rows.items():
         cells = [f"{100 * row[c]:.1f}" if c in row else "-" for c in cols]
         if "classical" in row:
             cells[cols.index("classical")] += f" ({CLASSICAL[s]})"
-        out.append(f"| {s} | " + " | ".join(cells) + f" | {100 * (row[best] - row['input']):+.1f} | "
-                   f"{100 * (row[best] - row['realesrgan']):+.1f} |")
+        out.append(f"| {s} | " + " | ".join(cells) + "".join(
+            f" | {100 * (row[g] - row['input']):+.1f} | {100 * (row[g] - row['realesrgan']):+.1f}" for g in gaps) + " |")
     return (f"clean lines: {100 * result['table']['clean']['input']:.1f}% character accuracy\n\n"
             + "\n".join(out) + "\n")
 

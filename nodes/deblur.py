@@ -83,7 +83,7 @@ class M3UNetKernelDeblur(io.ComfyNode):
             est = tool.estimates[0]
             given = "given" if blur_sigma > 0 else "estimated"
             skipped = "" if tool.would_deconvolve(est) else \
-                " (deconvolution skipped: slight blur or strong noise; clean-up pass only)"
+                " (deconvolution skipped: slight blur, strong noise or JPEG blocks; clean-up pass only)"
             lines.append((f"image {i + 1}: " if image.shape[0] > 1 else "") + f"{est.describe()} ({given}){skipped}")
             pbar.update_absolute(i + 1, image.shape[0])
         report = "\n".join(lines)

@@ -570,3 +570,22 @@ def test_kernel_deblur_runs_first_when_classifier_and_estimator_agree(sigma, noi
     else:
         assert "kernel-deblur" not in [s.chosen for s in rep.steps]
         assert all(st.model != "kernel-deblur" for st in rep.plan.steps)
+
+
+def test_under_the_minimum_side_the_blur_estimator_alone_decides(identity_restorer):
+    """Under the classifier's minimum side (or without a classifier) the estimator's reading alone
+    decides: a Gaussian blur it can undo is deconvolved (the report says so), else one blind pass."""
+    from m3unet.deblur import KernelDeblur
+    from m3unet.degradation import convolve, gaussian_kernel
+    x = chw(smooth_photo(64, 120))
+    blurred = convolve(x, gaussian_kernel(2.0)).clamp(0, 1).permute(1, 2, 0)[None]
+    classifier = Classifier(DegradationClassifier(), min_side=96)
+    for reading, deconvolved in [((2.0, 1.0), True), ((0.9, 1.0), False), ((2.0, 30.0), False)]:
+        pool = Pool(identity_restorer, [KernelDeblur(_ConstEstimator(*reading), identity_restorer)], tile=64)
+        for clf in (classifier, None):
+            rep = AutoRestorer(pool, clf).run(blurred).reports[0]
+            if deconvolved:
+                assert [(s.task, s.chosen, s.outcome) for s in rep.steps] == [("blur", "kernel-deblur", "applied")]
+                assert "estimator alone decided" in rep.stopped and "2.00 px" in rep.steps[0].why
+            else:
+                assert rep.steps == [] and "restored blind" in rep.stopped

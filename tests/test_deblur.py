@@ -31,6 +31,18 @@ def test_wiener_with_the_true_kernel_restores_detail_and_keeps_the_mean_colour()
     assert not (out - y).abs().max() < 1e-3  # it did something
 
 
+def test_blockiness_tells_jpeg_blocks_from_blur_at_any_grid_phase():
+    from m3unet.deblur import BLOCKY, blockiness
+    x = _photo(192)
+    blurred = deg.convolve(x, deg.gaussian_kernel(2.0)).clamp(0, 1)
+    blocky = deg.jpeg(blurred, 15)
+    assert blockiness(x) < BLOCKY and blockiness(blurred) < BLOCKY
+    assert blockiness(blocky) > BLOCKY + 0.1
+    assert blockiness(blocky[:, 3:, 5:]) > BLOCKY + 0.1  # a crop off the 8 px grid
+    assert blockiness(torch.rand(3, 10, 10)) == 1.0   # too small to say
+    assert blockiness(blocky[:, :40]) > BLOCKY + 0.1  # a strip: its long direction still shows the blocks
+
+
 def test_balance_grows_with_noise_and_is_bounded():
     assert balance_for(0.0) == balance_for(2.0) == pytest.approx(0.003)
     assert balance_for(2.0) < balance_for(5.0) < balance_for(10.0) <= 0.1
@@ -76,6 +88,11 @@ def test_shipped_estimator_reads_blur_and_noise_of_a_held_out_photo():
         assert abs(e.sigma - sigma) < 0.5, (sigma, e)
         assert abs(e.noise - noise) < 3, (noise, e)
     assert estimate(est, x).sigma < 0.8  # the sharp photo
+    tool = KernelDeblur(est, _Identity())
+    y = deg.convolve(x, deg.gaussian_kernel(2.0)).clamp(0, 1)
+    assert tool.would_deconvolve(tool.reading(y))
+    assert not tool.would_deconvolve(tool.reading(deg.jpeg(y, 15)))  # blocks: no deconvolution
+    assert tool.would_deconvolve(tool.reading(deg.jpeg(y, 15), sigma=2.0))  # unless the blur is given
 
 
 class _Identity:

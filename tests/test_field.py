@@ -129,9 +129,9 @@ def test_eval_ocr_smoke(tmp_path):
     assert res["table"]["clean"]["input"] >= 0.95
     for s in ("noise", "lowres"):
         row = res["table"][s]
-        assert {"input", "m3unet_1step", "realesrgan", "classical"} <= set(row)
+        assert {"input", "m3unet_1step", "auto", "realesrgan", "classical"} <= set(row)
         assert all(0 <= v <= 1 for v in row.values())
-    assert "| noise |" in r.stdout
+    assert "| noise |" in r.stdout and "auto - input" in r.stdout
 
 
 def test_unknown_peer_settings_are_clear_errors():
