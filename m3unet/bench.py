@@ -27,10 +27,13 @@ def _rss_mb() -> float:
     return float("nan")
 
 
-def worker(size: int, steps: int, model: str | None, threads: int = 2, warmup: bool = False) -> dict:
+def worker(size: int, steps: int, model: str | None, threads: int = 2, warmup: bool = False,
+           kernel_deblur: bool = False) -> dict:
     """Restore one random ``size`` x ``size`` float image (in this process) and measure it.
 
     ``warmup`` first restores a small image, so one-time costs (kernel selection) are not timed.
+    ``kernel_deblur``: time the kernel-aware deblur instead (the blur estimator's reading, the
+    deconvolution forced on at sigma 2 px, and its one-step clean-up pass; ``steps`` is not used).
     """
     from .pipeline import Restorer
     from .weights import load_model
@@ -43,21 +46,30 @@ def worker(size: int, steps: int, model: str | None, threads: int = 2, warmup: b
     g = torch.Generator().manual_seed(0)
     image = torch.rand(1, size, size, 3, generator=g)
     t0, c0 = time.perf_counter(), time.process_time()
-    r.restore(image, "", steps=steps, seed=0)
+    if kernel_deblur:
+        from .deblur import KernelDeblur, estimate, load_shipped_estimator
+        est = load_shipped_estimator()
+        if est is None:
+            raise RuntimeError("no blur estimator weights (weights/blur-estimator.safetensors) to bench")
+        estimate(est, image[0].permute(2, 0, 1))
+        KernelDeblur(est, r).restore(image, seed=0, sigma=2.0, noise=2.0)
+    else:
+        r.restore(image, "", steps=steps, seed=0)
     sec, cpu = time.perf_counter() - t0, time.process_time() - c0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     mp = size * size / 1e6
-    return {"size": size, "steps": steps, "seconds": round(sec, 2), "sec_per_mp": round(sec / mp, 2),
+    return {"size": size, "steps": "kernel-deblur" if kernel_deblur else steps, "seconds": round(sec, 2), "sec_per_mp": round(sec / mp, 2),
             "peak_rss_mb": round(peak), "baseline_rss_mb": round(base),
             "image_buffers_mb": round(2 * size * size * 3 * 4 / 2 ** 20), "cpu_seconds": round(cpu, 2)}
 
 
-def run(sizes: list[int], steps_list: list[int], model: str | None = None, log=print) -> list[dict]:
+def run(sizes: list[int], steps_list: list[int], model: str | None = None, log=print,
+        kernel_deblur: bool = False) -> list[dict]:
     rows = []
-    for steps in steps_list:
+    for steps in ([1] if kernel_deblur else steps_list):
         for size in sizes:
             code = ("import json,sys; from m3unet.bench import worker; "
-                    f"print(json.dumps(worker({size}, {steps}, {model!r})))")
+                    f"print(json.dumps(worker({size}, {steps}, {model!r}, kernel_deblur={kernel_deblur})))")
             proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                   cwd=Path(__file__).resolve().parent.parent)
             if proc.returncode != 0:
@@ -82,7 +94,7 @@ def to_markdown(rows: list[dict]) -> str:
 def main_args(args) -> int:
     sizes = [int(s) for s in (args.sizes or "512,1024,2048,4096").split(",")]
     steps = sorted({1, args.steps or DEFAULT_STEPS})
-    rows = run(sizes, steps, args.model)
+    rows = run(sizes, steps, args.model, kernel_deblur=getattr(args, "kernel_deblur", False))
     print()
     print(to_markdown(rows))
     if args.json:

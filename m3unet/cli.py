@@ -108,6 +108,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--model", default=None)
     b.add_argument("--steps", type=int, default=None)
     b.add_argument("--json", default=None)
+    b.add_argument("--kernel-deblur", dest="kernel_deblur", action="store_true",
+                   help="time the kernel-aware deblur (estimate, deconvolution at sigma 2 px, clean-up pass) instead")
     b.add_argument("--peers", action="store_true", help="M3UNet side by side with BM3D, NLM, Real-ESRGAN and "
                    "the U-Net compute of DiffBIR/SUPIR (m3unet/field_bench.py)")
     b.add_argument("--methods", default=None, help="with --peers: comma list of m3unet,bm3d,nlm,realesrgan,sd15,sdxl")

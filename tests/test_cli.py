@@ -91,6 +91,9 @@ def test_bench_smoke(tmp_path):
     rows = json.loads(js.read_text())
     assert [(x["size"], x["steps"]) for x in rows] == [(64, 1), (128, 1), (64, 2), (128, 2)]
     assert all(x["sec_per_mp"] > 0 and x["peak_rss_mb"] > 0 for x in rows)
+    r = m3unet("bench", "--kernel-deblur", "--sizes", "64", "--json", str(js))
+    assert r.returncode == 0, r.stderr
+    assert [(x["size"], x["steps"]) for x in json.loads(js.read_text())] == [(64, "kernel-deblur")]
 
 
 def _tiny_photos(tmp_path) -> Path:

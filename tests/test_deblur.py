@@ -31,6 +31,14 @@ def test_wiener_with_the_true_kernel_restores_detail_and_keeps_the_mean_colour()
     assert not (out - y).abs().max() < 1e-3  # it did something
 
 
+def test_tiled_deconvolution_matches_the_whole_image():
+    x = _photo(256)
+    y = deg.convolve(x, deg.gaussian_kernel(3.0)).clamp(0, 1)[:, :, :200]
+    whole = wiener_deconvolve(y, 3.0, 0.001, tile=1024)
+    tiled = wiener_deconvolve(y, 3.0, 0.001, tile=96)  # 3 x 3 tiles, margins of 64 px
+    assert tiled.shape == y.shape and (tiled - whole).abs().max() < 1e-3
+
+
 def test_blockiness_tells_jpeg_blocks_from_blur_at_any_grid_phase():
     from m3unet.deblur import BLOCKY, blockiness
     x = _photo(192)
