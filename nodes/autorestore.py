@@ -79,7 +79,8 @@ class M3UNetAutoRestore(io.ComfyNode):
                 "blur, motion blur, JPEG, low resolution, low light, haze), the planner orders the steps "
                 "by measured evidence, each step tries M3UNet (steered by its restoration text) and any "
                 "pool models wired in for that task and keeps the one that most reduces the remaining "
-                "degradation; a step that makes things worse is rolled back. Stops when the image is "
+                "degradation; a step that makes things worse is rolled back. A defocus (Gaussian) blur "
+                "that the blur estimator measures is deconvolved first (M3UNet Kernel Deblur). Stops when the image is "
                 "clean or after the step budget. Outputs the image (same size, channels and batch), a "
                 "report of what was done and why, and the plan as editable JSON."),
             inputs=[
