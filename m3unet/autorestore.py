@@ -61,12 +61,12 @@ KEEP_THRESHOLD = 0.25
 
 # The kernel-aware deblur (m3unet.deblur.KernelDeblur) runs first in an automatic plan when the
 # classifier reads the image as blurred (any of these labels: it confuses defocus with low
-# resolution and motion) AND the blur estimator reads a Gaussian blur of at least DEFOCUS_SIGMA px
-# with noise the deconvolution can take. The estimator, not the classifier, judges that step: the
+# resolution and motion) AND the blur estimator reads a Gaussian blur it can undo
+# (m3unet.deblur.KernelDeblur.gate: at least DEFOCUS_SIGMA px, noise the deconvolution can take,
+# no JPEG blocks). The estimator, not the classifier, judges that step: the
 # classifier reads deconvolved images poorly (measured in `eval` on blur2: it preferred the M3UNet
 # pass, 1 dB worse, on 5 of 9 photos). The other blur-like steps are then not planned.
 DEFOCUS_LABELS = ("blur", "lowres", "motion")
-DEFOCUS_SIGMA = 1.2
 
 
 def label_score(finding, label: str) -> float:
@@ -484,13 +484,13 @@ class AutoRestorer:
     def _defocus_step(self, x: torch.Tensor, f):
         """``(Step, reading)`` for the kernel-aware deblur when the classifier reads a blur-like
         label (``f`` None: no reading to ask) and the blur estimator reads a Gaussian blur it can
-        undo (see DEFOCUS_SIGMA); else None."""
+        undo (:meth:`m3unet.deblur.KernelDeblur.gate`); else None."""
         from .deblur import KernelDeblur
         tool = next((m for m in self.pool.models.values() if isinstance(m, KernelDeblur)), None)
         if tool is None or (f is not None and not any(k in f.labels for k in DEFOCUS_LABELS)):
             return None
-        est = tool.reading(x)
-        if est.sigma < DEFOCUS_SIGMA or not tool.would_deconvolve(est):
+        est = tool.gate(x)
+        if est is None:
             return None
         strength = round(min(1.0, max(0.0, (est.sigma - 0.6) / 3.0)), 2)  # the blur severity scale
         return Step("blur", strength, tool.name, est.describe()), est

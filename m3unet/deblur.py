@@ -27,6 +27,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .classify import luminance
+
 CROP = 64          # estimator input side (px)
 NOISE_UNIT = torch.tensor([1.0, 10.0])  # output scales: blur sigma in px, noise in 10/255 (similar ranges)
 MAX_SIGMA = 4.0    # the estimator's output range (px); training blur goes to 3.6
@@ -63,8 +65,8 @@ class BlurEstimator(nn.Module):
 
 
 def grey(x: torch.Tensor) -> torch.Tensor:
-    """``[3, H, W]`` -> ``[1, H, W]`` luminance (BT.601)."""
-    return (0.299 * x[0] + 0.587 * x[1] + 0.114 * x[2])[None]
+    """``[3, H, W]`` -> ``[1, H, W]`` luminance (BT.601, :func:`m3unet.classify.luminance`)."""
+    return luminance(x)[None]
 
 
 def textured_crops(x: torch.Tensor, max_crops: int = 48, keep: float = 0.5) -> torch.Tensor:
@@ -117,17 +119,15 @@ def blockiness(x: torch.Tensor) -> float:
     return float(np.mean(ratios)) if ratios else 1.0
 
 
-QUANTILE = 0.5
-
-
 @torch.no_grad()
 def estimate(estimator: BlurEstimator, x: torch.Tensor) -> BlurEstimate:
-    """The estimator's readings over the textured crops of ``[3, H, W]`` in [0, 1]: the
-    ``QUANTILE`` of the blur sigmas, the median of the noise levels."""
+    """The estimator's readings over the textured crops of ``[3, H, W]`` in [0, 1]: the median of
+    the blur sigmas (the mean of the two middle ones for an even count), the lower median of the
+    noise levels."""
     crops = textured_crops(x)
     p = next(estimator.parameters())
     out = estimator.eval()(crops.to(p.device, p.dtype)).float().cpu()
-    return BlurEstimate(float(out[:, 0].quantile(QUANTILE)), float(out[:, 1].median()), blockiness(x))
+    return BlurEstimate(float(out[:, 0].quantile(0.5)), float(out[:, 1].median()), blockiness(x))
 
 
 def wiener_deconvolve(y: torch.Tensor, sigma: float, balance: float, tile: int = 512) -> torch.Tensor:
@@ -179,6 +179,10 @@ def balance_for(noise: float) -> float:
 MAX_NOISE = 12.0  # above this noise (1/255) deconvolution hurts even at the largest balance: skip it
 SHRINK = 1.0  # deconvolve by this times the estimate (measured with `eval --deblur`: 1.0 28.18 dB, 0.95 28.15, 0.9 28.05)
 MIN_SIGMA = 0.7  # below this the deconvolution is skipped (the clean-up pass alone runs)
+# The automatic restore's defocus gate (:meth:`KernelDeblur.gate`): a blur of at least this many px.
+# Lower readings come from sharp photos too (a smooth subject, a soft background), where the
+# deconvolution and clean-up pass gain nothing.
+DEFOCUS_SIGMA = 1.2
 CLEANUP_TEXT = "remove the light noise"
 
 
@@ -187,7 +191,7 @@ class KernelDeblur:
 
     In the model pool it is not a candidate of ordinary steps (``tasks`` is empty: the classifier,
     which judges those, reads deconvolved images poorly); the automatic restore runs it as its own
-    first step when the classifier and the estimator agree (``m3unet.autorestore.DEFOCUS_SIGMA``),
+    first step when the classifier and the estimator agree (:meth:`gate`),
     and a plan may name it (``"model": "kernel-deblur"``)."""
 
     scale = 1
@@ -216,6 +220,12 @@ class KernelDeblur:
         """False for slight blur (under MIN_SIGMA), strong noise (over MAX_NOISE) or JPEG blocks
         (BLOCKY and more): the clean-up pass only."""
         return est.sigma >= MIN_SIGMA and est.noise <= MAX_NOISE and est.blocky < BLOCKY
+
+    def gate(self, x: torch.Tensor) -> BlurEstimate | None:
+        """The reading of ``[3, H, W]`` if the automatic restore should deblur it with this tool (a
+        Gaussian blur of at least :data:`DEFOCUS_SIGMA` px that :meth:`would_deconvolve`), else None."""
+        est = self.reading(x)
+        return est if est.sigma >= DEFOCUS_SIGMA and self.would_deconvolve(est) else None
 
     @classmethod
     def deconvolve(cls, x: torch.Tensor, est: BlurEstimate) -> torch.Tensor:

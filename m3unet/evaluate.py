@@ -411,15 +411,14 @@ AUTO_SETS = [("jpeg", "noise"), ("blur", "noise"), ("haze", "noise"), ("lowlight
 
 class GatedDeblur:
     """Restorer-like: the kernel-aware deblur where the automatic restore's defocus gate passes
-    (a Gaussian blur of at least DEFOCUS_SIGMA px, noise it can take), else ``fallback``."""
+    (:meth:`m3unet.deblur.KernelDeblur.gate`), else ``fallback``."""
 
     def __init__(self, tool, fallback):
         self.tool, self.fallback = tool, fallback
 
     def restore(self, image: torch.Tensor, text: str = "", steps: int = 1, seed: int = 0, **kw) -> torch.Tensor:
-        from .autorestore import DEFOCUS_SIGMA
-        est = self.tool.reading(image[0].permute(2, 0, 1))
-        if est.sigma >= DEFOCUS_SIGMA and self.tool.would_deconvolve(est):
+        est = self.tool.gate(image[0].permute(2, 0, 1))
+        if est is not None:
             return self.tool.restore(image, seed=seed, sigma=est.sigma, noise=est.noise)
         return self.fallback.restore(image, text, steps=steps, seed=seed, **kw)
 
@@ -464,7 +463,7 @@ def auto_evaluation(model_path: str | None = None, data: str | None = None, crop
     from .pool import M3UNetPoolModel, describe_steps
     by_task = {t: m.restorer for m in models if isinstance(m, M3UNetPoolModel) for t in m.tasks}
     # The fixed orders' blur steps deblur as the automatic restore's defocus step would: with the
-    # kernel-aware deblur where its gate passes (m3unet.autorestore.DEFOCUS_SIGMA), else M3UNet.
+    # kernel-aware deblur where its gate passes (m3unet.deblur.KernelDeblur.gate), else M3UNet.
     tool = next((m for m in models if isinstance(m, KernelDeblur)), None)
     if tool is not None:
         by_task["blur"] = GatedDeblur(tool, by_task.get("blur", restorer))

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 
 import comfy.model_management as model_management
 import comfy.utils
@@ -14,26 +13,19 @@ from ..m3unet.deblur import shipped_kernel_deblur
 from ..m3unet.pipeline import DEFAULT_TILE
 from ..m3unet.plan import TASKS, PlanError, parse_plans
 from ..m3unet.pool import M3UNetPoolModel, Pool, PoolError, PoolModel
-from .common import CATEGORY, M3UNetHandle, M3UNetModel, file_fingerprint
+from .common import CATEGORY, FileCache, M3UNetHandle, M3UNetModel, file_fingerprint
 
 log = logging.getLogger("m3unet")
 
 POOL_SLOTS = 3
-_classifier_cache: dict[str, tuple] = {}
-_classifier_lock = threading.Lock()
+_classifier_cache: FileCache = FileCache()
 
 
 def shipped_classifier():
     """The shipped DegradationClassifier (cached per file fingerprint), or None if its file is missing."""
-    fp = file_fingerprint(SHIPPED_CLASSIFIER)
-    if fp is None:
+    if file_fingerprint(SHIPPED_CLASSIFIER) is None:
         return None
-    with _classifier_lock:
-        hit = _classifier_cache.get("shipped")
-        if hit is None or hit[0] != fp:
-            hit = (fp, load_shipped_classifier())
-            _classifier_cache["shipped"] = hit
-        return hit[1]
+    return _classifier_cache.get(SHIPPED_CLASSIFIER, load_shipped_classifier)
 
 
 def _pool_inputs() -> list:

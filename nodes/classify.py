@@ -1,7 +1,6 @@
 """DegradationClassifier: which degradations an IMAGE batch has, how severe, and what to tell M3UNet."""
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import comfy.model_management as model_management
@@ -9,12 +8,11 @@ import folder_paths
 from comfy_api.latest import io, ui
 
 from ..m3unet.classify import DEFAULT_CLASSIFIER, LABELS, Classifier, DegradationClassifier, load_classifier
-from .common import CATEGORY, FOLDER_NAME, Degradation, file_fingerprint, is_classifier_name
+from .common import CATEGORY, FOLDER_NAME, Degradation, FileCache, file_fingerprint, is_classifier_name
 
 DEFAULT_CLASSIFIER_NAME = DEFAULT_CLASSIFIER.name
 
-_cache: dict[str, tuple[tuple[str, int, int], DegradationClassifier]] = {}
-_lock = threading.Lock()
+_classifiers: FileCache[DegradationClassifier] = FileCache()
 
 
 def classifier_names() -> list[str]:
@@ -32,15 +30,8 @@ def classifier_path(name: str) -> Path:
 def get_classifier(name: str) -> DegradationClassifier:
     """Load (or reuse, keyed by path, mtime and size) a classifier; CheckpointError names the file."""
     path = classifier_path(name)
-    fp = file_fingerprint(path)
-    with _lock:
-        hit = _cache.get(str(path))
-        if fp is not None and hit is not None and hit[0] == fp:
-            return hit[1]
-        model = load_classifier(path)  # raises CheckpointError for missing/corrupt/non-classifier files
-        if fp is not None:
-            _cache[str(path)] = (fp, model)
-        return model
+    # load_classifier raises CheckpointError for missing/corrupt/non-classifier files
+    return _classifiers.get(path, lambda: load_classifier(path))
 
 
 class DegradationClassifierNode(io.ComfyNode):

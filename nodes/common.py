@@ -18,6 +18,7 @@ import logging
 import os
 import threading
 from pathlib import Path
+from typing import Callable, Generic, TypeVar
 
 import comfy.model_management as model_management
 import comfy.model_patcher
@@ -116,6 +117,36 @@ def file_fingerprint(path: Path) -> tuple[str, int, int] | None:
     return (str(Path(path).resolve()), st.st_mtime_ns, st.st_size)
 
 
+T = TypeVar("T")
+
+
+class FileCache(Generic[T]):
+    """Objects loaded from files, reused while the file's fingerprint (:func:`file_fingerprint`:
+    path, mtime, size) is unchanged; a changed file is loaded again and replaces its stale entry.
+    Thread-safe (ComfyUI runs nodes from a worker thread, the UI lists files from another)."""
+
+    def __init__(self) -> None:
+        self._items: dict[str, tuple[tuple[str, int, int], T]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, path: Path, load: Callable[[], T]) -> T:
+        """The object of ``path``, loaded by ``load()`` if it is not cached or the file changed.
+        A missing file is not cached: ``load`` runs (and is expected to raise a clear error)."""
+        fp = file_fingerprint(path)
+        with self._lock:
+            hit = self._items.get(fp[0]) if fp is not None else None
+            if hit is not None and hit[0] == fp:
+                return hit[1]
+            obj = load()
+            if fp is not None:
+                self._items[fp[0]] = (fp, obj)
+            return obj
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
 # ---------------------------------------------------------------------------- model handle
 class M3UNetHandle:
     """What flows through an ``M3UNET_MODEL`` socket: the network, its ModelPatcher, a Restorer."""
@@ -142,8 +173,7 @@ class M3UNetHandle:
         return f"M3UNetHandle({self.name}, width={cfg.width}, embed_dim={cfg.embed_dim})"
 
 
-_cache: dict[str, tuple[tuple[str, int, int], M3UNetHandle]] = {}
-_cache_lock = threading.Lock()
+_handles: FileCache[M3UNetHandle] = FileCache()
 
 
 def load_handle(path: Path) -> M3UNetHandle:
@@ -152,22 +182,13 @@ def load_handle(path: Path) -> M3UNetHandle:
     Library errors (:class:`CheckpointError`, a ValueError naming the file) propagate unchanged.
     """
     path = Path(path)
-    fp = file_fingerprint(path)
-    if fp is None:
+    if file_fingerprint(path) is None:
         load_model(path)  # raises CheckpointError("model file not found: ...")
         raise CheckpointError(f"model file not found: {path}")
-    key = fp[0]
-    with _cache_lock:
-        hit = _cache.get(key)
-        if hit is not None and hit[0] == fp:
-            return hit[1]
-        model = load_model(path, device=model_management.unet_offload_device())
-        handle = M3UNetHandle(model, path)
-        _cache[key] = (fp, handle)  # replaces a stale entry of the same file
-        return handle
+    return _handles.get(path, lambda: M3UNetHandle(load_model(path, device=model_management.unet_offload_device()),
+                                                   path))
 
 
 def clear_cache() -> None:
     """Forget the loaded models (they are freed once no workflow output holds them)."""
-    with _cache_lock:
-        _cache.clear()
+    _handles.clear()

@@ -1,7 +1,6 @@
 """Kernel Deblur: estimate the Gaussian (defocus) blur, deconvolve it, clean up with M3UNet."""
 from __future__ import annotations
 
-import threading
 
 import comfy.model_management as model_management
 import comfy.utils
@@ -10,23 +9,15 @@ from comfy_api.latest import io, ui
 
 from ..m3unet.deblur import ESTIMATOR_FILE, MAX_SIGMA, BlurEstimator, KernelDeblur, load_estimator
 from ..m3unet.pipeline import DEFAULT_TILE, InputError
-from .common import CATEGORY, M3UNetHandle, M3UNetModel, file_fingerprint
+from .common import CATEGORY, FileCache, M3UNetHandle, M3UNetModel
 
-_cache: dict[str, tuple[tuple[str, int, int], BlurEstimator]] = {}
-_lock = threading.Lock()
+_estimators: FileCache[BlurEstimator] = FileCache()
 
 
 def shipped_estimator() -> BlurEstimator:
     """The shipped blur estimator (reloaded when its file changes); a clear error if it is absent."""
-    fp = file_fingerprint(ESTIMATOR_FILE)
-    with _lock:
-        hit = _cache.get("shipped")
-        if fp is not None and hit is not None and hit[0] == fp:
-            return hit[1]
-        est = load_estimator(ESTIMATOR_FILE)  # CheckpointError names the missing or corrupt file
-        if fp is not None:
-            _cache["shipped"] = (fp, est)
-        return est
+    # load_estimator raises CheckpointError naming the missing or corrupt file
+    return _estimators.get(ESTIMATOR_FILE, lambda: load_estimator(ESTIMATOR_FILE))
 
 
 class M3UNetKernelDeblur(io.ComfyNode):
