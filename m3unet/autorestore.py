@@ -428,7 +428,11 @@ class AutoRestorer:
                                                    "no longer detected"))
                     continue
             tried.add(step.task)
-            names = self.pool.candidates(step, strict=fixed)
+            # A solo specialist (m3unet.pool.M3UNetPoolModel) serves an image as given that shows its
+            # degradation alone.
+            read = todo if not fixed else (f.labels if f is not None else [])
+            untouched = not any(r.outcome in ("kept", "applied") for r in report.steps)
+            names = self.pool.candidates(step, strict=fixed, alone=untouched and set(read) == {step.task})
             if not names:
                 report.steps.append(StepRecord(index, step.task, step.strength, "", [], None, "skipped", s, s,
                                                "no model in the pool serves it"))
@@ -461,6 +465,8 @@ class AutoRestorer:
             if accept(e, fixed) or not rollback:
                 why = (f"the largest drop in {step.task} of {len(results)} candidates (or within {PREFER_MARGIN} of it, "
                        "tried first)") if len(results) > 1 else ""
+                if getattr(self.pool.models.get(name), "solo", False):
+                    why = f"a {step.task} specialist, chosen because {step.task} is the only degradation read"
                 if not accept(e, fixed):
                     why = "kept although it did not help (rollback off)"
                 report.steps.append(StepRecord(index, step.task, step.strength, text, attempts, name, "kept", s, sy, why))

@@ -34,6 +34,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--no-kernel-deblur", dest="no_kernel_deblur", action="store_true",
                    help="auto: leave the kernel-aware deblur (estimated Gaussian kernel + Wiener + M3UNet "
                    "clean-up) out of the pool; blur steps then use M3UNet alone")
+    r.add_argument("--no-specialists", dest="no_specialists", action="store_true",
+                   help="auto: leave the shipped M3UNet specialists (weights/m3unet-jpeg.safetensors: JPEG "
+                   "where it is the only degradation read) out of the pool")
     r.add_argument("--upscale", action="store_true", help="auto: keep the larger size of an upscaling pool model")
     r.add_argument("--classifier", default=None, help="auto: DegradationClassifier weights (default: shipped)")
     r.add_argument("--report-json", dest="report_json", default=None,
@@ -54,6 +57,8 @@ def _parser() -> argparse.ArgumentParser:
                    "e.g. 0.001,0.003,0.01,0.03,0.1")
     e.add_argument("--no-kernel-deblur", dest="no_kernel_deblur", action="store_true",
                    help="the auto column, --auto and --small-sides without the kernel-aware deblur in the pool")
+    e.add_argument("--no-specialists", dest="no_specialists", action="store_true",
+                   help="the auto column, --auto and --small-sides without the shipped M3UNet specialists")
     e.add_argument("--estimator", default=None, help="--deblur: blur estimator weights (default: shipped)")
     e.add_argument("--per-set", dest="per_set", type=int, default=3, help="--auto: photos per mix (default 3)")
     e.add_argument("--classifier", default=None, help="classifier weights of the auto column and of --auto (default: shipped)")

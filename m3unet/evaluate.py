@@ -77,6 +77,7 @@ def center_crop(a: np.ndarray, size: int) -> torch.Tensor:
 def evaluate(model_path: str | None = None, data: str | None = None, crop: int = 256,
              steps: int = DEFAULT_STEPS, baselines: tuple[str, ...] = ("nlm", "tv", "bm3d"),
              settings: list[str] | None = None, classifier_path: str | None = None, kernel_deblur: bool = True,
+             specialists: bool = True,
              log=print) -> dict:
     """Run the evaluation; returns ``{setting: {method: {"psnr", "ssim"}}}`` plus metadata.
 
@@ -91,8 +92,8 @@ def evaluate(model_path: str | None = None, data: str | None = None, crop: int =
     from .autorestore import AutoRestorer, classifier_or_shipped
     from .pool import Pool
     classifier = classifier_or_shipped(classifier_path)
-    from .deblur import shipped_kernel_deblur
-    tools = shipped_kernel_deblur(restorer) if kernel_deblur else []
+    from .pool import shipped_tools
+    tools = shipped_tools(restorer, kernel_deblur, specialists)
     auto = AutoRestorer(Pool(restorer, tools), classifier) if classifier is not None else None
     photos = heldout_photos(data)
     all_settings = deg.eval_settings()
@@ -149,6 +150,7 @@ SMALL_SETTINGS = ("noise25", "blur2", "jpeg15", "mix", "lowres2x")
 
 def small_image_evaluation(model_path: str | None = None, data: str | None = None, sides=(64, 96, 128),
                            classifier_path: str | None = None, settings=SMALL_SETTINGS, kernel_deblur: bool = True,
+                           specialists: bool = True,
                            log=print) -> dict:
     """Is the classifier's reading worth trusting on small images? For each side, the held-out
     photos' centre crops of that size under each setting, restored by the automatic restore with
@@ -159,10 +161,9 @@ def small_image_evaluation(model_path: str | None = None, data: str | None = Non
     records in the classifier file (:attr:`m3unet.classify.Classifier.min_side`)."""
     from .autorestore import AutoRestorer
     from .classify import DEFAULT_CLASSIFIER, Classifier, load_classifier
-    from .deblur import shipped_kernel_deblur
-    from .pool import Pool
+    from .pool import Pool, shipped_tools
     restorer = Restorer(load_model(model_path))
-    pool = Pool(restorer, shipped_kernel_deblur(restorer) if kernel_deblur else [])
+    pool = Pool(restorer, shipped_tools(restorer, kernel_deblur, specialists))
     weights = load_classifier(classifier_path or DEFAULT_CLASSIFIER)
     auto = AutoRestorer(pool, Classifier(weights, min_side=0))
     shipped = AutoRestorer(pool, Classifier(weights))
@@ -209,7 +210,8 @@ def main_args(args) -> int:
         torch.set_num_threads(2)
         sides = [int(v) for v in args.small_sides.split(",") if v.strip()]
         result = small_image_evaluation(args.model, args.data, sides, args.classifier,
-                                        kernel_deblur=not args.no_kernel_deblur)
+                                        kernel_deblur=not args.no_kernel_deblur,
+                                        specialists=not args.no_specialists)
         print("\n" + small_markdown(result))
         if args.json:
             Path(args.json).write_text(json.dumps(result, indent=1))
@@ -238,7 +240,8 @@ def main_args(args) -> int:
     settings = args.settings.split(",") if args.settings else None
     crop = 256 if args.crop is None else args.crop
     result = evaluate(args.model, args.data, crop, args.steps or DEFAULT_STEPS, baselines, settings,
-                      args.classifier, kernel_deblur=not args.no_kernel_deblur)
+                      args.classifier, kernel_deblur=not args.no_kernel_deblur,
+                      specialists=not args.no_specialists)
     print(f"\nheld-out photos: {', '.join(result['photos'])}; centre crops {result['crop']} px; PSNR dB / SSIM\n")
     print(to_markdown(result))
     if args.json:
@@ -426,7 +429,8 @@ class GatedDeblur:
 def auto_evaluation(model_path: str | None = None, data: str | None = None, crop: int = 256, per_set: int = 3,
                     classifier_path: str | None = None, budget: int = 4, seed: int = 1,
                     sets: list[tuple[str, ...]] | None = None, pool: list[str] | None = None,
-                    steps: int | None = None, kernel_deblur: bool = True, log=print) -> dict:
+                    steps: int | None = None, kernel_deblur: bool = True, specialists: bool = True,
+                    log=print) -> dict:
     """Automatic restore vs one blind M3UNet pass vs the best fixed order, on held-out mixes.
 
     ``pool``: extra pool models as ``FILE=TASK[,TASK]`` (as ``restore --pool``). ``steps``: sampler
@@ -454,14 +458,16 @@ def auto_evaluation(model_path: str | None = None, data: str | None = None, crop
         log("note: no classifier weights: the auto column is a blind M3UNet pass")
         cname = "none (blind fallback)"
     from .pool import load_pool_model, parse_pool_arg
-    from .deblur import KernelDeblur, shipped_kernel_deblur
+    from .deblur import KernelDeblur
+    from .pool import shipped_tools
     models = [load_pool_model(*parse_pool_arg(a)) for a in pool or []]
-    models += shipped_kernel_deblur(restorer) if kernel_deblur else []
+    models += shipped_tools(restorer, kernel_deblur, specialists)
     auto = AutoRestorer(Pool(restorer, models, steps=steps), classifier)
     # Fixed orders use the same models per task as the pool offers: an M3UNet specialist runs the
-    # steps of its tasks (so the comparison is about order and detection, not about models).
+    # steps of its tasks (so the comparison is about order and detection, not about models); a
+    # solo specialist does not (it serves images with its degradation alone, and these are mixes).
     from .pool import M3UNetPoolModel, describe_steps
-    by_task = {t: m.restorer for m in models if isinstance(m, M3UNetPoolModel) for t in m.tasks}
+    by_task = {t: m.restorer for m in models if isinstance(m, M3UNetPoolModel) and not m.solo for t in m.tasks}
     # The fixed orders' blur steps deblur as the automatic restore's defocus step would: with the
     # kernel-aware deblur where its gate passes (m3unet.deblur.KernelDeblur.gate), else M3UNet.
     tool = next((m for m in models if isinstance(m, KernelDeblur)), None)
@@ -572,7 +578,7 @@ def auto_main(args) -> int:
             raise ValueError(f"--mixes: unknown task(s) {bad}; use {', '.join(TASKS)} joined by '+'")
     result = auto_evaluation(args.model, args.data, args.crop, args.per_set, args.classifier, args.budget,
                              sets=sets, pool=args.pool, steps=args.pool_steps,
-                             kernel_deblur=not args.no_kernel_deblur)
+                             kernel_deblur=not args.no_kernel_deblur, specialists=not args.no_specialists)
     print("\n" + auto_markdown(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))

@@ -138,9 +138,8 @@ def evaluate_ocr(model_path: str | None = None, steps: int = DEFAULT_STEPS, n_li
     whether to deconvolve, else one blind M3UNet pass)."""
     restorer = Restorer(load_model(model_path))
     from .autorestore import AutoRestorer, classifier_or_shipped
-    from .deblur import shipped_kernel_deblur
-    from .pool import Pool
-    auto = AutoRestorer(Pool(restorer, shipped_kernel_deblur(restorer)), classifier_or_shipped(None))
+    from .pool import Pool, shipped_tools
+    auto = AutoRestorer(Pool(restorer, shipped_tools(restorer)), classifier_or_shipped(None))
     lines = text_lines(n_lines)
     all_settings = ocr_settings()
     names = settings or list(all_settings)

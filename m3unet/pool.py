@@ -153,19 +153,28 @@ def _check_tasks(name: str, tasks: str | Sequence[str]) -> tuple[str, ...]:
 
 class M3UNetPoolModel:
     """Another M3UNet checkpoint in the pool (e.g. ``weights/m3unet-deblur.safetensors`` for blur and
-    motion), steered by the step's restoration text like the main one."""
+    motion), steered by the step's restoration text like the main one.
+
+    ``solo``: a specialist fine-tuned on its task alone, which forgets the others (the shipped JPEG
+    specialist: noise25 29.43 -> 27.24 dB). The automatic restore gives it its task's step where
+    that is the only degradation the classifier reads on the image as given, and never tries it
+    elsewhere (:meth:`Pool.candidates`): it was trained on that degradation of clean photos, not
+    on what other steps leave (measured, `eval --auto`: run after noise and blur steps on a
+    blur+JPEG+noise mix it cost 0.8 dB)."""
 
     scale = 1
 
-    def __init__(self, restorer, tasks: str | Sequence[str], name: str):
+    def __init__(self, restorer, tasks: str | Sequence[str], name: str, solo: bool = False):
         if name in (MODEL_AUTO, MODEL_M3UNET):
             raise PoolError(f"pool model name {name!r} is reserved; choose another name")
         self.restorer = restorer
         self.tasks = _check_tasks(name, tasks)
         self.name = name
+        self.solo = solo
 
     def describe(self) -> str:
-        return f"{self.name} (M3UNet, {'/'.join(self.tasks)}, steered by the step's text)"
+        alone = ", where it is the only degradation read" if self.solo else ""
+        return f"{self.name} (M3UNet, {'/'.join(self.tasks)}{alone}, steered by the step's text)"
 
     def run(self, x: torch.Tensor, step: Step, seed: int, steps: int, tile: int,
             check: Callable[[], None] | None = None) -> torch.Tensor:
@@ -207,16 +216,22 @@ class Pool:
     def max_scale(self) -> int:
         return max([m.scale or 1 for m in self.models.values()] + [1])
 
-    def candidates(self, step: Step, strict: bool = True) -> list[str]:
+    def candidates(self, step: Step, strict: bool = True, alone: bool = False) -> list[str]:
         """Model names to try for ``step``: its named model, or (``auto``) the models tagged with its task, then M3UNet.
 
-        ``strict``: raise if nothing serves the step (else return an empty list).
+        ``alone``: the image is as given and its task is the only degradation read; then a ``solo``
+        specialist of that task (:class:`M3UNetPoolModel`) is the only candidate, else solo
+        specialists are left out. ``strict``: raise if nothing serves the step (else return an
+        empty list).
         """
         if step.model == MODEL_AUTO:
+            tagged = [n for n, m in self.models.items() if step.task in m.tasks]
+            solo = [n for n in tagged if getattr(self.models[n], "solo", False)]
+            if solo and alone:
+                return solo
             # Models tagged with the step's task come first: the automatic restore keeps the first
             # candidate that is as good as the best one (m3unet.autorestore.PREFER_MARGIN).
-            names = [n for n, m in self.models.items() if step.task in m.tasks] + \
-                    ([MODEL_M3UNET] if self.restorer is not None else [])
+            names = [n for n in tagged if n not in solo] + ([MODEL_M3UNET] if self.restorer is not None else [])
             if not names and strict:
                 raise PoolError(f"no model in the pool serves {step.task!r} (the pool has "
                                 f"{', '.join(self.describe()) or 'nothing'})")
@@ -272,6 +287,37 @@ def load_pool_model(path, tasks: str | Sequence[str], name: str | None = None) -
     if not isinstance(desc, ImageModelDescriptor):
         raise PoolError(f"{path.name} is a {type(desc).__name__}; only single-image models can join the pool")
     return PoolModel(desc.eval(), tasks, name or path.stem)
+
+
+# Shipped M3UNet specialists of the default pool: file in weights/ -> tasks. Each is fine-tuned
+# from the shipped model on its task alone (its model card says how and what it measured), so it is
+# a ``solo`` member (see M3UNetPoolModel).
+SPECIALISTS = {"m3unet-jpeg.safetensors": ("jpeg",)}
+
+
+def shipped_specialists(restorer) -> list[M3UNetPoolModel]:
+    """The shipped specialists (:data:`SPECIALISTS`) whose files are present, on ``restorer``'s
+    device and sharing its text encoder; [] without a restorer."""
+    if restorer is None:
+        return []
+    from .pipeline import Restorer
+    from .weights import DEFAULT_WEIGHTS, load_model
+    out = []
+    for file, tasks in SPECIALISTS.items():
+        path = DEFAULT_WEIGHTS.parent / file
+        if path.is_file():
+            model = load_model(path, device=restorer.device)
+            out.append(M3UNetPoolModel(Restorer(model, restorer.text_encoder), tasks, path.stem, solo=True))
+    return out
+
+
+def shipped_tools(restorer, kernel_deblur: bool = True, specialists: bool = True) -> list:
+    """The default pool's members beside M3UNet (what ``restore``, the Auto Restore node and eval's
+    ``auto`` column use): the kernel-aware deblur (:mod:`m3unet.deblur`, the defocus step) and the
+    shipped specialists, each when asked for and its weights file is present."""
+    from .deblur import shipped_kernel_deblur
+    return (shipped_kernel_deblur(restorer) if kernel_deblur else []) + \
+        (shipped_specialists(restorer) if specialists else [])
 
 
 def parse_pool_arg(arg: str) -> tuple[str, list[str]]:

@@ -66,9 +66,9 @@ def _auto_restorer(args, restorer: Restorer) -> AutoRestorer:
     for arg in args.pool:
         file, tasks = parse_pool_arg(arg)
         models.append(load_pool_model(file, tasks))
-    if not getattr(args, "no_kernel_deblur", False):
-        from .deblur import shipped_kernel_deblur
-        models += shipped_kernel_deblur(restorer)
+    from .pool import shipped_tools
+    models += shipped_tools(restorer, kernel_deblur=not getattr(args, "no_kernel_deblur", False),
+                            specialists=not getattr(args, "no_specialists", False))
     return AutoRestorer(Pool(restorer, models, steps=args.steps, tile=args.tile or DEFAULT_TILE),
                         classifier)
 

@@ -9,10 +9,9 @@ from comfy_api.latest import io
 
 from ..m3unet.autorestore import (DEFAULT_BUDGET, MAX_BUDGET, SHIPPED_CLASSIFIER, AutoProgress, AutoRestorer,
                                   load_shipped_classifier)
-from ..m3unet.deblur import shipped_kernel_deblur
 from ..m3unet.pipeline import DEFAULT_TILE
 from ..m3unet.plan import TASKS, PlanError, parse_plans
-from ..m3unet.pool import M3UNetPoolModel, Pool, PoolError, PoolModel
+from ..m3unet.pool import M3UNetPoolModel, Pool, PoolError, PoolModel, shipped_tools
 from .common import CATEGORY, FileCache, M3UNetHandle, M3UNetModel, file_fingerprint
 
 log = logging.getLogger("m3unet")
@@ -72,7 +71,8 @@ class M3UNetAutoRestore(io.ComfyNode):
                 "by measured evidence, each step tries M3UNet (steered by its restoration text) and any "
                 "pool models wired in for that task and keeps the one that most reduces the remaining "
                 "degradation; a step that makes things worse is rolled back. A defocus (Gaussian) blur "
-                "that the blur estimator measures is deconvolved first (M3UNet Kernel Deblur). Stops when the image is "
+                "that the blur estimator measures is deconvolved first (M3UNet Kernel Deblur), and where JPEG is the "
+                "only degradation read the shipped JPEG specialist (m3unet-jpeg) removes it. Stops when the image is "
                 "clean or after the step budget. Outputs the image (same size, channels and batch), a "
                 "report of what was done and why, and the plan as editable JSON."),
             inputs=[
@@ -144,9 +144,9 @@ class M3UNetAutoRestore(io.ComfyNode):
         for m in movable:  # like ImageUpscaleWithModel: on the torch device while it runs
             m.to(device)
         try:
-            # The kernel-aware deblur (m3unet.deblur) joins the pool for blur steps when its
-            # estimator weights are shipped; it runs its clean-up pass with this node's model.
-            auto = AutoRestorer(Pool(restorer, models + shipped_kernel_deblur(restorer), tile=DEFAULT_TILE),
+            # The kernel-aware deblur (m3unet.deblur, its clean-up pass with this node's model) and
+            # the shipped specialists (m3unet.pool.SPECIALISTS) join the pool when their weights are there.
+            auto = AutoRestorer(Pool(restorer, models + shipped_tools(restorer), tile=DEFAULT_TILE),
                                 classifier)
             result = auto.run(image, plans, budget=budget, seed=seed, upscale=keep_larger, progress=on_progress)
         finally:

@@ -589,3 +589,57 @@ def test_under_the_minimum_side_the_blur_estimator_alone_decides(identity_restor
                 assert "estimator alone decided" in rep.stopped and "2.00 px" in rep.steps[0].why
             else:
                 assert rep.steps == [] and "restored blind" in rep.stopped
+
+
+class _FlatRestorer:
+    """A Restorer stand-in whose every pass returns a flat image of one grey level."""
+
+    def __init__(self, level: float):
+        self.level = level
+
+    def restore(self, image, **_):
+        return torch.full_like(image, self.level)
+
+
+def test_a_solo_specialist_serves_only_images_with_its_degradation_alone():
+    """A specialist fine-tuned on one degradation (it forgets the others) is the only candidate where
+    that degradation is all the classifier reads, and is never tried on a mix."""
+    from m3unet.pool import M3UNetPoolModel
+    spec = M3UNetPoolModel(_FlatRestorer(0.30), ("jpeg",), "m3unet-jpeg", solo=True)
+    pool = Pool(_FlatRestorer(0.20), [spec])
+    assert pool.candidates(Step("jpeg")) == ["m3unet"]
+    assert pool.candidates(Step("jpeg"), alone=True) == ["m3unet-jpeg"]
+    assert pool.candidates(Step("noise"), alone=True) == ["m3unet"]
+    assert pool.candidates(Step("jpeg", model="m3unet-jpeg")) == ["m3unet-jpeg"]  # named in a plan: always
+    assert "only degradation read" in spec.describe()
+    reader = ScriptedReader({0.50: {"jpeg": (0.9, 0.8)},                       # JPEG alone
+                             0.60: {"jpeg": (0.9, 0.8), "noise": (0.9, 0.5)},  # JPEG and noise
+                             0.30: {}, 0.20: {}})
+    alone = AutoRestorer(pool, reader, OrderTable()).run(torch.full((1, 32, 32, 3), 0.50)).reports[0]
+    assert [(s.task, s.chosen, [a.model for a in s.attempts]) for s in alone.steps] == \
+        [("jpeg", "m3unet-jpeg", ["m3unet-jpeg"])]
+    assert "specialist" in alone.steps[0].why and alone.stopped.startswith("clean")
+    mixed = AutoRestorer(pool, reader, OrderTable()).run(torch.full((1, 32, 32, 3), 0.60)).reports[0]
+    assert all("m3unet-jpeg" not in [a.model for a in s.attempts] for s in mixed.steps)
+    assert mixed.steps[0].chosen == "m3unet" and mixed.stopped.startswith("clean")
+    # Denoised first, JPEG then reads alone: the image is no longer as given, the specialist waits.
+    reader.script.update({0.20: {"jpeg": (0.9, 0.8)}, 0.40: {}})
+    pool = Pool(_FlatRestorer(0.20), [spec, PoolModel(lambda t: torch.full_like(t, 0.40), "jpeg", "deblock")])
+    table = OrderTable({("noise", "jpeg"): 1.0})
+    later = AutoRestorer(pool, reader, table).run(torch.full((1, 32, 32, 3), 0.60), retry=False).reports[0]
+    assert [(s.task, s.outcome) for s in later.steps][:2] == [("noise", "kept"), ("jpeg", "kept")]
+    assert [a.model for a in later.steps[1].attempts] == ["deblock", "m3unet"]
+
+
+def test_shipped_specialists_share_the_main_text_encoder_and_device(identity_restorer):
+    from m3unet.pool import SPECIALISTS, M3UNetPoolModel, shipped_specialists, shipped_tools
+    from m3unet.weights import DEFAULT_WEIGHTS
+    assert shipped_specialists(None) == [] and shipped_tools(None) == []
+    specs = shipped_specialists(identity_restorer)
+    assert [m.name + ".safetensors" for m in specs] == [f for f in SPECIALISTS if (DEFAULT_WEIGHTS.parent / f).is_file()]
+    assert specs, "the shipped JPEG specialist is missing from weights/"
+    for m in specs:
+        assert isinstance(m, M3UNetPoolModel) and m.solo and m.tasks == SPECIALISTS[m.name + ".safetensors"]
+        assert m.restorer.text_encoder is identity_restorer.text_encoder
+    assert [type(m).__name__ for m in shipped_tools(identity_restorer, kernel_deblur=False)] == ["M3UNetPoolModel"]
+    assert shipped_tools(identity_restorer, kernel_deblur=False, specialists=False) == []
