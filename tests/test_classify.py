@@ -1,7 +1,6 @@
 """DegradationClassifier: views, the network's trainability, the shipped weights, files and findings."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -127,17 +126,21 @@ def test_shipped_classifier_on_the_clean_and_the_degraded_example(shipped):
     assert f_deg.restoration_text()
 
 
-def test_shipped_classifier_is_fast(shipped):
-    torch.set_num_threads(2)
-    x = (torch.rand(1, 1000, 1000, 3) * 255).to(torch.uint8)
-    shipped(x)
-    times = []
-    for _ in range(3):
-        t0 = time.perf_counter()
-        shipped(x)
-        times.append(time.perf_counter() - t0)
-    # Loose bound (the test machine is shared); the quiet-CPU measurement is in the README.
-    assert min(times) < 1.0, f"{min(times):.2f} s for 1 MP (target well under 0.2 s on a quiet 2-core CPU)"
+def test_shipped_classifier_work_does_not_grow_with_the_image(shipped):
+    """Its speed is a fixed amount of work: the network reads the same number of crops and the same
+    whole-image view at 1 MP and at 4 MP. (The time itself is measured, not asserted: the `speed`
+    field of `eval-classifier` in the README; timed unit tests fail on a busy machine.)"""
+    seen = []
+    hook = shipped.model.register_forward_hook(lambda _m, args, _out: seen.append(
+        (tuple(args[0].shape), tuple(args[1].shape))))
+    try:
+        for side in (1000, 2000):
+            findings = shipped((torch.rand(1, side, side, 3) * 255).to(torch.uint8))
+            assert len(findings) == 1 and set(findings[0].probabilities) == set(LABELS)
+    finally:
+        hook.remove()
+    assert len(seen) == 2 and seen[0] == seen[1], seen
+    assert seen[0][0][1] == shipped.model.config.crops
 
 
 # ---------------------------------------------------------------------------- findings, files
