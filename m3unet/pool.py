@@ -156,7 +156,7 @@ class M3UNetPoolModel:
     motion), steered by the step's restoration text like the main one.
 
     ``solo``: a specialist fine-tuned on its task alone, which forgets the others (the shipped JPEG
-    specialist: noise25 29.43 -> 27.24 dB). The automatic restore gives it its task's step where
+    specialist: noise25 29.43 -> 27.24 dB; the noise specialist: jpeg15 27.61 -> 27.73). The automatic restore gives it its task's step where
     that is the only degradation the classifier reads on the image as given, and never tries it
     elsewhere (:meth:`Pool.candidates`): it was trained on that degradation of clean photos, not
     on what other steps leave (measured, `eval --auto`: run after noise and blur steps on a
@@ -220,15 +220,15 @@ class Pool:
         """Model names to try for ``step``: its named model, or (``auto``) the models tagged with its task, then M3UNet.
 
         ``alone``: the image is as given and its task is the only degradation read; then a ``solo``
-        specialist of that task (:class:`M3UNetPoolModel`) is the only candidate, else solo
-        specialists are left out. ``strict``: raise if nothing serves the step (else return an
+        specialist of that task (:class:`M3UNetPoolModel`) replaces M3UNet among the candidates,
+        else solo specialists are left out. ``strict``: raise if nothing serves the step (else return an
         empty list).
         """
         if step.model == MODEL_AUTO:
             tagged = [n for n, m in self.models.items() if step.task in m.tasks]
             solo = [n for n in tagged if getattr(self.models[n], "solo", False)]
-            if solo and alone:
-                return solo
+            if solo and alone:  # the specialist takes M3UNet's place; user models still compete
+                return [n for n in tagged if n not in solo] + solo
             # Models tagged with the step's task come first: the automatic restore keeps the first
             # candidate that is as good as the best one (m3unet.autorestore.PREFER_MARGIN).
             names = [n for n in tagged if n not in solo] + ([MODEL_M3UNET] if self.restorer is not None else [])
@@ -292,12 +292,22 @@ def load_pool_model(path, tasks: str | Sequence[str], name: str | None = None) -
 # Shipped M3UNet specialists of the default pool: file in weights/ -> tasks. Each is fine-tuned
 # from the shipped model on its task alone (its model card says how and what it measured), so it is
 # a ``solo`` member (see M3UNetPoolModel).
-SPECIALISTS = {"m3unet-jpeg.safetensors": ("jpeg",)}
+SPECIALISTS = {"m3unet-jpeg.safetensors": ("jpeg",), "m3unet-noise.safetensors": ("noise",)}
+
+
+def is_shipped_default(path) -> bool:
+    """Is ``path`` (None: the default) the shipped default M3UNet, whose companions the specialists are?"""
+    from pathlib import Path
+
+    from .weights import DEFAULT_WEIGHTS
+    return path is None or Path(path).resolve() == DEFAULT_WEIGHTS.resolve()
 
 
 def shipped_specialists(restorer) -> list[M3UNetPoolModel]:
     """The shipped specialists (:data:`SPECIALISTS`) whose files are present, on ``restorer``'s
-    device and sharing its text encoder; [] without a restorer."""
+    device and sharing its text encoder; [] without a restorer. They are fine-tuned from the
+    shipped default: callers add them only when it is the main model (:func:`is_shipped_default`),
+    so a model the user chose is not replaced on its single-degradation steps."""
     if restorer is None:
         return []
     from .pipeline import Restorer

@@ -11,7 +11,7 @@ from ..m3unet.autorestore import (DEFAULT_BUDGET, MAX_BUDGET, SHIPPED_CLASSIFIER
                                   load_shipped_classifier)
 from ..m3unet.pipeline import DEFAULT_TILE
 from ..m3unet.plan import TASKS, PlanError, parse_plans
-from ..m3unet.pool import M3UNetPoolModel, Pool, PoolError, PoolModel, shipped_tools
+from ..m3unet.pool import M3UNetPoolModel, Pool, PoolError, PoolModel, is_shipped_default, shipped_tools
 from .common import CATEGORY, FileCache, M3UNetHandle, M3UNetModel, file_fingerprint
 
 log = logging.getLogger("m3unet")
@@ -71,8 +71,8 @@ class M3UNetAutoRestore(io.ComfyNode):
                 "by measured evidence, each step tries M3UNet (steered by its restoration text) and any "
                 "pool models wired in for that task and keeps the one that most reduces the remaining "
                 "degradation; a step that makes things worse is rolled back. A defocus (Gaussian) blur "
-                "that the blur estimator measures is deconvolved first (M3UNet Kernel Deblur), and where JPEG is the "
-                "only degradation read the shipped JPEG specialist (m3unet-jpeg) removes it. Stops when the image is "
+                "that the blur estimator measures is deconvolved first (M3UNet Kernel Deblur), and where JPEG or noise is "
+                "the only degradation read a shipped specialist (m3unet-jpeg, m3unet-noise) removes it. Stops when the image is "
                 "clean or after the step budget. Outputs the image (same size, channels and batch), a "
                 "report of what was done and why, and the plan as editable JSON."),
             inputs=[
@@ -146,7 +146,8 @@ class M3UNetAutoRestore(io.ComfyNode):
         try:
             # The kernel-aware deblur (m3unet.deblur, its clean-up pass with this node's model) and
             # the shipped specialists (m3unet.pool.SPECIALISTS) join the pool when their weights are there.
-            auto = AutoRestorer(Pool(restorer, models + shipped_tools(restorer), tile=DEFAULT_TILE),
+            tools = shipped_tools(restorer, specialists=is_shipped_default(model.path))
+            auto = AutoRestorer(Pool(restorer, models + tools, tile=DEFAULT_TILE),
                                 classifier)
             result = auto.run(image, plans, budget=budget, seed=seed, upscale=keep_larger, progress=on_progress)
         finally:

@@ -610,6 +610,9 @@ def test_a_solo_specialist_serves_only_images_with_its_degradation_alone():
     assert pool.candidates(Step("jpeg")) == ["m3unet"]
     assert pool.candidates(Step("jpeg"), alone=True) == ["m3unet-jpeg"]
     assert pool.candidates(Step("noise"), alone=True) == ["m3unet"]
+    user = Pool(_FlatRestorer(0.20), [spec, PoolModel(lambda t: t, "jpeg", "scunet")])
+    assert user.candidates(Step("jpeg"), alone=True) == ["scunet", "m3unet-jpeg"]  # user models still compete
+    assert user.candidates(Step("jpeg")) == ["scunet", "m3unet"]
     assert pool.candidates(Step("jpeg", model="m3unet-jpeg")) == ["m3unet-jpeg"]  # named in a plan: always
     assert "only degradation read" in spec.describe()
     reader = ScriptedReader({0.50: {"jpeg": (0.9, 0.8)},                       # JPEG alone
@@ -641,5 +644,9 @@ def test_shipped_specialists_share_the_main_text_encoder_and_device(identity_res
     for m in specs:
         assert isinstance(m, M3UNetPoolModel) and m.solo and m.tasks == SPECIALISTS[m.name + ".safetensors"]
         assert m.restorer.text_encoder is identity_restorer.text_encoder
-    assert [type(m).__name__ for m in shipped_tools(identity_restorer, kernel_deblur=False)] == ["M3UNetPoolModel"]
+    assert [type(m).__name__ for m in shipped_tools(identity_restorer, kernel_deblur=False)] == \
+        ["M3UNetPoolModel"] * len(specs)
     assert shipped_tools(identity_restorer, kernel_deblur=False, specialists=False) == []
+    from m3unet.pool import is_shipped_default
+    assert is_shipped_default(None) and is_shipped_default(DEFAULT_WEIGHTS)
+    assert not is_shipped_default(DEFAULT_WEIGHTS.parent / "m3unet-jpeg.safetensors")
