@@ -161,7 +161,7 @@ def small_image_evaluation(model_path: str | None = None, data: str | None = Non
     records in the classifier file (:attr:`m3unet.classify.Classifier.min_side`)."""
     from .autorestore import AutoRestorer
     from .classify import DEFAULT_CLASSIFIER, Classifier, load_classifier
-    from .pool import Pool, shipped_tools
+    from .pool import Pool, is_shipped_default, shipped_tools
     restorer = Restorer(load_model(model_path))
     pool = Pool(restorer, shipped_tools(restorer, kernel_deblur, specialists and is_shipped_default(model_path)))
     weights = load_classifier(classifier_path or DEFAULT_CLASSIFIER)
