@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from . import tiling
 from .plan import MODEL_AUTO, MODEL_M3UNET, TASKS, Step
+from .weights import FileCache
 
 DEFAULT_TILE = 512
 DEFAULT_OVERLAP = 32
@@ -293,6 +294,7 @@ def load_pool_model(path, tasks: str | Sequence[str], name: str | None = None) -
 # from the shipped model on its task alone (its model card says how and what it measured), so it is
 # a ``solo`` member (see M3UNetPoolModel).
 SPECIALISTS = {"m3unet-jpeg.safetensors": ("jpeg",), "m3unet-noise.safetensors": ("noise",)}
+_specialist_models: FileCache = FileCache()  # loaded once per process, again if a file changes
 
 
 def is_shipped_default(path) -> bool:
@@ -316,7 +318,7 @@ def shipped_specialists(restorer) -> list[M3UNetPoolModel]:
     for file, tasks in SPECIALISTS.items():
         path = DEFAULT_WEIGHTS.parent / file
         if path.is_file():
-            model = load_model(path, device=restorer.device)
+            model = _specialist_models.get(path, lambda p=path: load_model(p)).to(restorer.device)
             out.append(M3UNetPoolModel(Restorer(model, restorer.text_encoder), tasks, path.stem, solo=True))
     return out
 

@@ -8,7 +8,10 @@ them can run arbitrary code.
 from __future__ import annotations
 
 import json
+import os
+import threading
 from pathlib import Path
+from typing import Callable, Generic, TypeVar
 
 import torch
 from safetensors import SafetensorError
@@ -70,3 +73,42 @@ def save_model(model: M3UNet, path: Path | str, metadata: dict | None = None, ha
     state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in model.state_dict().items()}
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     save_file(state, str(path), metadata=meta)
+
+
+def file_fingerprint(path: Path) -> tuple[str, int, int] | None:
+    """``(resolved path, mtime_ns, size)`` of a file, or None if it does not exist."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (str(Path(path).resolve()), st.st_mtime_ns, st.st_size)
+
+
+T = TypeVar("T")
+
+
+class FileCache(Generic[T]):
+    """Objects loaded from files, reused while the file's fingerprint (:func:`file_fingerprint`:
+    path, mtime, size) is unchanged; a changed file is loaded again and replaces its stale entry.
+    Thread-safe (ComfyUI runs nodes from a worker thread, the UI lists files from another)."""
+
+    def __init__(self) -> None:
+        self._items: dict[str, tuple[tuple[str, int, int], T]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, path: Path, load: Callable[[], T]) -> T:
+        """The object of ``path``, loaded by ``load()`` if it is not cached or the file changed.
+        A missing file is not cached: ``load`` runs (and is expected to raise a clear error)."""
+        fp = file_fingerprint(path)
+        with self._lock:
+            hit = self._items.get(fp[0]) if fp is not None else None
+            if hit is not None and hit[0] == fp:
+                return hit[1]
+            obj = load()
+            if fp is not None:
+                self._items[fp[0]] = (fp, obj)
+            return obj
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()

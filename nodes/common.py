@@ -18,7 +18,6 @@ import logging
 import os
 import threading
 from pathlib import Path
-from typing import Callable, Generic, TypeVar
 
 import comfy.model_management as model_management
 import comfy.model_patcher
@@ -27,7 +26,7 @@ from comfy_api.latest import io
 
 from ..m3unet.pipeline import Restorer
 from ..m3unet.unet import M3UNet
-from ..m3unet.weights import DEFAULT_WEIGHTS, CheckpointError, load_model
+from ..m3unet.weights import DEFAULT_WEIGHTS, CheckpointError, FileCache, file_fingerprint, load_model  # noqa: F401
 
 CATEGORY = "M3UNet"
 FOLDER_NAME = "m3unet"
@@ -106,45 +105,6 @@ def model_path(name: str) -> Path:
         return DEFAULT_WEIGHTS  # load_model explains that the shipped file is missing
     folders = ", ".join(folder_paths.get_folder_paths(FOLDER_NAME))
     raise CheckpointError(f"M3UNet model file {name!r} not found in the m3unet model folders ({folders}).")
-
-
-def file_fingerprint(path: Path) -> tuple[str, int, int] | None:
-    """``(resolved path, mtime_ns, size)`` of a file, or None if it does not exist."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (str(Path(path).resolve()), st.st_mtime_ns, st.st_size)
-
-
-T = TypeVar("T")
-
-
-class FileCache(Generic[T]):
-    """Objects loaded from files, reused while the file's fingerprint (:func:`file_fingerprint`:
-    path, mtime, size) is unchanged; a changed file is loaded again and replaces its stale entry.
-    Thread-safe (ComfyUI runs nodes from a worker thread, the UI lists files from another)."""
-
-    def __init__(self) -> None:
-        self._items: dict[str, tuple[tuple[str, int, int], T]] = {}
-        self._lock = threading.Lock()
-
-    def get(self, path: Path, load: Callable[[], T]) -> T:
-        """The object of ``path``, loaded by ``load()`` if it is not cached or the file changed.
-        A missing file is not cached: ``load`` runs (and is expected to raise a clear error)."""
-        fp = file_fingerprint(path)
-        with self._lock:
-            hit = self._items.get(fp[0]) if fp is not None else None
-            if hit is not None and hit[0] == fp:
-                return hit[1]
-            obj = load()
-            if fp is not None:
-                self._items[fp[0]] = (fp, obj)
-            return obj
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
 
 
 # ---------------------------------------------------------------------------- model handle
