@@ -92,8 +92,8 @@ def evaluate(model_path: str | None = None, data: str | None = None, crop: int =
     from .autorestore import AutoRestorer, classifier_or_shipped
     from .pool import Pool
     classifier = classifier_or_shipped(classifier_path)
-    from .pool import is_shipped_default, shipped_tools
-    tools = shipped_tools(restorer, kernel_deblur, specialists and is_shipped_default(model_path))
+    from .pool import shipped_tools
+    tools = shipped_tools(restorer, kernel_deblur, specialists, model_path)
     auto = AutoRestorer(Pool(restorer, tools), classifier) if classifier is not None else None
     photos = heldout_photos(data)
     all_settings = deg.eval_settings()
@@ -161,9 +161,9 @@ def small_image_evaluation(model_path: str | None = None, data: str | None = Non
     records in the classifier file (:attr:`m3unet.classify.Classifier.min_side`)."""
     from .autorestore import AutoRestorer
     from .classify import DEFAULT_CLASSIFIER, Classifier, load_classifier
-    from .pool import Pool, is_shipped_default, shipped_tools
+    from .pool import Pool, shipped_tools
     restorer = Restorer(load_model(model_path))
-    pool = Pool(restorer, shipped_tools(restorer, kernel_deblur, specialists and is_shipped_default(model_path)))
+    pool = Pool(restorer, shipped_tools(restorer, kernel_deblur, specialists, model_path))
     weights = load_classifier(classifier_path or DEFAULT_CLASSIFIER)
     auto = AutoRestorer(pool, Classifier(weights, min_side=0))
     shipped = AutoRestorer(pool, Classifier(weights))
@@ -459,9 +459,9 @@ def auto_evaluation(model_path: str | None = None, data: str | None = None, crop
         cname = "none (blind fallback)"
     from .pool import load_pool_model, parse_pool_arg
     from .deblur import KernelDeblur
-    from .pool import is_shipped_default, shipped_tools
+    from .pool import shipped_tools
     models = [load_pool_model(*parse_pool_arg(a)) for a in pool or []]
-    models += shipped_tools(restorer, kernel_deblur, specialists and is_shipped_default(model_path))
+    models += shipped_tools(restorer, kernel_deblur, specialists, model_path)
     auto = AutoRestorer(Pool(restorer, models, steps=steps), classifier)
     # Fixed orders use the same models per task as the pool offers: an M3UNet specialist runs the
     # steps of its tasks (so the comparison is about order and detection, not about models); a

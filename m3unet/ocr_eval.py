@@ -138,8 +138,8 @@ def evaluate_ocr(model_path: str | None = None, steps: int = DEFAULT_STEPS, n_li
     whether to deconvolve, else one blind M3UNet pass)."""
     restorer = Restorer(load_model(model_path))
     from .autorestore import AutoRestorer, classifier_or_shipped
-    from .pool import Pool, is_shipped_default, shipped_tools
-    tools = shipped_tools(restorer, specialists=is_shipped_default(model_path))
+    from .pool import Pool, shipped_tools
+    tools = shipped_tools(restorer, model_path=model_path)
     auto = AutoRestorer(Pool(restorer, tools), classifier_or_shipped(None))
     lines = text_lines(n_lines)
     all_settings = ocr_settings()

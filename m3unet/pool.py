@@ -323,13 +323,15 @@ def shipped_specialists(restorer) -> list[M3UNetPoolModel]:
     return out
 
 
-def shipped_tools(restorer, kernel_deblur: bool = True, specialists: bool = True) -> list:
+def shipped_tools(restorer, kernel_deblur: bool = True, specialists: bool = True, model_path=None) -> list:
     """The default pool's members beside M3UNet (what ``restore``, the Auto Restore node and eval's
     ``auto`` column use): the kernel-aware deblur (:mod:`m3unet.deblur`, the defocus step) and the
-    shipped specialists, each when asked for and its weights file is present."""
+    shipped specialists, each when asked for and its weights file is present. ``model_path`` is the
+    main model's file (None: the shipped default); the specialists join only beside the shipped
+    default (:func:`is_shipped_default`)."""
     from .deblur import shipped_kernel_deblur
     return (shipped_kernel_deblur(restorer) if kernel_deblur else []) + \
-        (shipped_specialists(restorer) if specialists else [])
+        (shipped_specialists(restorer) if specialists and is_shipped_default(model_path) else [])
 
 
 def parse_pool_arg(arg: str) -> tuple[str, list[str]]:

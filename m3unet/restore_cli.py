@@ -66,10 +66,10 @@ def _auto_restorer(args, restorer: Restorer) -> AutoRestorer:
     for arg in args.pool:
         file, tasks = parse_pool_arg(arg)
         models.append(load_pool_model(file, tasks))
-    from .pool import is_shipped_default, shipped_tools
+    from .pool import shipped_tools
     models += shipped_tools(restorer, kernel_deblur=not getattr(args, "no_kernel_deblur", False),
-                            specialists=not getattr(args, "no_specialists", False)
-                            and is_shipped_default(getattr(args, "model", None)))
+                            specialists=not getattr(args, "no_specialists", False),
+                            model_path=getattr(args, "model", None))
     return AutoRestorer(Pool(restorer, models, steps=args.steps, tile=args.tile or DEFAULT_TILE),
                         classifier)
 

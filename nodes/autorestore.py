@@ -11,7 +11,7 @@ from ..m3unet.autorestore import (DEFAULT_BUDGET, MAX_BUDGET, SHIPPED_CLASSIFIER
                                   load_shipped_classifier)
 from ..m3unet.pipeline import DEFAULT_TILE
 from ..m3unet.plan import TASKS, PlanError, parse_plans
-from ..m3unet.pool import M3UNetPoolModel, Pool, PoolError, PoolModel, is_shipped_default, shipped_tools
+from ..m3unet.pool import M3UNetPoolModel, Pool, PoolError, PoolModel, shipped_tools
 from .common import CATEGORY, FileCache, M3UNetHandle, M3UNetModel, file_fingerprint
 
 log = logging.getLogger("m3unet")
@@ -146,7 +146,7 @@ class M3UNetAutoRestore(io.ComfyNode):
         try:
             # The kernel-aware deblur (m3unet.deblur, its clean-up pass with this node's model) and
             # the shipped specialists (m3unet.pool.SPECIALISTS) join the pool when their weights are there.
-            tools = shipped_tools(restorer, specialists=is_shipped_default(model.path))
+            tools = shipped_tools(restorer, model_path=model.path)
             auto = AutoRestorer(Pool(restorer, models + tools, tile=DEFAULT_TILE),
                                 classifier)
             result = auto.run(image, plans, budget=budget, seed=seed, upscale=keep_larger, progress=on_progress)

@@ -650,3 +650,7 @@ def test_shipped_specialists_share_the_main_text_encoder_and_device(identity_res
     from m3unet.pool import is_shipped_default
     assert is_shipped_default(None) and is_shipped_default(DEFAULT_WEIGHTS)
     assert not is_shipped_default(DEFAULT_WEIGHTS.parent / "m3unet-jpeg.safetensors")
+    # beside another main model the specialists stay out (they are fine-tuned from the default)
+    other = DEFAULT_WEIGHTS.parent / "m3unet-deblur.safetensors"
+    assert shipped_tools(identity_restorer, kernel_deblur=False, model_path=other) == []
+    assert len(shipped_tools(identity_restorer, kernel_deblur=False, model_path=DEFAULT_WEIGHTS)) == len(specs)
