@@ -34,7 +34,7 @@ from typing import Callable, Sequence
 import torch
 
 from .plan import MODEL_M3UNET, Plan, Step, load_order_table, plan_for, plan_from_finding
-from .pool import Pool, resize
+from .pool import Pool, resize, steps_for
 from .classify import DEFAULT_CLASSIFIER
 
 # The shipped DegradationClassifier weights (the automatic path loads them from here).
@@ -67,6 +67,13 @@ KEEP_THRESHOLD = 0.25
 # classifier reads deconvolved images poorly (measured in `eval` on blur2: it preferred the M3UNet
 # pass, 1 dB worse, on 5 of 9 photos). The other blur-like steps are then not planned.
 DEFOCUS_LABELS = ("blur", "lowres", "motion")
+
+# Under the classifier's minimum side the blind M3UNet pass takes a noise step's sampler steps
+# (m3unet.pool.TASK_STEPS) when the blur estimator reads at least this much noise (1/255).
+# Measured on 64 and 96 px crops of the held-out photos (out of `eval --small-sides`): noisy,
+# compressed and mixed crops read 7-41, clean and down-sampled ones 0-5 (one macro wing texture
+# 36); a second step gains 0.5-0.6 dB on noise25, JPEG q15 and the mix and costs clean crops.
+SMALL_NOISE = 6.0
 
 
 def label_score(finding, label: str) -> float:
@@ -348,7 +355,10 @@ class AutoRestorer:
                 detected = f"not classified ({w}x{h} px is under {min_side} px on its short side)"
                 why = (f"the image is {w}x{h} px: under {min_side} px on its short side the classifier's "
                        "reading is unreliable (give a plan to restore it step by step)")
-            defocus = self._defocus_step(x, None)  # the blur estimator reads from 64 px on its own
+            # The blur estimator reads 64 px crops on its own: it decides alone whether to deconvolve,
+            # and how many sampler steps the blind pass takes.
+            reading = self._estimator_reading(x)
+            defocus = self._defocus_step(x, None, reading)
             if defocus is not None:
                 step, est = defocus
                 tick(f"blur with {step.model}", total=1)
@@ -363,12 +373,16 @@ class AutoRestorer:
                                     stopped=f"{why}: the blur estimator alone decided")
                 report.seconds = time.time() - t0
                 return y[0].permute(2, 0, 1), report
+            noisy = reading is not None and reading.noise >= SMALL_NOISE
+            steps = self.pool.steps or (steps_for("noise", None) if noisy else 1)
             tick("blind M3UNet pass", total=1)
-            y = self.pool.restorer.restore(x.permute(1, 2, 0)[None], text="", steps=self.pool.steps or 1, seed=seed,
+            y = self.pool.restorer.restore(x.permute(1, 2, 0)[None], text="", steps=steps, seed=seed,
                                            tile=self.pool.tile, progress=lambda _p: tick("blind M3UNet pass"))
             tick("done", add=1)
+            how = (f"the blur estimator read noise {reading.noise:.1f}/255, so the pass took {steps} sampler steps "
+                   "(as a noise step does)" if noisy else f"{steps} sampler step{'s' if steps > 1 else ''}")
             report = AutoReport(detected, None, Plan([]),
-                                stopped=f"{why}: restored blind with one M3UNet pass and empty text")
+                                stopped=f"{why}: restored blind with one M3UNet pass and empty text ({how})")
             report.seconds = time.time() - t0
             return y[0].permute(2, 0, 1), report
 
@@ -487,15 +501,25 @@ class AutoRestorer:
         report.seconds = time.time() - t0
         return x, report
 
-    def _defocus_step(self, x: torch.Tensor, f):
+    def _deblur_tool(self):
+        from .deblur import KernelDeblur
+        return next((m for m in self.pool.models.values() if isinstance(m, KernelDeblur)), None)
+
+    def _estimator_reading(self, x: torch.Tensor):
+        """The blur estimator's reading of ``x`` (:class:`m3unet.deblur.BlurEstimate`), or None
+        when the pool has no kernel-aware deblur."""
+        tool = self._deblur_tool()
+        return tool.reading(x) if tool is not None else None
+
+    def _defocus_step(self, x: torch.Tensor, f, reading=None):
         """``(Step, reading)`` for the kernel-aware deblur when the classifier reads a blur-like
         label (``f`` None: no reading to ask) and the blur estimator reads a Gaussian blur it can
-        undo (:meth:`m3unet.deblur.KernelDeblur.gate`); else None."""
-        from .deblur import KernelDeblur
-        tool = next((m for m in self.pool.models.values() if isinstance(m, KernelDeblur)), None)
+        undo (:meth:`m3unet.deblur.KernelDeblur.gate`; ``reading``: the estimator's reading if
+        already made); else None."""
+        tool = self._deblur_tool()
         if tool is None or (f is not None and not any(k in f.labels for k in DEFOCUS_LABELS)):
             return None
-        est = tool.gate(x)
+        est = tool.gate(x, reading)
         if est is None:
             return None
         strength = round(min(1.0, max(0.0, (est.sigma - 0.6) / 3.0)), 2)  # the blur severity scale

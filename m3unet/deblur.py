@@ -28,6 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .classify import luminance
+from .weights import FileCache
 
 CROP = 64          # estimator input side (px)
 NOISE_UNIT = torch.tensor([1.0, 10.0])  # output scales: blur sigma in px, noise in 10/255 (similar ranges)
@@ -221,10 +222,11 @@ class KernelDeblur:
         (BLOCKY and more): the clean-up pass only."""
         return est.sigma >= MIN_SIGMA and est.noise <= MAX_NOISE and est.blocky < BLOCKY
 
-    def gate(self, x: torch.Tensor) -> BlurEstimate | None:
+    def gate(self, x: torch.Tensor, reading: BlurEstimate | None = None) -> BlurEstimate | None:
         """The reading of ``[3, H, W]`` if the automatic restore should deblur it with this tool (a
-        Gaussian blur of at least :data:`DEFOCUS_SIGMA` px that :meth:`would_deconvolve`), else None."""
-        est = self.reading(x)
+        Gaussian blur of at least :data:`DEFOCUS_SIGMA` px that :meth:`would_deconvolve`), else None.
+        ``reading``: the estimator's reading of ``x`` if already made."""
+        est = reading if reading is not None else self.reading(x)
         return est if est.sigma >= DEFOCUS_SIGMA and self.would_deconvolve(est) else None
 
     @classmethod
@@ -316,9 +318,18 @@ def load_estimator(path=None) -> BlurEstimator:
     return model.eval()
 
 
+def shipped_estimator() -> BlurEstimator:
+    """The shipped estimator, loaded once per process (again if its file changes); a clear error
+    (:class:`m3unet.weights.CheckpointError`) names a missing or corrupt file."""
+    return _shipped.get(ESTIMATOR_FILE, lambda: load_estimator(ESTIMATOR_FILE))
+
+
+_shipped: FileCache[BlurEstimator] = FileCache()
+
+
 def load_shipped_estimator() -> BlurEstimator | None:
-    """The shipped estimator, or None if its file is absent."""
-    return load_estimator(ESTIMATOR_FILE) if ESTIMATOR_FILE.exists() else None
+    """The shipped estimator (cached, :func:`shipped_estimator`), or None if its file is absent."""
+    return shipped_estimator() if ESTIMATOR_FILE.exists() else None
 
 
 # --- training ----------------------------------------------------------------------------------

@@ -119,10 +119,14 @@ def make_batch(sampler: CropSampler, n: int, gen: torch.Generator, rng: random.R
     return torch.stack(hq), torch.stack(lq), texts, degs
 
 
+# eval settings in the validation (lowres2x since the lowres specialist, step 18000 on)
+VALIDATION_SETTINGS = ("noise25", "blur2", "jpeg15", "mix", "lowres2x")
+
+
 def validation_set(data: Path, crop: int = 128, per_setting: int = 6) -> list[tuple[str, torch.Tensor, torch.Tensor, str]]:
     """Fixed held-out validation crops: (setting, clean, degraded, canonical text)."""
     photos = load_split(data, "heldout")
-    settings = {k: v for k, v in deg.eval_settings().items() if k in ("noise25", "blur2", "jpeg15", "mix")}
+    settings = {k: v for k, v in deg.eval_settings().items() if k in VALIDATION_SETTINGS}
     out = []
     g = torch.Generator().manual_seed(123)
     names = sorted(photos)[:per_setting]

@@ -7,17 +7,9 @@ import comfy.utils
 import torch
 from comfy_api.latest import io, ui
 
-from ..m3unet.deblur import ESTIMATOR_FILE, MAX_SIGMA, BlurEstimator, KernelDeblur, load_estimator
+from ..m3unet.deblur import MAX_SIGMA, KernelDeblur, shipped_estimator
 from ..m3unet.pipeline import DEFAULT_TILE, InputError
-from .common import CATEGORY, FileCache, M3UNetHandle, M3UNetModel
-
-_estimators: FileCache[BlurEstimator] = FileCache()
-
-
-def shipped_estimator() -> BlurEstimator:
-    """The shipped blur estimator (reloaded when its file changes); a clear error if it is absent."""
-    # load_estimator raises CheckpointError naming the missing or corrupt file
-    return _estimators.get(ESTIMATOR_FILE, lambda: load_estimator(ESTIMATOR_FILE))
+from .common import CATEGORY, M3UNetHandle, M3UNetModel
 
 
 class M3UNetKernelDeblur(io.ComfyNode):

@@ -591,6 +591,40 @@ def test_under_the_minimum_side_the_blur_estimator_alone_decides(identity_restor
                 assert rep.steps == [] and "restored blind" in rep.stopped
 
 
+class _StepsRecorder:
+    """A Restorer stand-in that returns its input and records each pass's sampler steps."""
+
+    def __init__(self):
+        self.steps: list[int] = []
+
+    def restore(self, image, text="", steps=1, **_):
+        self.steps.append(steps)
+        return image.clone()
+
+
+def test_under_the_minimum_side_a_noisy_reading_gives_the_blind_pass_a_noise_steps_count():
+    """Under the classifier's minimum side the blind pass takes a noise step's sampler steps
+    (TASK_STEPS, 2) when the blur estimator reads noise (SMALL_NOISE and over), else 1; the report
+    says which and why; the sampler's own ``steps`` (Pool.steps) still wins."""
+    from m3unet.autorestore import SMALL_NOISE
+    from m3unet.deblur import KernelDeblur
+    from m3unet.pool import TASK_STEPS
+    small = smooth_photo(64, 120)
+    classifier = Classifier(DegradationClassifier(), min_side=96)
+    for noise, expected in [(SMALL_NOISE + 14, TASK_STEPS["noise"]), (SMALL_NOISE - 4, 1)]:
+        rec = _StepsRecorder()
+        pool = Pool(rec, [KernelDeblur(_ConstEstimator(0.3, noise), rec)], tile=64)
+        rep = AutoRestorer(pool, classifier).run(small).reports[0]
+        assert rec.steps == [expected] and rep.steps == [] and "restored blind" in rep.stopped
+        assert (f"read noise {noise:.1f}/255" in rep.stopped) == (expected > 1)
+        rec.steps.clear()
+        AutoRestorer(Pool(rec, [KernelDeblur(_ConstEstimator(0.3, noise), rec)], steps=3), classifier).run(small)
+        assert rec.steps == [3]
+    rec = _StepsRecorder()  # no estimator in the pool: one step
+    AutoRestorer(Pool(rec), classifier).run(small)
+    assert rec.steps == [1]
+
+
 class _FlatRestorer:
     """A Restorer stand-in whose every pass returns a flat image of one grey level."""
 
