@@ -70,7 +70,7 @@ DEFOCUS_LABELS = ("blur", "lowres", "motion")
 
 # Under the classifier's minimum side the blind M3UNet pass takes a noise step's sampler steps
 # (m3unet.pool.TASK_STEPS) when the blur estimator reads at least this much noise (1/255).
-# Measured on 64 and 96 px crops of the held-out photos (out of `eval --small-sides`): noisy,
+# Measured on the 64 and 96 px held-out crops that `eval --small-sides` uses (a probe script): noisy,
 # compressed and mixed crops read 7-41, clean and down-sampled ones 0-5 (one macro wing texture
 # 36); a second step gains 0.5-0.6 dB on noise25, JPEG q15 and the mix and costs clean crops.
 SMALL_NOISE = 6.0
@@ -373,7 +373,7 @@ class AutoRestorer:
                                     stopped=f"{why}: the blur estimator alone decided")
                 report.seconds = time.time() - t0
                 return y[0].permute(2, 0, 1), report
-            noisy = reading is not None and reading.noise >= SMALL_NOISE
+            noisy = not self.pool.steps and reading is not None and reading.noise >= SMALL_NOISE
             steps = self.pool.steps or (steps_for("noise", None) if noisy else 1)
             tick("blind M3UNet pass", total=1)
             y = self.pool.restorer.restore(x.permute(1, 2, 0)[None], text="", steps=steps, seed=seed,

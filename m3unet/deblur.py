@@ -318,13 +318,13 @@ def load_estimator(path=None) -> BlurEstimator:
     return model.eval()
 
 
+_shipped: FileCache[BlurEstimator] = FileCache()
+
+
 def shipped_estimator() -> BlurEstimator:
     """The shipped estimator, loaded once per process (again if its file changes); a clear error
     (:class:`m3unet.weights.CheckpointError`) names a missing or corrupt file."""
     return _shipped.get(ESTIMATOR_FILE, lambda: load_estimator(ESTIMATOR_FILE))
-
-
-_shipped: FileCache[BlurEstimator] = FileCache()
 
 
 def load_shipped_estimator() -> BlurEstimator | None:

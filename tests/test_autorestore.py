@@ -618,8 +618,9 @@ def test_under_the_minimum_side_a_noisy_reading_gives_the_blind_pass_a_noise_ste
         assert rec.steps == [expected] and rep.steps == [] and "restored blind" in rep.stopped
         assert (f"read noise {noise:.1f}/255" in rep.stopped) == (expected > 1)
         rec.steps.clear()
-        AutoRestorer(Pool(rec, [KernelDeblur(_ConstEstimator(0.3, noise), rec)], steps=3), classifier).run(small)
-        assert rec.steps == [3]
+        fixed = AutoRestorer(Pool(rec, [KernelDeblur(_ConstEstimator(0.3, noise), rec)], steps=3), classifier)
+        rep = fixed.run(small).reports[0]
+        assert rec.steps == [3] and "(3 sampler steps)" in rep.stopped  # the reading did not decide
     rec = _StepsRecorder()  # no estimator in the pool: one step
     AutoRestorer(Pool(rec), classifier).run(small)
     assert rec.steps == [1]
