@@ -148,6 +148,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="l1 (paper, default) or psnr (per-sample PSNR loss, balances degradation types)")
     t.add_argument("--text-fraction", dest="text_fraction", type=float, default=None,
                    help="share of training crops that are rendered text pages (default 0)")
+    t.add_argument("--text-sizes", dest="text_sizes", default=None,
+                   help="font sizes of the text pages as MIN,MAX px (default 9 to a quarter of the crop)")
     t.add_argument("--width", type=int, default=None, help="base width of the networks")
     t.add_argument("--enc-blocks", dest="enc_blocks", default=None,
                    help="NAF blocks per encoder level, e.g. 1,2,4 (default 1,1,2); with --init from a shallower "

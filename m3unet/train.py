@@ -52,6 +52,7 @@ class TrainConfig:
     p_one_step: float = 0.5
     loss: str = "l1"          # "l1" (paper) or "psnr" (per-sample -PSNR, NAFNet; balances tasks)
     text_fraction: float = 0.0  # share of crops that are rendered text pages (m3unet.textimage)
+    text_sizes: tuple = ()  # (min, max) font size of text pages in px; empty: 9 .. max(12, crop // 4)
     kinds: dict = field(default_factory=dict)  # degradation kind -> weight; empty: all (TRAIN_WEIGHTS)
     val_every: int = 500
     save_every: int = 250
@@ -74,8 +75,11 @@ class CropSampler:
     """Random crops with flips/rot90 from in-memory photos (photo chosen in proportion to area)."""
 
     def __init__(self, photos: dict[str, np.ndarray], crop: int, gen: torch.Generator,
-                 text_fraction: float = 0.0):
+                 text_fraction: float = 0.0, text_sizes: tuple = ()):
         self.text_fraction = text_fraction
+        self.text_sizes = tuple(text_sizes) or (9, max(12, crop // 4))
+        if len(self.text_sizes) != 2 or not 4 <= self.text_sizes[0] <= self.text_sizes[1]:
+            raise ValueError(f"text sizes must be two font sizes MIN,MAX with 4 <= MIN <= MAX; got {text_sizes}")
         self.images = [torch.from_numpy(np.array(a, copy=True)).permute(2, 0, 1) for a in photos.values()
                        if min(a.shape[:2]) >= crop]
         if not self.images:
@@ -89,7 +93,8 @@ class CropSampler:
         if self.text_fraction > 0 and float(torch.rand((), generator=self.gen)) < self.text_fraction:
             from .textimage import render_page
             seed = int(torch.randint(0, 2 ** 31 - 1, (), generator=self.gen))  # eval pages use seeds < 0
-            page, _ = render_page(self.crop, self.crop, seed=seed + 1_000_000, max_size=max(12, self.crop // 4))
+            page, _ = render_page(self.crop, self.crop, seed=seed + 1_000_000, min_size=self.text_sizes[0],
+                                  max_size=self.text_sizes[1])
             return torch.from_numpy(page).permute(2, 0, 1).float() / 255
         im = self.images[int(torch.multinomial(self.p, 1, generator=self.gen))]
         _, h, w = im.shape
@@ -264,7 +269,7 @@ def train(cfg: TrainConfig, command: str = "") -> Path:
         gen.manual_seed(cfg.seed + step)
         rng.seed(cfg.seed + step)
     encoder = TextEncoder()
-    sampler = CropSampler(load_split(Path(cfg.data), "train"), cfg.crop, gen, cfg.text_fraction)
+    sampler = CropSampler(load_split(Path(cfg.data), "train"), cfg.crop, gen, cfg.text_fraction, cfg.text_sizes)
     val = validation_set(Path(cfg.data))
     log = open(out / "log.jsonl", "a")
     metrics: dict = {}
@@ -324,6 +329,8 @@ def main_args(args) -> None:
             cfg.model = dict(cfg.model, **{key: [int(n) for n in getattr(args, key).split(",")]})
     if getattr(args, "mid_blocks", None):
         cfg.model = dict(cfg.model, mid_blocks=args.mid_blocks)
+    if getattr(args, "text_sizes", None):  # "14,40" -> (14, 40)
+        cfg.text_sizes = tuple(int(n) for n in args.text_sizes.split(","))
     if args.kinds:  # "blur:3,motion:2,noise" -> {"blur": 3.0, "motion": 2.0, "noise": 1.0}
         cfg.kinds = {k.split(":")[0]: float(k.split(":")[1]) if ":" in k else 1.0 for k in args.kinds.split(",")}
     train(cfg, command="python -m m3unet train " + " ".join(sys.argv[2:]))

@@ -202,3 +202,23 @@ def test_grow_from_keeps_the_function_and_refuses_a_shallower_or_different_model
         small.grow_from(big)
     with pytest.raises(ValueError, match="width"):
         M3UNet(M3UNetConfig(width=16, enc_blocks=[1, 2, 3])).grow_from(small)
+
+
+def test_crop_sampler_text_pages_take_the_asked_font_sizes():
+    """``train --text-sizes MIN,MAX``: a text crop is the page rendered at those font sizes from the
+    sampler's seeded draw; sizes out of order, too small or not a pair are refused with the flag's meaning."""
+    import numpy as np
+    from m3unet.textimage import render_page
+    from m3unet.train import CropSampler
+    photos = {"p": (np.random.default_rng(0).random((80, 80, 3)) * 255).astype(np.uint8)}
+    for sizes in ((9, 12), (30, 34)):
+        crop = CropSampler(photos, 64, torch.Generator().manual_seed(0), 1.0, sizes)()
+        g = torch.Generator().manual_seed(0)  # the sampler's draws: text-or-photo, then the page seed
+        torch.rand((), generator=g)
+        seed = int(torch.randint(0, 2 ** 31 - 1, (), generator=g))
+        page, _ = render_page(64, 64, seed=seed + 1_000_000, min_size=sizes[0], max_size=sizes[1])
+        assert torch.equal(crop, torch.from_numpy(page).permute(2, 0, 1).float() / 255)
+    assert CropSampler(photos, 64, torch.Generator(), 1.0).text_sizes == (9, 16)  # default: 9 .. crop / 4
+    for bad in ((20, 10), (2, 8), (9,)):
+        with pytest.raises(ValueError, match="font sizes MIN,MAX"):
+            CropSampler(photos, 64, torch.Generator(), 1.0, bad)
