@@ -75,6 +75,13 @@ DEFOCUS_LABELS = ("blur", "lowres", "motion")
 # 36); a second step gains 0.5-0.6 dB on noise25, JPEG q15 and the mix and costs clean crops.
 SMALL_NOISE = 6.0
 
+# ... and goes to the small-print specialist (m3unet.pool.SMALL_SPECIALISTS) when the estimator reads
+# it as enlarged: soft, with bicubic ringing (blockiness BLOCKY-ENLARGED_BLOCKY). Measured: x4
+# down-sampled text lines read 1.4-2.0 px and blockiness 1.17-1.34; JPEG q15 photo crops 1.3-3.2;
+# clean and down-sampled photo crops of 64-96 px read under 1.2 px; photo crops down-sampled x3-4 can
+# read as enlarged too, so the image must also look like print (m3unet.textimage.looks_like_print).
+ENLARGED_BLOCKY = 1.5
+
 
 def label_score(finding, label: str) -> float:
     """How much of ``label`` a reading shows: ``p * (1 + s) / 2`` (0.5 at the lightest sure
@@ -373,6 +380,20 @@ class AutoRestorer:
                                     stopped=f"{why}: the blur estimator alone decided")
                 report.seconds = time.time() - t0
                 return y[0].permute(2, 0, 1), report
+            small_print = self._small_print(x, reading)
+            if small_print is not None:
+                step, model = small_print
+                tick(f"lowres with {model.name}", total=1)
+                y = model.run(x, step, seed, 1, self.pool.tile, check=lambda: tick(f"lowres with {model.name}"))
+                tick("done", add=1)
+                record = StepRecord(1, "lowres", step.strength, step.text, [], model.name, "applied", None, None,
+                                    f"the blur estimator read it as enlarged: soft ({reading.sigma:.2f} px) with "
+                                    f"ringing (blockiness {reading.blocky:.2f}) and no noise; restored by the "
+                                    "small-print specialist")
+                report = AutoReport(detected, None, Plan([step]), steps=[record],
+                                    stopped=f"{why}: the blur estimator alone decided")
+                report.seconds = time.time() - t0
+                return y, report
             noisy = not self.pool.steps and reading is not None and reading.noise >= SMALL_NOISE
             steps = self.pool.steps or (steps_for("noise", None) if noisy else 1)
             tick("blind M3UNet pass", total=1)
@@ -510,6 +531,24 @@ class AutoRestorer:
         when the pool has no kernel-aware deblur."""
         tool = self._deblur_tool()
         return tool.reading(x) if tool is not None else None
+
+    def _small_print(self, x: torch.Tensor, reading):
+        """``(Step, model)`` for the small-print specialist (:attr:`m3unet.pool.M3UNetPoolModel.small`)
+        when the blur estimator reads a small image as enlarged: soft (a blur of at least
+        DEFOCUS_SIGMA px) with the ringing of bicubic enlargement (blockiness from BLOCKY up to
+        ENLARGED_BLOCKY; JPEG blocks read higher) and no noise, and the image looks like print
+        (:func:`m3unet.textimage.looks_like_print`); else None."""
+        from .deblur import BLOCKY, DEFOCUS_SIGMA
+        from .textimage import looks_like_print
+        model = next((m for m in self.pool.models.values() if getattr(m, "small", False) and "lowres" in m.tasks),
+                     None)
+        if model is None or reading is None:
+            return None
+        if not (reading.sigma >= DEFOCUS_SIGMA and BLOCKY <= reading.blocky < ENLARGED_BLOCKY
+                and reading.noise < SMALL_NOISE and looks_like_print(x)):
+            return None
+        strength = round(min(1.0, max(0.0, (reading.sigma - 0.6) / 1.2)), 2)
+        return Step("lowres", strength, model.name), model
 
     def _defocus_step(self, x: torch.Tensor, f, reading=None):
         """``(Step, reading)`` for the kernel-aware deblur when the classifier reads a blur-like

@@ -103,6 +103,9 @@ def _parser() -> argparse.ArgumentParser:
                    "input, M3UNet and peers (m3unet/ocr_eval.py)")
     e.add_argument("--sweep", default="1,2,4", help="with --peers: M3UNet step counts to evaluate")
     e.add_argument("--max-photos", dest="max_photos", type=int, default=None, help="with --peers: first N photos")
+    mode.add_argument("--ocr-validation", dest="ocr_validation", action="store_true",
+                      help="OCR character accuracy of one M3UNet pass (--model) on 48 validation lines, for choosing "
+                      "checkpoints (--settings: one OCR degradation, default lowres); never the test lines")
     e.add_argument("--lines", type=int, default=None, help="with --ocr: first N text lines (default all)")
     e.add_argument("--threads", type=int, default=2, help="with --peers/--ocr: torch and ncnn threads")
     e.add_argument("--plot", default=None, help="with --peers/--ocr: write a PNG plot here")
@@ -299,7 +302,7 @@ def _dispatch(args) -> int:
     elif args.command == "eval" and args.peers:
         from .field_eval import main_args
         return main_args(args)
-    elif args.command == "eval" and args.ocr:
+    elif args.command == "eval" and (args.ocr or args.ocr_validation):
         from .ocr_eval import main_args
         return main_args(args)
     elif args.command == "eval":

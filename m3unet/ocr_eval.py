@@ -71,6 +71,40 @@ def text_lines(n: int | None = None) -> list[tuple[str, str, int]]:
     return out[:n]
 
 
+VALIDATION_SEED = 9_000_000
+
+
+def validation_lines(n: int = 48) -> list[tuple[str, str, int]]:
+    """Lines for choosing checkpoints, never for reporting: random words of the training vocabulary
+    (:func:`m3unet.textimage.random_line`, seeds ``VALIDATION_SEED + i``), in the test's fonts and
+    sizes. The test :data:`LINES` stay unseen until a checkpoint is chosen on these."""
+    import random
+
+    from .textimage import random_line
+    out = []
+    for i in range(n):
+        rng = random.Random(VALIDATION_SEED + i)
+        out.append((random_line(rng, rng.randint(3, 6)), FONTS[i % len(FONTS)], SIZES[(i // len(FONTS)) % len(SIZES)]))
+    return out
+
+
+def validate_ocr(model_path: str | None, setting: str = "lowres", n_lines: int = 48, steps: int = 1,
+                 threads: int = 1) -> dict:
+    """Character accuracy of the degraded :func:`validation_lines` and of one M3UNet pass with empty
+    text (``eval --ocr-validation``): how small-print checkpoints were chosen."""
+    degs = ocr_settings()[setting]
+    restorer = Restorer(load_model(model_path))
+    acc: dict[str, list[float]] = {}
+    for i, (text, font, size) in enumerate(validation_lines(n_lines)):
+        x = _to_tensor(render_line(text, font, size))
+        y = deg.apply(x, degs, torch.Generator().manual_seed(7000 + i))
+        out = restorer.restore(y.permute(1, 2, 0)[None], "", steps=steps, seed=i)[0].permute(2, 0, 1)
+        for k, v in (("input", y), ("m3unet", out)):
+            acc.setdefault(k, []).append(char_accuracy(read_line(v, threads), text))
+    return {"setting": setting, "lines": n_lines, "steps": steps, "model": str(model_path or "shipped default"),
+            **{k: round(100 * float(np.mean(v)), 2) for k, v in acc.items()}}
+
+
 def normalise(s: str) -> str:
     """Fold full-width forms to ASCII (NFKC) and drop spaces (the recogniser often merges words)."""
     return "".join(unicodedata.normalize("NFKC", s).split())
@@ -261,6 +295,14 @@ def plot_examples(result: dict, path: str) -> None:
 
 def main_args(args) -> int:
     torch.set_num_threads(args.threads)
+    if getattr(args, "ocr_validation", False):
+        setting = args.settings or "lowres"
+        if setting not in ocr_settings():
+            raise ValueError(f"--settings {setting}: --ocr-validation takes one of {', '.join(ocr_settings())}")
+        r = validate_ocr(args.model, setting, args.lines or 48, args.steps or 1, args.threads)
+        print(f"OCR validation ({r['lines']} lines, {setting}, {r['steps']} step, {r['model']}): "
+              f"input {r['input']:.2f} %, M3UNet {r['m3unet']:.2f} %")
+        return 0
     settings = args.settings.split(",") if args.settings else None
     result = evaluate_ocr(args.model, args.steps or DEFAULT_STEPS, args.lines, settings, args.threads)
     print("\n" + to_markdown(result))

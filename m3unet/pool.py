@@ -161,20 +161,27 @@ class M3UNetPoolModel:
     that is the only degradation the classifier reads on the image as given, and never tries it
     elsewhere (:meth:`Pool.candidates`): it was trained on that degradation of clean photos, not
     on what other steps leave (measured, `eval --auto`: run after noise and blur steps on a
-    blur+JPEG+noise mix it cost 0.8 dB)."""
+    blur+JPEG+noise mix it cost 0.8 dB).
+
+    ``small``: a specialist for images under the classifier's minimum side only (the shipped small
+    print model: enlarged scans of small text); never a candidate of a classified step, it is run by
+    the automatic restore's small-image path (:meth:`m3unet.autorestore.AutoRestorer._small_print`)."""
 
     scale = 1
 
-    def __init__(self, restorer, tasks: str | Sequence[str], name: str, solo: bool = False):
+    def __init__(self, restorer, tasks: str | Sequence[str], name: str, solo: bool = False, small: bool = False):
         if name in (MODEL_AUTO, MODEL_M3UNET):
             raise PoolError(f"pool model name {name!r} is reserved; choose another name")
         self.restorer = restorer
         self.tasks = _check_tasks(name, tasks)
         self.name = name
         self.solo = solo
+        self.small = small
 
     def describe(self) -> str:
         alone = ", where it is the only degradation read" if self.solo else ""
+        if self.small:
+            alone = ", for small enlarged images the classifier does not read"
         return f"{self.name} (M3UNet, {'/'.join(self.tasks)}{alone}, steered by the step's text)"
 
     def run(self, x: torch.Tensor, step: Step, seed: int, steps: int, tile: int,
@@ -226,7 +233,7 @@ class Pool:
         empty list).
         """
         if step.model == MODEL_AUTO:
-            tagged = [n for n, m in self.models.items() if step.task in m.tasks]
+            tagged = [n for n, m in self.models.items() if step.task in m.tasks and not getattr(m, "small", False)]
             solo = [n for n in tagged if getattr(self.models[n], "solo", False)]
             if solo and alone:  # the specialist takes M3UNet's place; user models still compete
                 return [n for n in tagged if n not in solo] + solo
@@ -294,6 +301,9 @@ def load_pool_model(path, tasks: str | Sequence[str], name: str | None = None) -
 # from the shipped model on its task alone (its model card says how and what it measured), so it is
 # a ``solo`` member (see M3UNetPoolModel).
 SPECIALISTS = {"m3unet-jpeg.safetensors": ("jpeg",), "m3unet-noise.safetensors": ("noise",)}
+# ... and for small images only (M3UNetPoolModel.small): fine-tuned on down-sampling with 70 % text
+# pages, it reads enlarged small print better than the input, but makes down-sampled photos worse.
+SMALL_SPECIALISTS = {"m3unet-smallprint.safetensors": ("lowres",)}
 _specialist_models: FileCache = FileCache()  # loaded once per process, again if a file changes
 
 
@@ -306,7 +316,7 @@ def is_shipped_default(path) -> bool:
 
 
 def shipped_specialists(restorer) -> list[M3UNetPoolModel]:
-    """The shipped specialists (:data:`SPECIALISTS`) whose files are present, on ``restorer``'s
+    """The shipped specialists (:data:`SPECIALISTS`, then :data:`SMALL_SPECIALISTS`) whose files are present, on ``restorer``'s
     device and sharing its text encoder; [] without a restorer. They are fine-tuned from the
     shipped default: callers add them only when it is the main model (:func:`is_shipped_default`),
     so a model the user chose is not replaced on its single-degradation steps."""
@@ -315,11 +325,13 @@ def shipped_specialists(restorer) -> list[M3UNetPoolModel]:
     from .pipeline import Restorer
     from .weights import DEFAULT_WEIGHTS, load_model
     out = []
-    for file, tasks in SPECIALISTS.items():
-        path = DEFAULT_WEIGHTS.parent / file
-        if path.is_file():
-            model = _specialist_models.get(path, lambda p=path: load_model(p)).to(restorer.device)
-            out.append(M3UNetPoolModel(Restorer(model, restorer.text_encoder), tasks, path.stem, solo=True))
+    for small, table in ((False, SPECIALISTS), (True, SMALL_SPECIALISTS)):
+        for file, tasks in table.items():
+            path = DEFAULT_WEIGHTS.parent / file
+            if path.is_file():
+                model = _specialist_models.get(path, lambda p=path: load_model(p)).to(restorer.device)
+                out.append(M3UNetPoolModel(Restorer(model, restorer.text_encoder), tasks, path.stem,
+                                           solo=not small, small=small))
     return out
 
 

@@ -626,6 +626,48 @@ def test_under_the_minimum_side_a_noisy_reading_gives_the_blind_pass_a_noise_ste
     assert rec.steps == [1]
 
 
+def test_under_the_minimum_side_an_enlarged_reading_goes_to_the_small_print_specialist():
+    """A small image the blur estimator reads as enlarged (soft, with bicubic ringing, no noise) is
+    restored by the small-print specialist (M3UNetPoolModel.small), which is never a candidate of a
+    classified step; other readings do not reach it."""
+    from m3unet.autorestore import ENLARGED_BLOCKY
+    from m3unet.deblur import BLOCKY, KernelDeblur
+    from m3unet.pool import M3UNetPoolModel
+    from m3unet.textimage import render_line
+    small = torch.from_numpy(render_line("Harbour Road 17", "DejaVuSans.ttf", 18)).float()[None] / 255
+    assert small.shape[1] < 96  # under the classifier's minimum side below
+    classifier = Classifier(DegradationClassifier(), min_side=96)
+    spec = M3UNetPoolModel(_FlatRestorer(0.30), ("lowres",), "m3unet-smallprint", small=True)
+
+    class Tool(KernelDeblur):  # the reading is fixed: blockiness is measured on the image otherwise
+        def __init__(self, sigma, noise, blocky):
+            super().__init__(_ConstEstimator(sigma, noise), _FlatRestorer(0.10))
+            self.fixed = (sigma, noise, blocky)
+
+        def reading(self, x, sigma=None, noise=None):
+            from m3unet.deblur import BlurEstimate
+            return BlurEstimate(*self.fixed)
+
+    inside = (BLOCKY + ENLARGED_BLOCKY) / 2
+    for reading, expected in [((1.8, 0.0, inside), 0.30),  # enlarged: the specialist
+                              ((1.8, 0.0, ENLARGED_BLOCKY + 0.5), 0.20),  # JPEG blocks: the blind pass
+                              ((0.5, 0.0, inside), 0.20),  # sharp: the blind pass
+                              ((1.8, 20.0, inside), 0.20),  # noisy: the blind pass
+                              ((1.8, 0.0, BLOCKY - 0.1), 0.10)]:  # no ringing: the kernel-aware deblur
+        pool = Pool(_FlatRestorer(0.20), [Tool(*reading), spec])
+        res = AutoRestorer(pool, classifier).run(small)
+        assert float(res.image.mean()) == pytest.approx(expected, abs=1e-6), reading
+        if expected == 0.30:
+            rep = res.reports[0]
+            assert [(s.task, s.chosen) for s in rep.steps] == [("lowres", "m3unet-smallprint")]
+            assert "enlarged" in rep.steps[0].why
+            # A photo with the same reading does not look like print: the blind pass.
+            photo = smooth_photo(64, 120)
+            assert float(AutoRestorer(pool, classifier).run(photo).image.mean()) == pytest.approx(0.20, abs=1e-6)
+    pool = Pool(_FlatRestorer(0.20), [spec])
+    assert pool.candidates(Step("lowres")) == ["m3unet"] and pool.candidates(Step("lowres"), alone=True) == ["m3unet"]
+
+
 class _FlatRestorer:
     """A Restorer stand-in whose every pass returns a flat image of one grey level."""
 
@@ -670,14 +712,17 @@ def test_a_solo_specialist_serves_only_images_with_its_degradation_alone():
 
 
 def test_shipped_specialists_share_the_main_text_encoder_and_device(identity_restorer):
-    from m3unet.pool import SPECIALISTS, M3UNetPoolModel, shipped_specialists, shipped_tools
+    from m3unet.pool import SMALL_SPECIALISTS, SPECIALISTS, M3UNetPoolModel, shipped_specialists, shipped_tools
     from m3unet.weights import DEFAULT_WEIGHTS
     assert shipped_specialists(None) == [] and shipped_tools(None) == []
     specs = shipped_specialists(identity_restorer)
-    assert [m.name + ".safetensors" for m in specs] == [f for f in SPECIALISTS if (DEFAULT_WEIGHTS.parent / f).is_file()]
+    table = {**SPECIALISTS, **SMALL_SPECIALISTS}
+    assert [m.name + ".safetensors" for m in specs] == [f for f in table if (DEFAULT_WEIGHTS.parent / f).is_file()]
     assert specs, "the shipped JPEG specialist is missing from weights/"
     for m in specs:
-        assert isinstance(m, M3UNetPoolModel) and m.solo and m.tasks == SPECIALISTS[m.name + ".safetensors"]
+        file = m.name + ".safetensors"
+        assert isinstance(m, M3UNetPoolModel) and m.tasks == table[file]
+        assert (m.solo, m.small) == ((False, True) if file in SMALL_SPECIALISTS else (True, False))
         assert m.restorer.text_encoder is identity_restorer.text_encoder
     assert [type(m).__name__ for m in shipped_tools(identity_restorer, kernel_deblur=False)] == \
         ["M3UNetPoolModel"] * len(specs)
@@ -689,3 +734,17 @@ def test_shipped_specialists_share_the_main_text_encoder_and_device(identity_res
     other = DEFAULT_WEIGHTS.parent / "m3unet-deblur.safetensors"
     assert shipped_tools(identity_restorer, kernel_deblur=False, model_path=other) == []
     assert len(shipped_tools(identity_restorer, kernel_deblur=False, model_path=DEFAULT_WEIGHTS)) == len(specs)
+
+
+def test_looks_like_print_wants_paper_and_ink():
+    """The small-print route's histogram test: a rendered line passes, down-sampled x4 too; a smooth
+    photo, a blank page and a low-contrast page do not."""
+    from m3unet import degradation as deg
+    from m3unet.textimage import looks_like_print, render_line
+    line = torch.from_numpy(render_line("Serial no. 73-0519-B", "DejaVuSerif.ttf", 18)).permute(2, 0, 1).float() / 255
+    assert looks_like_print(line)
+    assert looks_like_print(deg.apply_one(line, deg.make("lowres", 1.0, scale=4.0)))
+    assert not looks_like_print(smooth_photo(64, 120)[0].permute(2, 0, 1))
+    assert not looks_like_print(torch.ones(3, 40, 200))
+    assert not looks_like_print(0.8 + 0.1 * line)  # faint: ink contrast 0.1
+

@@ -134,6 +134,20 @@ def test_eval_ocr_smoke(tmp_path):
     assert "| noise |" in r.stdout and "auto - input" in r.stdout
 
 
+def test_ocr_validation_lines_are_not_the_test_lines_and_choose_checkpoints():
+    """``eval --ocr-validation``: seeded random-word lines in the test's fonts and sizes, none of them a
+    test line; the command reads the degraded lines and one M3UNet pass of the given model."""
+    val = ocr_eval.validation_lines()
+    assert len(val) == 48 and val == ocr_eval.validation_lines()
+    assert not {t for t, _, _ in val} & set(ocr_eval.LINES)
+    assert {f for _, f, _ in val} == set(ocr_eval.FONTS) and {s for _, _, s in val} == set(ocr_eval.SIZES)
+    r = m3unet("eval", "--ocr-validation", "--lines", "2", "--threads", "1")
+    assert r.returncode == 0, r.stderr
+    assert "OCR validation (2 lines, lowres, 1 step, shipped default): input" in r.stdout and "M3UNet" in r.stdout
+    r = m3unet("eval", "--ocr-validation", "--settings", "haze")
+    assert r.returncode == 2 and "--ocr-validation takes one of" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_unknown_peer_settings_are_clear_errors():
     r = m3unet("eval", "--peers", "--settings", "haze")
     assert r.returncode == 2 and "unknown setting" in r.stderr and "Traceback" not in r.stderr
