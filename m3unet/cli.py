@@ -36,7 +36,8 @@ def _parser() -> argparse.ArgumentParser:
                    "clean-up) out of the pool; blur steps then use M3UNet alone")
     r.add_argument("--no-specialists", dest="no_specialists", action="store_true",
                    help="auto: leave the shipped M3UNet specialists (weights/m3unet-jpeg and m3unet-noise: "
-                   "JPEG or noise where it is the only degradation read) out of the pool")
+                   "JPEG or noise where it is the only degradation read; m3unet-smallprint: small enlarged "
+                   "print) out of the pool")
     r.add_argument("--upscale", action="store_true", help="auto: keep the larger size of an upscaling pool model")
     r.add_argument("--classifier", default=None, help="auto: DegradationClassifier weights (default: shipped)")
     r.add_argument("--report-json", dest="report_json", default=None,

@@ -72,7 +72,8 @@ class M3UNetAutoRestore(io.ComfyNode):
                 "pool models wired in for that task and keeps the one that most reduces the remaining "
                 "degradation; a step that makes things worse is rolled back. A defocus (Gaussian) blur "
                 "that the blur estimator measures is deconvolved first (M3UNet Kernel Deblur), and where JPEG or noise is "
-                "the only degradation read a shipped specialist (m3unet-jpeg, m3unet-noise) removes it. Stops when the image is "
+                "the only degradation read a shipped specialist (m3unet-jpeg, m3unet-noise) removes it; small enlarged "
+                "print (under 128 px) goes to m3unet-smallprint. Stops when the image is "
                 "clean or after the step budget. Outputs the image (same size, channels and batch), a "
                 "report of what was done and why, and the plan as editable JSON."),
             inputs=[
@@ -145,7 +146,7 @@ class M3UNetAutoRestore(io.ComfyNode):
             m.to(device)
         try:
             # The kernel-aware deblur (m3unet.deblur, its clean-up pass with this node's model) and
-            # the shipped specialists (m3unet.pool.SPECIALISTS) join the pool when their weights are there.
+            # the shipped specialists (m3unet.pool.SPECIALISTS, SMALL_SPECIALISTS) join the pool when their weights are there.
             tools = shipped_tools(restorer, model_path=model.path)
             auto = AutoRestorer(Pool(restorer, models + tools, tile=DEFAULT_TILE),
                                 classifier)
