@@ -465,9 +465,11 @@ def auto_evaluation(model_path: str | None = None, data: str | None = None, crop
     auto = AutoRestorer(Pool(restorer, models, steps=steps), classifier)
     # Fixed orders use the same models per task as the pool offers: an M3UNet specialist runs the
     # steps of its tasks (so the comparison is about order and detection, not about models); a
-    # solo specialist does not (it serves images with its degradation alone, and these are mixes).
+    # solo specialist does not (it serves images with its degradation alone, and these are mixes), nor
+    # does the small-print one (images under the classifier's minimum side only).
     from .pool import M3UNetPoolModel, describe_steps
-    by_task = {t: m.restorer for m in models if isinstance(m, M3UNetPoolModel) and not m.solo for t in m.tasks}
+    by_task = {t: m.restorer for m in models if isinstance(m, M3UNetPoolModel) and not (m.solo or m.small)
+               for t in m.tasks}
     # The fixed orders' blur steps deblur as the automatic restore's defocus step would: with the
     # kernel-aware deblur where its gate passes (m3unet.deblur.KernelDeblur.gate), else M3UNet.
     tool = next((m for m in models if isinstance(m, KernelDeblur)), None)

@@ -748,3 +748,34 @@ def test_looks_like_print_wants_paper_and_ink():
     assert not looks_like_print(torch.ones(3, 40, 200))
     assert not looks_like_print(0.8 + 0.1 * line)  # faint: ink contrast 0.1
 
+
+
+class _BrightAsHaze:
+    """A classifier stand-in that reads any bright image as hazy, as the real one reads paper."""
+
+    def __call__(self, image: torch.Tensor) -> list:
+        from m3unet.classify import LABELS, Finding
+        out = []
+        for im in image:
+            p = 1.0 if float(im[..., :3].float().mean()) > 0.5 else 0.0
+            out.append(Finding({k: 0.0 for k in LABELS} | {"haze": p}, {k: 0.0 for k in LABELS} | {"haze": 0.6 * p}))
+        return out
+
+
+def test_on_print_the_automatic_plan_does_not_read_haze_or_low_light():
+    """Paper reads as haze to the photo-trained classifier: on an image that looks like print the
+    automatic plan leaves haze and low light out (and says so); a bright photo still gets its haze
+    step, and a plan given by the user still runs on print."""
+    from m3unet.textimage import render_line
+    page = torch.from_numpy(render_line("Received with thanks", "DejaVuSans.ttf", 24)).float()[None] / 255
+    photo = 0.55 + 0.4 * smooth_photo(64, 120)
+    auto = AutoRestorer(Pool(_FlatRestorer(0.20)), _BrightAsHaze())
+    res = auto.run(page)
+    assert torch.equal(res.image, page)  # nothing read: returned as given
+    assert "looks like print: haze and lowlight not read" in res.reports[0].detected
+    assert [s.task for s in res.reports[0].steps] == []
+    res = auto.run(photo)
+    assert [(s.task, s.outcome) for s in res.reports[0].steps] == [("haze", "kept")]
+    assert float(res.image.mean()) == pytest.approx(0.20, abs=1e-6)
+    res = auto.run(page, Plan([Step("haze", 0.5)]))
+    assert [(s.task, s.outcome) for s in res.reports[0].steps] == [("haze", "kept")]
