@@ -259,6 +259,15 @@ class AutoResult:
         return json.dumps([r.plan.to_dict() for r in self.reports], indent=1)
 
 
+def _estimator_report(step: Step, model: str, done: str, detected: str, why: str, t0: float) -> "AutoReport":
+    """The report of an image under the classifier's minimum side that the blur estimator sent to one
+    tool (the kernel-aware deblur or the small-print specialist): one applied step."""
+    record = StepRecord(1, step.task, step.strength, step.text, [], model, "applied", None, None, done)
+    report = AutoReport(detected, None, Plan([step]), steps=[record], stopped=f"{why}: the blur estimator alone decided")
+    report.seconds = time.time() - t0
+    return report
+
+
 def _reading(finding) -> str:
     return finding.report() if finding is not None else "not classified"
 
@@ -271,13 +280,13 @@ class AutoRestorer:
         self.classifier = classifier
         self.table = load_order_table() if order_table is None else order_table
 
-    def classify(self, x: torch.Tensor):
-        """Read one ``[3, H, W]`` float image (None without a classifier); the labels of
-        ``self._unread`` (set per run: :data:`PRINT_UNREAD` on print) are read as absent."""
+    def classify(self, x: torch.Tensor, unread: Sequence[str] = ()):
+        """Read one ``[3, H, W]`` float image (None without a classifier); the labels in ``unread``
+        (:data:`PRINT_UNREAD` for an automatic plan on print) are read as absent, with a note."""
         if self.classifier is None:
             return None
         f = self.classifier(x.permute(1, 2, 0)[None])[0]
-        unread = [k for k in getattr(self, "_unread", ()) if k in f.probabilities]
+        unread = [k for k in unread if k in f.probabilities]
         if not unread:
             return f
         import dataclasses
@@ -389,27 +398,19 @@ class AutoRestorer:
                     x.permute(1, 2, 0)[None], seed=seed, tile=self.pool.tile, sigma=est.sigma, noise=est.noise,
                     progress=lambda _p: tick(f"blur with {step.model}"))
                 tick("done", add=1)
-                record = StepRecord(1, "blur", step.strength, step.text, [], step.model, "applied", None, None,
-                                    f"the blur estimator read a Gaussian blur of {est.sigma:.2f} px (noise "
-                                    f"{est.noise:.1f}/255): deconvolved, then cleaned up by M3UNet")
-                report = AutoReport(detected, None, Plan([step]), steps=[record],
-                                    stopped=f"{why}: the blur estimator alone decided")
-                report.seconds = time.time() - t0
-                return y[0].permute(2, 0, 1), report
+                return y[0].permute(2, 0, 1), _estimator_report(
+                    step, step.model, f"the blur estimator read a Gaussian blur of {est.sigma:.2f} px (noise "
+                    f"{est.noise:.1f}/255): deconvolved, then cleaned up by M3UNet", detected, why, t0)
             small_print = self._small_print(x, reading)
             if small_print is not None:
                 step, model = small_print
                 tick(f"lowres with {model.name}", total=1)
                 y = model.run(x, step, seed, 1, self.pool.tile, check=lambda: tick(f"lowres with {model.name}"))
                 tick("done", add=1)
-                record = StepRecord(1, "lowres", step.strength, step.text, [], model.name, "applied", None, None,
-                                    f"the blur estimator read it as enlarged: soft ({reading.sigma:.2f} px) with "
-                                    f"ringing (blockiness {reading.blocky:.2f}) and no noise; restored by the "
-                                    "small-print specialist")
-                report = AutoReport(detected, None, Plan([step]), steps=[record],
-                                    stopped=f"{why}: the blur estimator alone decided")
-                report.seconds = time.time() - t0
-                return y, report
+                return y, _estimator_report(
+                    step, model.name, f"the blur estimator read it as enlarged: soft ({reading.sigma:.2f} px) with "
+                    f"ringing (blockiness {reading.blocky:.2f}) and no noise; restored by the small-print specialist",
+                    detected, why, t0)
             noisy = not self.pool.steps and reading is not None and reading.noise >= SMALL_NOISE
             steps = self.pool.steps or (steps_for("noise", None) if noisy else 1)
             tick("blind M3UNet pass", total=1)
@@ -424,8 +425,8 @@ class AutoRestorer:
             return y[0].permute(2, 0, 1), report
 
         from .textimage import looks_like_print
-        self._unread = PRINT_UNREAD if plan is None and looks_like_print(x) else ()
-        f = self.classify(x)
+        unread = PRINT_UNREAD if plan is None and self.classifier is not None and looks_like_print(x) else ()
+        f = self.classify(x, unread)
         s = degradation_score(f) if f is not None else None
         first_labels = f.labels if f is not None else []
         fixed = plan is not None
@@ -467,7 +468,8 @@ class AutoRestorer:
             if defocus is not None and step is defocus[0]:
                 executed += 1
                 tick(f"step {index}: blur", total=counter["done"] + 1 + runs(queue[:budget - executed]))
-                x, f, s = self._run_defocus(index, step, defocus[1], x, f, s, seed, target, tick, report)
+                x, f, s = self._run_defocus(index, step, defocus[1], x, f, s, seed, target, tick, report,
+                                              unread)
                 tried.update(DEFOCUS_LABELS)
                 continue
             if not fixed:
@@ -498,7 +500,7 @@ class AutoRestorer:
             for k, name in enumerate(names):
                 y = self._run(name, x, step, seed + 7919 * index + k, tick)
                 y = self._fit(y, x.shape[-2:], target)
-                fy = self.classify(y)
+                fy = self.classify(y, unread)
                 e = effect(f, fy, step.task) if fy is not None else None
                 results.append((name, y, fy, e))
                 tick(f"step {index}: {step.task} with {name}", add=1)
@@ -583,13 +585,13 @@ class AutoRestorer:
         return Step("blur", strength, tool.name, est.describe()), est
 
     def _run_defocus(self, index: int, step: Step, est, x: torch.Tensor, f, s, seed: int, target, tick,
-                     report: "AutoReport"):
+                     report: "AutoReport", unread: Sequence[str] = ()):
         tool = self.pool.models[step.model]
         y = tool.restore(x.permute(1, 2, 0)[None], seed=seed + 7919 * index, tile=self.pool.tile,
                          progress=lambda _p: tick(f"blur with {step.model}"), sigma=est.sigma,
                          noise=est.noise)[0].permute(2, 0, 1)
         y = self._fit(y, x.shape[-2:], target)
-        fy = self.classify(y)
+        fy = self.classify(y, unread)
         sy = degradation_score(fy)
         e = effect(f, fy, "blur")
         attempts = [Attempt(step.model, sy, round(e.own_drop, 4), round(e.side_rise, 4), fy.labels)]

@@ -65,9 +65,14 @@ def ocr_settings() -> dict[str, list[deg.Degradation]]:
     }
 
 
+def _font_and_size(i: int) -> tuple[str, int]:
+    """The font and size of line ``i``: every font at every size across the lines."""
+    return FONTS[i % len(FONTS)], SIZES[(i // len(FONTS)) % len(SIZES)]
+
+
 def text_lines(n: int | None = None) -> list[tuple[str, str, int]]:
     """``(text, font, size)`` of each test line: every font at every size across the lines."""
-    out = [(t, FONTS[i % len(FONTS)], SIZES[(i // len(FONTS)) % len(SIZES)]) for i, t in enumerate(LINES)]
+    out = [(t, *_font_and_size(i)) for i, t in enumerate(LINES)]
     return out[:n]
 
 
@@ -84,7 +89,7 @@ def validation_lines(n: int = 48) -> list[tuple[str, str, int]]:
     out = []
     for i in range(n):
         rng = random.Random(VALIDATION_SEED + i)
-        out.append((random_line(rng, rng.randint(3, 6)), FONTS[i % len(FONTS)], SIZES[(i // len(FONTS)) % len(SIZES)]))
+        out.append((random_line(rng, rng.randint(3, 6)), *_font_and_size(i)))
     return out
 
 
