@@ -33,7 +33,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from .plan import MODEL_M3UNET, Plan, Step, load_order_table, plan_for, plan_from_finding
+from .plan import JOINT_TASKS, MODEL_M3UNET, Plan, Step, joinable, load_order_table, plan_for, plan_from_finding
 from .pool import Pool, resize, steps_for
 from .classify import DEFAULT_CLASSIFIER
 
@@ -114,10 +114,12 @@ class Effect:
         return self.own_drop - SIDE_WEIGHT * self.side_rise
 
 
-def effect(before, after, task: str) -> Effect:
-    """Compare two readings for a step removing ``task``."""
-    others = lambda f: sum(label_score(f, k) for k in f.labels if k != task)  # noqa: E731
-    return Effect(label_score(before, task) - label_score(after, task), others(after) - others(before))
+def effect(before, after, task: str | Sequence[str]) -> Effect:
+    """Compare two readings for a step removing ``task`` (or the tasks of a joint step: their drops
+    add up)."""
+    own = {task} if isinstance(task, str) else set(task)
+    others = lambda f: sum(label_score(f, k) for k in f.labels if k not in own)  # noqa: E731
+    return Effect(sum(label_score(before, k) - label_score(after, k) for k in own), others(after) - others(before))
 
 
 def pending(finding, first_labels: list[str], tried: set[str]) -> list[str]:
@@ -182,7 +184,7 @@ class Attempt:
 class StepRecord:
     """What happened to one plan step."""
     index: int
-    task: str
+    task: str  # the step's task; a joint step's tasks joined by "+" (e.g. "jpeg+noise")
     strength: float
     text: str
     attempts: list[Attempt]
@@ -191,6 +193,10 @@ class StepRecord:
     score_before: float | None
     score_after: float | None
     why: str
+
+    @property
+    def tasks(self) -> list[str]:
+        return self.task.split("+")
 
 
 @dataclass
@@ -349,8 +355,8 @@ class AutoRestorer:
                 progress(AutoProgress(counter["done"], max(counter["total"], counter["done"], 1), message))
 
         y, report = self._attempt(x, plan, budget, seed, target, rollback, tick, counter)
-        kept = [r.task for r in report.steps if r.outcome == "kept"]
-        rolled = [r.task for r in report.steps if r.outcome == "rolled back" and r.task in report.detected_labels]
+        kept = [t for r in report.steps if r.outcome == "kept" for t in r.tasks]
+        rolled = [t for r in report.steps if r.outcome == "rolled back" for t in r.tasks if t in report.detected_labels]
         if retry and plan is None and self.classifier is not None and rollback and kept and rolled:
             order = rolled + kept
             y2, report2 = self._attempt(x, None, budget, seed, target, rollback, tick, counter, order)
@@ -430,14 +436,15 @@ class AutoRestorer:
         s = degradation_score(f) if f is not None else None
         first_labels = f.labels if f is not None else []
         fixed = plan is not None
-        plan = plan if fixed else plan_from_finding(f, self.table)
+        plan = plan if fixed else plan_from_finding(f, self.table, joint=self._joint_tasks(f))
         if order:
             rank = {t: i for i, t in enumerate(order)}
-            plan = Plan(sorted(plan.steps, key=lambda st: rank.get(st.task, len(rank))))  # stable
+            plan = Plan(sorted(plan.steps, key=lambda st: min(rank.get(t, len(rank)) for t in st.tasks)))  # stable
         tried: set[str] = set()
         defocus = self._defocus_step(x, f) if not fixed and f is not None else None
         if defocus is not None:  # the kernel-aware deblur covers the blur-like steps
-            plan = Plan([defocus[0]] + [st for st in plan.steps if st.task not in DEFOCUS_LABELS])
+            rest = [st.only(t for t in st.tasks if t not in DEFOCUS_LABELS) for st in plan.steps]
+            plan = Plan([defocus[0]] + [st for st in rest if st is not None])
         report = AutoReport(_reading(f), s, Plan(list(plan.steps)))
         queue = list(plan.steps)
         runs = lambda steps: sum(len(self.pool.candidates(st, fixed)) if f is not None else 1  # noqa: E731
@@ -457,11 +464,11 @@ class AutoRestorer:
                 if not left:
                     report.stopped = f"still detected ({', '.join(f.labels)}) but every step for it was tried"
                     break
-                extra = plan_for(left, self.table).steps
+                extra = plan_for(left, self.table, joint=self._joint_tasks(f)).steps
                 report.plan.steps.extend(extra)
                 queue = list(extra)
             if executed >= budget:
-                report.stopped = f"step budget ({budget}) reached; not run: {', '.join(st.task for st in queue)}"
+                report.stopped = f"step budget ({budget}) reached; not run: {', '.join(t for st in queue for t in st.tasks)}"
                 break
             step = queue.pop(0)
             index = len(report.steps) + 1
@@ -477,33 +484,38 @@ class AutoRestorer:
                 if not todo:
                     report.stopped = "clean: no degradation detected"
                     break
-                if step.task not in todo:
-                    tried.add(step.task)
-                    report.steps.append(StepRecord(index, step.task, step.strength, "", [], None, "skipped", s, s,
-                                                   "no longer detected"))
+                left_of_step = step.only(todo)
+                if left_of_step is None:
+                    tried.update(step.tasks)
+                    report.steps.append(StepRecord(index, "+".join(step.tasks), step.strength, "", [], None, "skipped",
+                                                   s, s, "no longer detected"))
                     continue
-            tried.add(step.task)
+                if left_of_step is not step:  # a joint step of which some tasks are done
+                    tried.update(t for t in step.tasks if t not in left_of_step.tasks)
+                    step = left_of_step
+            tried.update(step.tasks)
             # A solo specialist (m3unet.pool.M3UNetPoolModel) serves an image as given that shows its
             # degradation alone.
             read = todo if not fixed else (f.labels if f is not None else [])
             untouched = not any(r.outcome in ("kept", "applied") for r in report.steps)
-            names = self.pool.candidates(step, strict=fixed, alone=untouched and set(read) == {step.task})
+            names = self.pool.candidates(step, strict=fixed, alone=untouched and set(read) == {step.task} == set(step.tasks))
+            task = "+".join(step.tasks)
             if not names:
-                report.steps.append(StepRecord(index, step.task, step.strength, "", [], None, "skipped", s, s,
+                report.steps.append(StepRecord(index, task, step.strength, "", [], None, "skipped", s, s,
                                                "no model in the pool serves it"))
                 continue
             executed += 1
             if f is None:
                 names = names[:1]  # nothing to compare candidates with: the first (M3UNet for "auto")
-            tick(f"step {index}: {step.task}", total=counter["done"] + len(names) + runs(queue[:budget - executed]))
+            tick(f"step {index}: {task}", total=counter["done"] + len(names) + runs(queue[:budget - executed]))
             results = []
             for k, name in enumerate(names):
                 y = self._run(name, x, step, seed + 7919 * index + k, tick)
                 y = self._fit(y, x.shape[-2:], target)
                 fy = self.classify(y, unread)
-                e = effect(f, fy, step.task) if fy is not None else None
+                e = effect(f, fy, step.tasks) if fy is not None else None
                 results.append((name, y, fy, e))
-                tick(f"step {index}: {step.task} with {name}", add=1)
+                tick(f"step {index}: {task} with {name}", add=1)
             attempts = [Attempt(n, degradation_score(fy) if fy is not None else None, e and round(e.own_drop, 4),
                                 e and round(e.side_rise, 4), fy.labels if fy is not None else [])
                         for n, _, fy, e in results]
@@ -511,36 +523,47 @@ class AutoRestorer:
             if f is None:  # no classifier (a given plan): apply the first candidate as written
                 name, y, _, _ = results[0]
                 x = y
-                report.steps.append(StepRecord(index, step.task, step.strength, text, attempts, name,
+                report.steps.append(StepRecord(index, task, step.strength, text, attempts, name,
                                                "applied", None, None, "no classifier to score it"))
                 continue
             best = max(r[3].benefit for r in results)
             name, y, fy, e = next(r for r in results if r[3].benefit >= best - PREFER_MARGIN)
             sy = degradation_score(fy)
             if accept(e, fixed) or not rollback:
-                why = (f"the largest drop in {step.task} of {len(results)} candidates (or within {PREFER_MARGIN} of it, "
+                why = (f"the largest drop in {task} of {len(results)} candidates (or within {PREFER_MARGIN} of it, "
                        "tried first)") if len(results) > 1 else ""
+                if len(step.tasks) > 1:
+                    why = (f"one joint pass for {' and '.join(step.tasks)} (m3unet.plan.JOINT_TASKS)"
+                           + (f"; {why}" if why else ""))
                 if getattr(self.pool.models.get(name), "solo", False):
                     why = f"a {step.task} specialist, chosen because {step.task} is the only degradation read"
                 if not accept(e, fixed):
                     why = "kept although it did not help (rollback off)"
-                report.steps.append(StepRecord(index, step.task, step.strength, text, attempts, name, "kept", s, sy, why))
+                report.steps.append(StepRecord(index, task, step.strength, text, attempts, name, "kept", s, sy, why))
                 x, f, s = y, fy, sy
             else:
                 need = f"to lower it by at least {MIN_GAIN}" if not fixed else "not to do harm"
-                report.steps.append(StepRecord(index, step.task, step.strength, text, attempts, name, "rolled back",
-                                               s, s, f"the best candidate ({name}) changed {step.task} by "
+                report.steps.append(StepRecord(index, task, step.strength, text, attempts, name, "rolled back",
+                                               s, s, f"the best candidate ({name}) changed {task} by "
                                                f"{-e.own_drop:+.2f} and the others by {e.side_rise:+.2f}; a step "
                                                f"needs {need}"))
         report.final, report.final_score = _reading(f), s
         report.detected_labels = list(first_labels)
         if f is not None:  # still there: read now, or held (see KEEP_THRESHOLD) with no step for it kept
-            kept = {r.task for r in report.steps if r.outcome in ("kept", "applied")}
+            kept = {t for r in report.steps if r.outcome in ("kept", "applied") for t in r.tasks}
             report.final_labels = pending(f, first_labels, kept)
         else:
             report.final_labels = []
         report.seconds = time.time() - t0
         return x, report
+
+    def _joint_tasks(self, f) -> tuple[str, ...]:
+        """The tasks an automatic plan may join into one M3UNet pass for reading ``f``
+        (:func:`m3unet.plan.joinable`), less those a user's image model in the pool serves: that
+        model gets its own step to compete in."""
+        from .pool import PoolModel
+        served = {t for m in self.pool.models.values() if isinstance(m, PoolModel) for t in m.tasks}
+        return joinable(f, tuple(t for t in JOINT_TASKS if t not in served))
 
     def _deblur_tool(self):
         from .deblur import KernelDeblur

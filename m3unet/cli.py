@@ -162,6 +162,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--dec-blocks", dest="dec_blocks", default=None, help="NAF blocks per decoder level (default 1,1,1)")
     t.add_argument("--kinds", default=None, help="train on these degradation kinds only, with weights, "
                    "e.g. blur:3,motion:2,noise:1 (a specialist); default: all kinds")
+    t.add_argument("--p-mix", dest="p_mix", type=float, default=None,
+                   help="share of crops degraded by a mixture of two or three kinds (default 0.4; at most 0.92, "
+                   "8%% of crops stay clean)")
 
     a = sub.add_parser("ablate-dilation", help="the paper's Table 3: train and score refine-layer D=3,4,5,[3,4,5]")
     a.add_argument("--data", default="data/photos")

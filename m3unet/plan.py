@@ -8,11 +8,20 @@ A :class:`Plan` is an ordered list of :class:`Step` s ``{task, strength, model, 
 * ``model``: ``"auto"`` (try every pool model serving the task and keep the best), ``"m3unet"``
   or the name of one pool model;
 * ``text``: what M3UNet is told for this step (empty: generated from task and strength by
-  :func:`m3unet.text.describe`, the phrasing the model was trained on).
+  :func:`m3unet.text.describe`, the phrasing the model was trained on);
+* ``also`` (optional): ``{task: strength}`` of further degradations removed by the same pass (a
+  *joint* step, as the paper restores: one M3UNet pass told about every degradation at once).
 
 The plan is JSON (``{"version": 1, "steps": [...]}``) so a user can read it in a workflow, edit
 it and feed it back; :meth:`Plan.from_json` validates edited JSON with errors naming the step
 and the field.
+
+The automatic plan removes the degradations of the camera and the file (:data:`JOINT_TASKS`:
+noise, blur, motion, JPEG, low resolution) in one joint step when it reads two or more of them:
+measured on ``eval --auto``'s 30 held-out mixes (session 11), one M3UNet pass told about all of
+them matched or beat the best fixed order of single-task passes on every such mix type (e.g.
+JPEG + low resolution + noise 24.83 vs 24.35 dB, blur + JPEG + noise 24.67 vs 24.50), while
+haze and low light stay steps of their own (a joint pass with them lost 0.2-1.3 dB).
 
 The ORDER of the steps is learned from measurements, not taste (RestoreAgent / AgenticIR make the
 same point: the order of restoration steps matters and depends on the degradations).
@@ -38,7 +47,14 @@ MODEL_AUTO = "auto"
 MODEL_M3UNET = "m3unet"
 PLAN_VERSION = 1
 MAX_STEPS = 32
-STEP_KEYS = ("task", "strength", "model", "text")
+STEP_KEYS = ("task", "strength", "model", "text", "also")
+# Degradations one joint M3UNet pass removes together in an automatic plan (see the module doc).
+JOINT_TASKS = ("noise", "blur", "motion", "jpeg", "lowres")
+# ... when read with at least this probability: the pass is told about every degradation it removes,
+# and telling it of one that is not there costs (`eval --auto`, session 11: a sharp JPEG read as
+# heavy blur at p = 0.54 lost 1.1 dB in a joint pass). A doubtful one gets a step of its own, which
+# must prove itself.
+JOINT_MIN_P = 0.6
 # The measured order table the planner reads (written by ``python -m m3unet plan-orders``).
 ORDER_TABLE = Path(__file__).resolve().parent / "plan_orders.json"
 # Fallback for task pairs with no measurement: undo the camera pipeline of
@@ -57,14 +73,40 @@ class Step:
     strength: float = 0.5
     model: str = MODEL_AUTO
     text: str = ""
+    also: dict[str, float] = field(default_factory=dict)  # further tasks of a joint step: {task: strength}
+
+    @property
+    def tasks(self) -> list[str]:
+        """The degradations this step removes: ``task``, then those of ``also``."""
+        return [self.task] + [t for t in self.also if t != self.task]
+
+    def strengths(self) -> dict[str, float]:
+        return {self.task: self.strength} | {t: s for t, s in self.also.items() if t != self.task}
 
     def instruction(self) -> str:
-        """The restoration text M3UNet gets: ``text``, or the canonical phrasing of the task."""
+        """The restoration text M3UNet gets: ``text``, or the canonical phrasing of the task(s)."""
         from .text import describe
-        return self.text.strip() or describe([Degradation(self.task, self.strength)])
+        return self.text.strip() or describe([Degradation(t, s) for t, s in self.strengths().items()])
+
+    def only(self, tasks: Iterable[str]) -> "Step | None":
+        """This step restricted to ``tasks`` (None if it removes none of them); the text is dropped
+        when the tasks change, so it is generated again."""
+        keep = {t: s for t, s in self.strengths().items() if t in set(tasks)}
+        if not keep:
+            return None
+        if list(keep) == self.tasks:
+            return self
+        first = next(iter(keep))
+        return Step(first, keep.pop(first), self.model, "", keep)
 
     def describe(self) -> str:
-        return f"{self.task} ({level(self.strength)}, {self.strength:.2f}) with {self.model}"
+        return " + ".join(f"{t} ({level(s)}, {s:.2f})" for t, s in self.strengths().items()) + f" with {self.model}"
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        if not d["also"]:
+            del d["also"]  # single-task steps keep the plan JSON of earlier versions
+        return d
 
 
 @dataclass
@@ -77,10 +119,10 @@ class Plan:
 
     @property
     def tasks(self) -> list[str]:
-        return [s.task for s in self.steps]
+        return [t for s in self.steps for t in s.tasks]
 
     def to_dict(self) -> dict:
-        return {"version": PLAN_VERSION, "steps": [asdict(s) for s in self.steps]}
+        return {"version": PLAN_VERSION, "steps": [s.to_dict() for s in self.steps]}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=1)
@@ -143,7 +185,19 @@ def _parse_step(i: int, s: Any) -> Step:
     text = s.get("text", "")
     if not isinstance(text, str):
         raise PlanError(f"{where} ({task}): text must be a string; got {type(text).__name__}")
-    return Step(task, float(strength), model.strip(), text)
+    also = s.get("also", {})
+    if isinstance(also, list):  # shorthand: ["jpeg", "noise"] at the default strength
+        also = {t: 0.5 for t in also} if all(isinstance(t, str) for t in also) else None
+    if not isinstance(also, dict):
+        raise PlanError(f'{where} ({task}): also must map further tasks to strengths, e.g. {{"jpeg": 0.5}}; '
+                        f"got {s.get('also')!r}")
+    for t, v in also.items():
+        if t not in TASKS or t == task:
+            raise PlanError(f"{where} ({task}): also names {t!r}; choose other tasks of {', '.join(TASKS)}")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:
+            raise PlanError(f"{where} ({task}): the strength of {t} in also must be a number between 0 and 1; "
+                            f"got {v!r}")
+    return Step(task, float(strength), model.strip(), text, {t: float(v) for t, v in also.items()})
 
 
 # ---------------------------------------------------------------------------- the measured order
@@ -205,23 +259,39 @@ def order_tasks(tasks: Iterable[str], table: OrderTable | None = None) -> list[s
     return best
 
 
-def plan_for(severities: Mapping[str, float], table: OrderTable | None = None, model: str = MODEL_AUTO) -> Plan:
-    """A plan removing the degradations ``{task: severity}`` in the measured best order."""
+def plan_for(severities: Mapping[str, float], table: OrderTable | None = None, model: str = MODEL_AUTO,
+             joint: Iterable[str] = JOINT_TASKS) -> Plan:
+    """A plan removing the degradations ``{task: severity}`` in the measured best order; two or
+    more of ``joint`` become one joint step, where the first of them would be."""
     unknown = set(severities) - set(TASKS)
     if unknown:
         raise PlanError(f"unknown task(s) {sorted(unknown)}; choose from {', '.join(TASKS)}")
+    order = order_tasks(severities, table)
+    strength = {t: round(float(min(max(severities[t], 0.0), 1.0)), 3) for t in order}
+    merged = [t for t in order if t in set(joint)]
     steps = []
-    for task in order_tasks(severities, table):
-        s = round(float(min(max(severities[task], 0.0), 1.0)), 3)
-        step = Step(task, s, model)
+    for task in order:
+        if len(merged) > 1 and task in merged:
+            if task != merged[0]:
+                continue
+            step = Step(task, strength[task], model, "", {t: strength[t] for t in merged[1:]})
+        else:
+            step = Step(task, strength[task], model)
         step.text = step.instruction()
         steps.append(step)
     return Plan(steps)
 
 
-def plan_from_finding(finding, table: OrderTable | None = None, model: str = MODEL_AUTO) -> Plan:
-    """The plan for a classifier :class:`~m3unet.classify.Finding` (its detected labels)."""
-    return plan_for({k: finding.severity[k] for k in finding.labels}, table, model)
+def joinable(finding, joint: Iterable[str] = JOINT_TASKS) -> tuple[str, ...]:
+    """The tasks of ``joint`` that a reading is sure enough of to join (:data:`JOINT_MIN_P`)."""
+    return tuple(t for t in joint if finding.probabilities.get(t, 0.0) >= JOINT_MIN_P)
+
+
+def plan_from_finding(finding, table: OrderTable | None = None, model: str = MODEL_AUTO,
+                      joint: Iterable[str] = JOINT_TASKS) -> Plan:
+    """The plan for a classifier :class:`~m3unet.classify.Finding` (its detected labels); the sure
+    ones of ``joint`` (:func:`joinable`) share one joint step."""
+    return plan_for({k: finding.severity[k] for k in finding.labels}, table, model, joinable(finding, joint))
 
 
 def parse_plans(text: str, batch: int | None = None) -> Plan | list[Plan] | None:

@@ -28,9 +28,13 @@ DEFAULT_OVERLAP = 32
 TASK_STEPS = {"noise": 2, "jpeg": 2}
 
 
-def steps_for(task: str, steps: int | None) -> int:
-    """Sampler steps of an M3UNet pass for ``task``: ``steps`` if given, else :data:`TASK_STEPS` (1)."""
-    return steps if steps else TASK_STEPS.get(task, 1)
+def steps_for(task: str | Step, steps: int | None) -> int:
+    """Sampler steps of an M3UNet pass for ``task`` (or a step: the most its tasks take): ``steps`` if
+    given, else :data:`TASK_STEPS` (1)."""
+    if steps:
+        return steps
+    tasks = task.tasks if isinstance(task, Step) else [task]
+    return max(TASK_STEPS.get(t, 1) for t in tasks)
 
 
 def describe_steps(steps: int | None) -> str:
@@ -233,7 +237,9 @@ class Pool:
         empty list).
         """
         if step.model == MODEL_AUTO:
-            tagged = [n for n, m in self.models.items() if step.task in m.tasks and not getattr(m, "small", False)]
+            # A joint step (m3unet.plan.Step.also) goes to models tagged with all of its tasks.
+            tagged = [n for n, m in self.models.items()
+                      if set(step.tasks) <= set(m.tasks) and not getattr(m, "small", False)]
             solo = [n for n in tagged if getattr(self.models[n], "solo", False)]
             if solo and alone:  # the specialist takes M3UNet's place; user models still compete
                 return [n for n in tagged if n not in solo] + solo
@@ -241,7 +247,7 @@ class Pool:
             # candidate that is as good as the best one (m3unet.autorestore.PREFER_MARGIN).
             names = [n for n in tagged if n not in solo] + ([MODEL_M3UNET] if self.restorer is not None else [])
             if not names and strict:
-                raise PoolError(f"no model in the pool serves {step.task!r} (the pool has "
+                raise PoolError(f"no model in the pool serves {'+'.join(step.tasks)!r} (the pool has "
                                 f"{', '.join(self.describe()) or 'nothing'})")
             return names
         if step.model not in self.names:
@@ -260,10 +266,10 @@ class Pool:
         if name == MODEL_M3UNET:
             if self.restorer is None:
                 raise PoolError("the pool has no M3UNet")
-            return m3unet_pass(self.restorer, x, step, seed, steps_for(step.task, self.steps), self.tile, check)
+            return m3unet_pass(self.restorer, x, step, seed, steps_for(step, self.steps), self.tile, check)
         model = self.models[name]
         if isinstance(model, M3UNetPoolModel):
-            return model.run(x, step, seed, steps_for(step.task, self.steps), self.tile, check)
+            return model.run(x, step, seed, steps_for(step, self.steps), self.tile, check)
         if isinstance(model, PoolModel):
             return model(x, check)
         return model.run(x, seed=seed, tile=self.tile, check=check)  # KernelDeblur

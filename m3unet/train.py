@@ -54,6 +54,7 @@ class TrainConfig:
     text_fraction: float = 0.0  # share of crops that are rendered text pages (m3unet.textimage)
     text_sizes: tuple = ()  # (min, max) font size of text pages in px; empty: 9 .. max(12, crop // 4)
     kinds: dict = field(default_factory=dict)  # degradation kind -> weight; empty: all (TRAIN_WEIGHTS)
+    p_mix: float = 0.4  # share of crops with a mixture of two or three kinds (degradation.sample)
     val_every: int = 500
     save_every: int = 250
     seed: int = 0
@@ -108,12 +109,12 @@ class CropSampler:
 
 
 def make_batch(sampler: CropSampler, n: int, gen: torch.Generator, rng: random.Random, aug_noise: float,
-               kinds: dict[str, float] | None = None):
+               kinds: dict[str, float] | None = None, p_mix: float = 0.4):
     """Clean crops, degraded crops, texts and the degradation lists of one training batch."""
     hq, lq, texts, degs = [], [], [], []
     for _ in range(n):
         x = sampler()
-        d = deg.sample(gen, weights=kinds or None)
+        d = deg.sample(gen, weights=kinds or None, p_mix=p_mix)
         y = deg.apply(x, d, gen)
         if aug_noise > 0:
             y = y + aug_noise * torch.randn(y.shape, generator=gen)
@@ -269,6 +270,8 @@ def train(cfg: TrainConfig, command: str = "") -> Path:
         gen.manual_seed(cfg.seed + step)
         rng.seed(cfg.seed + step)
     encoder = TextEncoder()
+    if not 0.0 <= cfg.p_mix <= 0.92:
+        raise ValueError(f"--p-mix must be between 0 and 0.92 (8% of crops stay clean); got {cfg.p_mix}")
     sampler = CropSampler(load_split(Path(cfg.data), "train"), cfg.crop, gen, cfg.text_fraction, cfg.text_sizes)
     val = validation_set(Path(cfg.data))
     log = open(out / "log.jsonl", "a")
@@ -279,7 +282,7 @@ def train(cfg: TrainConfig, command: str = "") -> Path:
         lr = lr_at(cfg, step)
         for group in opt.param_groups:
             group["lr"] = lr
-        hq, lq, texts, _ = make_batch(sampler, cfg.batch, gen, rng, cfg.aug_noise, cfg.kinds)
+        hq, lq, texts, _ = make_batch(sampler, cfg.batch, gen, rng, cfg.aug_noise, cfg.kinds, cfg.p_mix)
         t = diffusion.sample_times(cfg.batch, gen, cfg.p_one_step)
         x_t = diffusion.q_sample(hq, lq, t, torch.randn(hq.shape, generator=gen))
         cl = torch.channels_last

@@ -90,7 +90,8 @@ class M3UNetAutoRestore(io.ComfyNode):
                     "Empty: plan automatically from the classifier. Or a plan as JSON (copy the plan output "
                     "and edit it): {\"steps\": [{\"task\": \"noise\", \"strength\": 0.6, \"model\": \"auto\", "
                     "\"text\": \"\"}]}; model is auto, m3unet, pool_model_1..3 or pool_m3unet; tasks: "
-                    + ", ".join(TASKS) + ".")),
+                    + ", ".join(TASKS) + "; \"also\": {\"jpeg\": 0.3} makes one pass remove further tasks "
+                    "(a joint step).")),
                 *_pool_inputs(),
             ],
             outputs=[

@@ -34,7 +34,7 @@ def test_tasks_are_the_classifier_labels():
 
 
 def test_plan_json_round_trip_and_shorthand():
-    plan = plan_for({"noise": 0.7, "jpeg": 0.3}, OrderTable())
+    plan = plan_for({"noise": 0.7, "jpeg": 0.3}, OrderTable(), joint=())
     assert [s.task for s in plan.steps] == ["jpeg", "noise"]  # fallback: camera pipeline reversed
     assert plan.steps[1].text == "remove the heavy noise" and plan.steps[0].model == "auto"
     again = Plan.from_json(plan.to_json())
@@ -779,3 +779,83 @@ def test_on_print_the_automatic_plan_does_not_read_haze_or_low_light():
     assert float(res.image.mean()) == pytest.approx(0.20, abs=1e-6)
     res = auto.run(page, Plan([Step("haze", 0.5)]))
     assert [(s.task, s.outcome) for s in res.reports[0].steps] == [("haze", "kept")]
+
+
+# ---------------------------------------------------------------------------- joint steps
+def test_joint_plan_merges_camera_degradations_and_round_trips():
+    """Two or more of noise / blur / motion / JPEG / low resolution become one step where the first
+    of them would be; haze and low light keep steps of their own. The plan JSON carries it as
+    ``also`` and is validated like the rest."""
+    from m3unet.plan import JOINT_TASKS
+    assert JOINT_TASKS == ("noise", "blur", "motion", "jpeg", "lowres")
+    table = OrderTable({("noise", "haze"): 1.0, ("haze", "jpeg"): 1.0, ("noise", "jpeg"): 1.0})
+    plan = plan_for({"noise": 0.7, "jpeg": 0.3, "haze": 0.5}, table)
+    assert [s.tasks for s in plan.steps] == [["noise", "jpeg"], ["haze"]]
+    assert plan.tasks == ["noise", "jpeg", "haze"]
+    joint = plan.steps[0]
+    assert joint.also == {"jpeg": 0.3} and joint.text == "remove the heavy noise, then remove the light JPEG artifacts"
+    assert "noise (heavy, 0.70) + jpeg (light, 0.30)" in plan.summary()
+    assert Plan.from_json(plan.to_json()) == plan
+    assert "also" not in json.loads(plan.to_json())["steps"][1]  # single-task steps: JSON as before
+    # The caller can narrow what may be joined (a doubtful reading, a user's model for a task).
+    assert [s.tasks for s in plan_for({"noise": 0.7, "jpeg": 0.3}, table, joint=("noise",)).steps] == \
+        [["noise"], ["jpeg"]]
+    assert Plan.from_json('[{"task": "noise", "also": ["jpeg", "blur"]}]').steps[0].also == {"jpeg": 0.5, "blur": 0.5}
+    # Narrowing a joint step to what is left keeps it or drops it whole.
+    assert joint.only(["noise", "jpeg", "haze"]) is joint
+    assert joint.only(["jpeg"]) == Step("jpeg", 0.3, "auto", "")
+    assert joint.only(["haze"]) is None
+
+
+@pytest.mark.parametrize("also, message", [
+    ('{"noise": 0.5}', "also names 'noise'; choose other tasks"),
+    ('{"fog": 0.5}', "also names 'fog'"),
+    ('{"jpeg": 2}', "the strength of jpeg in also must be a number between 0 and 1"),
+    ('"jpeg"', "also must map further tasks to strengths"),
+])
+def test_joint_step_errors_name_the_step(also, message):
+    with pytest.raises(PlanError) as info:
+        Plan.from_json(f'[{{"task": "noise", "also": {also}}}]')
+    assert message in str(info.value) and "plan step 1 (noise)" in str(info.value)
+
+
+class _TextRecorder:
+    """A Restorer stand-in that moves the image to the next grey level and records texts and steps."""
+
+    def __init__(self, level: float):
+        self.level, self.texts, self.steps = level, [], []
+
+    def restore(self, image, text="", steps=1, **_):
+        self.texts.append(text)
+        self.steps.append(steps)
+        return torch.full_like(image, self.level)
+
+
+def test_auto_restore_runs_one_joint_pass_for_sure_camera_degradations():
+    """A reading of noise and JPEG (sure) gives one M3UNet pass told about both, with the most sampler
+    steps of its tasks; its drop is the sum of both; a doubtful label (p under JOINT_MIN_P) gets a
+    step of its own; a task a user's image model serves is not joined, so that model competes."""
+    from m3unet.pool import steps_for
+    assert steps_for(Step("blur", also={"jpeg": 0.5}), None) == 2 and steps_for(Step("blur"), None) == 1
+    e = effect(finding(noise=0.5, jpeg=0.5, haze=0.5), finding(haze=0.5), ["noise", "jpeg"])
+    assert e.own_drop == pytest.approx(2 * (0.9 * 1.5 / 2 - 0.01 / 2)) and e.side_rise == pytest.approx(0.0)
+    reader = ScriptedReader({0.60: {"noise": (0.9, 0.7), "jpeg": (0.95, 0.3)}, 0.20: {}})
+    rec = _TextRecorder(0.20)
+    rep = AutoRestorer(Pool(rec), reader, OrderTable({("noise", "jpeg"): 1.0})).run(
+        torch.full((1, 32, 32, 3), 0.60)).reports[0]
+    assert [(s.task, s.outcome, s.chosen) for s in rep.steps] == [("noise+jpeg", "kept", "m3unet")]
+    assert rec.texts == ["remove the heavy noise, then remove the light JPEG artifacts"] and rec.steps == [2]
+    assert "one joint pass for noise and jpeg" in rep.steps[0].why and rep.stopped.startswith("clean")
+    assert rep.plan.steps[0].also == {"jpeg": 0.3}
+    # Blur read at p = 0.55: noise and JPEG are joined, blur waits for its own step (no longer read).
+    reader.script[0.60]["blur"] = (0.55, 0.8)
+    rep = AutoRestorer(Pool(_TextRecorder(0.20)), reader, OrderTable({("noise", "jpeg"): 1.0})).run(
+        torch.full((1, 32, 32, 3), 0.60)).reports[0]
+    assert [s.tasks for s in rep.plan.steps] == [["noise", "jpeg"], ["blur"]]
+    assert [(s.task, s.outcome) for s in rep.steps] == [("noise+jpeg", "kept")] and rep.stopped.startswith("clean")
+    # A user's denoiser in the pool: noise is its own step, where it competes with M3UNet.
+    pool = Pool(_TextRecorder(0.20), [PoolModel(lambda t: torch.full_like(t, 0.20), "noise", "scunet")])
+    rep = AutoRestorer(pool, reader, OrderTable({("noise", "jpeg"): 1.0})).run(
+        torch.full((1, 32, 32, 3), 0.60)).reports[0]
+    assert [s.tasks for s in rep.plan.steps][0] == ["noise"]
+    assert [a.model for a in rep.steps[0].attempts] == ["scunet", "m3unet"]
