@@ -226,6 +226,8 @@ def write_model_card(out: Path, cfg: TrainConfig, step: int, metrics: dict, comm
 
 def train(cfg: TrainConfig, command: str = "") -> Path:
     """Train (or resume) and return the path of the EMA model file."""
+    if not 0.0 <= cfg.p_mix <= 0.92:
+        raise ValueError(f"--p-mix must be between 0 and 0.92 (8% of crops stay clean); got {cfg.p_mix}")
     torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -270,8 +272,6 @@ def train(cfg: TrainConfig, command: str = "") -> Path:
         gen.manual_seed(cfg.seed + step)
         rng.seed(cfg.seed + step)
     encoder = TextEncoder()
-    if not 0.0 <= cfg.p_mix <= 0.92:
-        raise ValueError(f"--p-mix must be between 0 and 0.92 (8% of crops stay clean); got {cfg.p_mix}")
     sampler = CropSampler(load_split(Path(cfg.data), "train"), cfg.crop, gen, cfg.text_fraction, cfg.text_sizes)
     val = validation_set(Path(cfg.data))
     log = open(out / "log.jsonl", "a")

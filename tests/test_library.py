@@ -222,3 +222,23 @@ def test_crop_sampler_text_pages_take_the_asked_font_sizes():
     for bad in ((20, 10), (2, 8), (9,)):
         with pytest.raises(ValueError, match="font sizes MIN,MAX"):
             CropSampler(photos, 64, torch.Generator(), 1.0, bad)
+
+
+def test_training_batches_take_the_asked_share_of_mixtures():
+    """``train --p-mix``: the share of crops degraded by two or three kinds at once (a mixture
+    specialist trains on mostly mixtures); out-of-range shares are refused before any work."""
+    import random
+
+    import numpy as np
+    from m3unet.train import CropSampler, TrainConfig, make_batch, train
+    photos = {"p": (np.random.default_rng(0).random((40, 40, 3)) * 255).astype(np.uint8)}
+    kinds = {"blur": 1.0, "noise": 1.0, "jpeg": 1.0}
+    share = {}
+    for p_mix in (0.0, 0.9):
+        gen = torch.Generator().manual_seed(0)
+        _, _, _, degs = make_batch(CropSampler(photos, 16, gen), 200, gen, random.Random(0), 0.0, kinds, p_mix)
+        assert all(d.kind in ("blur", "noise", "jpeg") for ds in degs for d in ds)
+        share[p_mix] = sum(len(ds) > 1 for ds in degs) / len(degs)
+    assert share[0.0] == 0.0 and 0.8 < share[0.9] <= 0.95
+    with pytest.raises(ValueError, match="--p-mix must be between 0 and 0.92"):
+        train(TrainConfig(p_mix=0.95))
