@@ -33,7 +33,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from .plan import JOINT_TASKS, MODEL_M3UNET, Plan, Step, joinable, load_order_table, plan_for, plan_from_finding
+from .plan import JOINT_TASKS, MODEL_M3UNET, Plan, Step, load_order_table, plan_for, plan_from_finding
 from .pool import Pool, resize, steps_for
 from .classify import DEFAULT_CLASSIFIER
 
@@ -436,7 +436,7 @@ class AutoRestorer:
         s = degradation_score(f) if f is not None else None
         first_labels = f.labels if f is not None else []
         fixed = plan is not None
-        plan = plan if fixed else plan_from_finding(f, self.table, joint=self._joint_tasks(f))
+        plan = plan if fixed else plan_from_finding(f, self.table, joint=self._joint_tasks())
         if order:
             rank = {t: i for i, t in enumerate(order)}
             plan = Plan(sorted(plan.steps, key=lambda st: min(rank.get(t, len(rank)) for t in st.tasks)))  # stable
@@ -464,7 +464,7 @@ class AutoRestorer:
                 if not left:
                     report.stopped = f"still detected ({', '.join(f.labels)}) but every step for it was tried"
                     break
-                extra = plan_for(left, self.table, joint=self._joint_tasks(f)).steps
+                extra = plan_for(left, self.table, joint=self._joint_tasks()).steps
                 report.plan.steps.extend(extra)
                 queue = list(extra)
             if executed >= budget:
@@ -557,13 +557,12 @@ class AutoRestorer:
         report.seconds = time.time() - t0
         return x, report
 
-    def _joint_tasks(self, f) -> tuple[str, ...]:
-        """The tasks an automatic plan may join into one M3UNet pass for reading ``f``
-        (:func:`m3unet.plan.joinable`), less those a user's image model in the pool serves: that
-        model gets its own step to compete in."""
+    def _joint_tasks(self) -> tuple[str, ...]:
+        """The tasks an automatic plan may join into one M3UNet pass (:data:`m3unet.plan.JOINT_TASKS`),
+        less those a user's image model in the pool serves: that model gets its own step to compete in."""
         from .pool import PoolModel
         served = {t for m in self.pool.models.values() if isinstance(m, PoolModel) for t in m.tasks}
-        return joinable(f, tuple(t for t in JOINT_TASKS if t not in served))
+        return tuple(t for t in JOINT_TASKS if t not in served)
 
     def _deblur_tool(self):
         from .deblur import KernelDeblur

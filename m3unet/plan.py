@@ -50,11 +50,6 @@ MAX_STEPS = 32
 STEP_KEYS = ("task", "strength", "model", "text", "also")
 # Degradations one joint M3UNet pass removes together in an automatic plan (see the module doc).
 JOINT_TASKS = ("noise", "blur", "motion", "jpeg", "lowres")
-# ... when read with at least this probability: the pass is told about every degradation it removes,
-# and telling it of one that is not there costs (`eval --auto`, session 11: a sharp JPEG read as
-# heavy blur at p = 0.54 lost 1.1 dB in a joint pass). A doubtful one gets a step of its own, which
-# must prove itself.
-JOINT_MIN_P = 0.6
 # The measured order table the planner reads (written by ``python -m m3unet plan-orders``).
 ORDER_TABLE = Path(__file__).resolve().parent / "plan_orders.json"
 # Fallback for task pairs with no measurement: undo the camera pipeline of
@@ -282,16 +277,11 @@ def plan_for(severities: Mapping[str, float], table: OrderTable | None = None, m
     return Plan(steps)
 
 
-def joinable(finding, joint: Iterable[str] = JOINT_TASKS) -> tuple[str, ...]:
-    """The tasks of ``joint`` that a reading is sure enough of to join (:data:`JOINT_MIN_P`)."""
-    return tuple(t for t in joint if finding.probabilities.get(t, 0.0) >= JOINT_MIN_P)
-
-
 def plan_from_finding(finding, table: OrderTable | None = None, model: str = MODEL_AUTO,
                       joint: Iterable[str] = JOINT_TASKS) -> Plan:
-    """The plan for a classifier :class:`~m3unet.classify.Finding` (its detected labels); the sure
-    ones of ``joint`` (:func:`joinable`) share one joint step."""
-    return plan_for({k: finding.severity[k] for k in finding.labels}, table, model, joinable(finding, joint))
+    """The plan for a classifier :class:`~m3unet.classify.Finding` (its detected labels); two or
+    more of ``joint`` share one joint step."""
+    return plan_for({k: finding.severity[k] for k in finding.labels}, table, model, joint)
 
 
 def parse_plans(text: str, batch: int | None = None) -> Plan | list[Plan] | None:

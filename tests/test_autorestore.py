@@ -831,10 +831,10 @@ class _TextRecorder:
         return torch.full_like(image, self.level)
 
 
-def test_auto_restore_runs_one_joint_pass_for_sure_camera_degradations():
-    """A reading of noise and JPEG (sure) gives one M3UNet pass told about both, with the most sampler
-    steps of its tasks; its drop is the sum of both; a doubtful label (p under JOINT_MIN_P) gets a
-    step of its own; a task a user's image model serves is not joined, so that model competes."""
+def test_auto_restore_runs_one_joint_pass_for_camera_degradations():
+    """A reading of noise and JPEG gives one M3UNet pass told about both, with the most sampler steps
+    of its tasks; its drop is the sum of both; a task a user's image model serves is not joined, so
+    that model competes; haze is not joined."""
     from m3unet.pool import steps_for
     assert steps_for(Step("blur", also={"jpeg": 0.5}), None) == 2 and steps_for(Step("blur"), None) == 1
     e = effect(finding(noise=0.5, jpeg=0.5, haze=0.5), finding(haze=0.5), ["noise", "jpeg"])
@@ -847,12 +847,14 @@ def test_auto_restore_runs_one_joint_pass_for_sure_camera_degradations():
     assert rec.texts == ["remove the heavy noise, then remove the light JPEG artifacts"] and rec.steps == [2]
     assert "one joint pass for noise and jpeg" in rep.steps[0].why and rep.stopped.startswith("clean")
     assert rep.plan.steps[0].also == {"jpeg": 0.3}
-    # Blur read at p = 0.55: noise and JPEG are joined, blur waits for its own step (no longer read).
-    reader.script[0.60]["blur"] = (0.55, 0.8)
-    rep = AutoRestorer(Pool(_TextRecorder(0.20)), reader, OrderTable({("noise", "jpeg"): 1.0})).run(
+    # Haze read too: its own step after the joint one (haze is last in the fallback order).
+    reader.script[0.60]["haze"] = (0.9, 0.5)
+    rec = _TextRecorder(0.20)
+    rep = AutoRestorer(Pool(rec), reader, OrderTable({("noise", "jpeg"): 1.0})).run(
         torch.full((1, 32, 32, 3), 0.60)).reports[0]
-    assert [s.tasks for s in rep.plan.steps] == [["noise", "jpeg"], ["blur"]]
-    assert [(s.task, s.outcome) for s in rep.steps] == [("noise+jpeg", "kept")] and rep.stopped.startswith("clean")
+    assert [s.tasks for s in rep.plan.steps] == [["noise", "jpeg"], ["haze"]]
+    assert [(s.task, s.outcome) for s in rep.steps] == [("noise+jpeg", "kept")]  # the joint pass left it clean
+    assert rep.stopped.startswith("clean") and len(rec.texts) == 1
     # A user's denoiser in the pool: noise is its own step, where it competes with M3UNet.
     pool = Pool(_TextRecorder(0.20), [PoolModel(lambda t: torch.full_like(t, 0.20), "noise", "scunet")])
     rep = AutoRestorer(pool, reader, OrderTable({("noise", "jpeg"): 1.0})).run(
