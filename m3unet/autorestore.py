@@ -464,7 +464,7 @@ class AutoRestorer:
                 if not left:
                     report.stopped = f"still detected ({', '.join(f.labels)}) but every step for it was tried"
                     break
-                extra = plan_for(left, self.table, joint=self._joint_tasks()).steps
+                extra = plan_for(left, self.table, joint=self._joint_tasks(), confidence=f.probabilities).steps
                 report.plan.steps.extend(extra)
                 queue = list(extra)
             if executed >= budget:

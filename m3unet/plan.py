@@ -21,7 +21,9 @@ noise, blur, motion, JPEG, low resolution) in one joint step when it reads two o
 measured on ``eval --auto``'s 30 held-out mixes (session 11), one M3UNet pass told about all of
 them matched or beat the best fixed order of single-task passes on every such mix type (e.g.
 JPEG + low resolution + noise 24.83 vs 24.35 dB, blur + JPEG + noise 24.67 vs 24.50), while
-haze and low light stay steps of their own (a joint pass with them lost 0.2-1.3 dB).
+haze and low light stay steps of their own (a joint pass told of low light and noise lost
+1.3 dB). From a reading, the joint step's tasks are sized by their expected severity (probability
+x severity), so a doubtful one is told as lighter (chosen on other mixes than ``eval --auto``'s).
 
 The ORDER of the steps is learned from measurements, not taste (RestoreAgent / AgenticIR make the
 same point: the order of restoration steps matters and depends on the degradations).
@@ -255,9 +257,11 @@ def order_tasks(tasks: Iterable[str], table: OrderTable | None = None) -> list[s
 
 
 def plan_for(severities: Mapping[str, float], table: OrderTable | None = None, model: str = MODEL_AUTO,
-             joint: Iterable[str] = JOINT_TASKS) -> Plan:
+             joint: Iterable[str] = JOINT_TASKS, confidence: Mapping[str, float] | None = None) -> Plan:
     """A plan removing the degradations ``{task: severity}`` in the measured best order; two or
-    more of ``joint`` become one joint step, where the first of them would be."""
+    more of ``joint`` become one joint step, where the first of them would be. ``confidence``
+    (a reading's probabilities): a joint step's tasks are sized by their expected severity,
+    probability x severity, so the pass is told less of a doubtful one."""
     unknown = set(severities) - set(TASKS)
     if unknown:
         raise PlanError(f"unknown task(s) {sorted(unknown)}; choose from {', '.join(TASKS)}")
@@ -269,7 +273,8 @@ def plan_for(severities: Mapping[str, float], table: OrderTable | None = None, m
         if len(merged) > 1 and task in merged:
             if task != merged[0]:
                 continue
-            step = Step(task, strength[task], model, "", {t: strength[t] for t in merged[1:]})
+            sized = {t: round(strength[t] * float((confidence or {}).get(t, 1.0)), 3) for t in merged}
+            step = Step(task, sized[task], model, "", {t: sized[t] for t in merged[1:]})
         else:
             step = Step(task, strength[task], model)
         step.text = step.instruction()
@@ -281,7 +286,7 @@ def plan_from_finding(finding, table: OrderTable | None = None, model: str = MOD
                       joint: Iterable[str] = JOINT_TASKS) -> Plan:
     """The plan for a classifier :class:`~m3unet.classify.Finding` (its detected labels); two or
     more of ``joint`` share one joint step."""
-    return plan_for({k: finding.severity[k] for k in finding.labels}, table, model, joint)
+    return plan_for({k: finding.severity[k] for k in finding.labels}, table, model, joint, finding.probabilities)
 
 
 def parse_plans(text: str, batch: int | None = None) -> Plan | list[Plan] | None:

@@ -81,7 +81,7 @@ def test_order_maximises_measured_pairwise_gains():
     assert order_tasks(["blur", "lowlight"], table) == [t for t in FALLBACK_ORDER if t in ("blur", "lowlight")]
     assert FALLBACK_ORDER[0] == "jpeg" and FALLBACK_ORDER[-1] == "blur"
     plan = plan_from_finding(finding(noise=0.5, jpeg=0.2), table)
-    assert plan.tasks == ["noise", "jpeg"] and plan.steps[0].strength == 0.5
+    assert plan.tasks == ["noise", "jpeg"] and plan.steps[0].strength == 0.45  # joint: p x severity
 
 
 def test_order_measurement_tree_and_summary():
@@ -801,6 +801,13 @@ def test_joint_plan_merges_camera_degradations_and_round_trips():
     assert [s.tasks for s in plan_for({"noise": 0.7, "jpeg": 0.3}, table, joint=("noise",)).steps] == \
         [["noise"], ["jpeg"]]
     assert Plan.from_json('[{"task": "noise", "also": ["jpeg", "blur"]}]').steps[0].also == {"jpeg": 0.5, "blur": 0.5}
+    # From a reading, a joint step's tasks are sized by their expected severity (p x severity), so a
+    # doubtful one is told as lighter; single steps keep the severity read.
+    f = Finding({k: {"noise": 0.95, "blur": 0.6, "haze": 0.6}.get(k, 0.01) for k in LABELS},
+                {k: {"noise": 0.8, "blur": 0.9, "haze": 0.9}.get(k, 0.0) for k in LABELS})
+    steps = plan_from_finding(f, table).steps
+    assert [(s.tasks, s.strength, s.also) for s in steps] == [(["noise", "blur"], 0.76, {"blur": 0.54}),
+                                                              (["haze"], 0.9, {})]
     # Narrowing a joint step to what is left keeps it or drops it whole.
     assert joint.only(["noise", "jpeg", "haze"]) is joint
     assert joint.only(["jpeg"]) == Step("jpeg", 0.3, "auto", "")
@@ -844,9 +851,10 @@ def test_auto_restore_runs_one_joint_pass_for_camera_degradations():
     rep = AutoRestorer(Pool(rec), reader, OrderTable({("noise", "jpeg"): 1.0})).run(
         torch.full((1, 32, 32, 3), 0.60)).reports[0]
     assert [(s.task, s.outcome, s.chosen) for s in rep.steps] == [("noise+jpeg", "kept", "m3unet")]
-    assert rec.texts == ["remove the heavy noise, then remove the light JPEG artifacts"] and rec.steps == [2]
+    # Sized by expected severity (p x severity): noise 0.9 x 0.7 = 0.63 (moderate), JPEG 0.95 x 0.3.
+    assert rec.texts == ["remove the moderate noise, then remove the light JPEG artifacts"] and rec.steps == [2]
     assert "one joint pass for noise and jpeg" in rep.steps[0].why and rep.stopped.startswith("clean")
-    assert rep.plan.steps[0].also == {"jpeg": 0.3}
+    assert rep.plan.steps[0].strength == 0.63 and rep.plan.steps[0].also == {"jpeg": 0.285}
     # Haze read too: its own step after the joint one (haze is last in the fallback order).
     reader.script[0.60]["haze"] = (0.9, 0.5)
     rec = _TextRecorder(0.20)
