@@ -468,7 +468,8 @@ class AutoRestorer:
                 report.plan.steps.extend(extra)
                 queue = list(extra)
             if executed >= budget:
-                report.stopped = f"step budget ({budget}) reached; not run: {', '.join(t for st in queue for t in st.tasks)}"
+                not_run = ", ".join(t for st in queue for t in st.tasks)
+                report.stopped = f"step budget ({budget}) reached; not run: {not_run}"
                 break
             step = queue.pop(0)
             index = len(report.steps) + 1
@@ -498,7 +499,8 @@ class AutoRestorer:
             # degradation alone.
             read = todo if not fixed else (f.labels if f is not None else [])
             untouched = not any(r.outcome in ("kept", "applied") for r in report.steps)
-            names = self.pool.candidates(step, strict=fixed, alone=untouched and set(read) == {step.task} == set(step.tasks))
+            alone = untouched and set(read) == {step.task} == set(step.tasks)
+            names = self.pool.candidates(step, strict=fixed, alone=alone)
             task = "+".join(step.tasks)
             if not names:
                 report.steps.append(StepRecord(index, task, step.strength, "", [], None, "skipped", s, s,
