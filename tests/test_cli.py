@@ -231,10 +231,10 @@ def test_plan_orders_and_eval_auto_smoke(tmp_path):
     assert "| haze+noise | 1 |" in md.read_text()
     js = tmp_path / "auto.json"
     r = m3unet("eval", "--auto", "--crop", "32", "--per-set", "1", "--mixes", "jpeg+noise,blur+jpeg+noise",
-               "--classifier", str(tmp_path / "classifier.safetensors"), "--json", str(js))
+               "--classifier", str(tmp_path / "classifier.safetensors"), "--json", str(js), "--mix-seed", "0")
     assert r.returncode == 0, r.stderr
     res = json.loads(js.read_text())
-    assert set(res["sets"]) == {"jpeg+noise", "blur+jpeg+noise"}
+    assert set(res["sets"]) == {"jpeg+noise", "blur+jpeg+noise"} and res["seed"] == 0
     assert {"input", "single_blind", "planned_true", "best_fixed", "oracle", "auto"} <= set(res["mean"])
     for row in res["rows"]:
         assert row["oracle"] >= row["best_fixed"] >= min(row["orders"].values())
