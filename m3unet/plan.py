@@ -88,7 +88,8 @@ class Step:
     def only(self, tasks: Iterable[str]) -> "Step | None":
         """This step restricted to ``tasks`` (None if it removes none of them); the text is dropped
         when the tasks change, so it is generated again."""
-        keep = {t: s for t, s in self.strengths().items() if t in set(tasks)}
+        wanted = set(tasks)  # once: ``tasks`` may be a generator
+        keep = {t: s for t, s in self.strengths().items() if t in wanted}
         if not keep:
             return None
         if list(keep) == self.tasks:
@@ -267,7 +268,8 @@ def plan_for(severities: Mapping[str, float], table: OrderTable | None = None, m
         raise PlanError(f"unknown task(s) {sorted(unknown)}; choose from {', '.join(TASKS)}")
     order = order_tasks(severities, table)
     strength = {t: round(float(min(max(severities[t], 0.0), 1.0)), 3) for t in order}
-    merged = [t for t in order if t in set(joint)]
+    joint = set(joint)
+    merged = [t for t in order if t in joint]
     steps = []
     for task in order:
         if len(merged) > 1 and task in merged:

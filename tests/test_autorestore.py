@@ -812,6 +812,8 @@ def test_joint_plan_merges_camera_degradations_and_round_trips():
     assert joint.only(["noise", "jpeg", "haze"]) is joint
     assert joint.only(["jpeg"]) == Step("jpeg", 0.3, "auto", "")
     assert joint.only(["haze"]) is None
+    triple = Step("noise", 0.5, also={"jpeg": 0.3, "blur": 0.4})  # as the defocus step narrows a plan
+    assert triple.only(t for t in triple.tasks if t != "blur") == Step("noise", 0.5, "auto", "", {"jpeg": 0.3})
 
 
 @pytest.mark.parametrize("also, message", [
