@@ -184,7 +184,7 @@ class Attempt:
 class StepRecord:
     """What happened to one plan step."""
     index: int
-    task: str  # the step's task; a joint step's tasks joined by "+" (e.g. "jpeg+noise")
+    task: str  # the step's Step.label: its task, or a joint step's tasks joined by "+" ("jpeg+noise")
     strength: float
     text: str
     attempts: list[Attempt]
@@ -488,7 +488,7 @@ class AutoRestorer:
                 left_of_step = step.only(todo)
                 if left_of_step is None:
                     tried.update(step.tasks)
-                    report.steps.append(StepRecord(index, "+".join(step.tasks), step.strength, "", [], None, "skipped",
+                    report.steps.append(StepRecord(index, step.label, step.strength, "", [], None, "skipped",
                                                    s, s, "no longer detected"))
                     continue
                 if left_of_step is not step:  # a joint step of which some tasks are done
@@ -501,7 +501,7 @@ class AutoRestorer:
             untouched = not any(r.outcome in ("kept", "applied") for r in report.steps)
             alone = untouched and set(read) == {step.task} == set(step.tasks)
             names = self.pool.candidates(step, strict=fixed, alone=alone)
-            task = "+".join(step.tasks)
+            task = step.label
             if not names:
                 report.steps.append(StepRecord(index, task, step.strength, "", [], None, "skipped", s, s,
                                                "no model in the pool serves it"))

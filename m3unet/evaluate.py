@@ -579,7 +579,7 @@ def auto_main(args) -> int:
         if bad:
             raise ValueError(f"--mixes: unknown task(s) {bad}; use {', '.join(TASKS)} joined by '+'")
     result = auto_evaluation(args.model, args.data, args.crop, args.per_set, args.classifier, args.budget,
-                             seed=getattr(args, "mix_seed", 1), sets=sets, pool=args.pool, steps=args.pool_steps,
+                             seed=args.mix_seed, sets=sets, pool=args.pool, steps=args.pool_steps,
                              kernel_deblur=not args.no_kernel_deblur, specialists=not args.no_specialists)
     print("\n" + auto_markdown(result))
     if args.json:

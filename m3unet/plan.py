@@ -97,6 +97,11 @@ class Step:
         first = next(iter(keep))
         return Step(first, keep.pop(first), self.model, "", keep)
 
+    @property
+    def label(self) -> str:
+        """The task(s) as reports name them: ``noise``, or a joint step's ``noise+jpeg``."""
+        return "+".join(self.tasks)
+
     def describe(self) -> str:
         return " + ".join(f"{t} ({level(s)}, {s:.2f})" for t, s in self.strengths().items()) + f" with {self.model}"
 

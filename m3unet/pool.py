@@ -247,7 +247,7 @@ class Pool:
             # candidate that is as good as the best one (m3unet.autorestore.PREFER_MARGIN).
             names = [n for n in tagged if n not in solo] + ([MODEL_M3UNET] if self.restorer is not None else [])
             if not names and strict:
-                raise PoolError(f"no model in the pool serves {'+'.join(step.tasks)!r} (the pool has "
+                raise PoolError(f"no model in the pool serves {step.label!r} (the pool has "
                                 f"{', '.join(self.describe()) or 'nothing'})")
             return names
         if step.model not in self.names:
