@@ -221,6 +221,8 @@ def _parser() -> argparse.ArgumentParser:
                     "the --init file)")
     fh.add_argument("--crop-head", dest="crop_head", action="store_true",
                     help="also refit the crop-level head on the cached regions (a third clean)")
+    fh.add_argument("--dof", type=float, default=0.0, help="share of regions given a natural shallow depth of "
+                    "field (sharp subject, defocused background), labels unchanged: teaches that bokeh is not blur")
     fh.add_argument("--seed", type=int, default=2)
     fh.add_argument("--threads", type=int, default=1)
     fh.add_argument("--image-labels", dest="image_labels", default=None,

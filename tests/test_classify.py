@@ -372,3 +372,32 @@ def test_fit_heads_refits_the_crop_head_only_when_asked(tmp_path, monkeypatch):
     assert all(torch.equal(refit.state_dict()[k], before[k]) for k in before if k.startswith(("local.", "glob.")))
     with pytest.raises(ValueError, match="--crop-head"):
         ct.fit_heads(model, crop_head=True, add=True, image_labels=["blur", "motion", "lowres", "haze"], **kw)
+
+
+def test_depth_of_field_keeps_a_sharp_subject_and_defocuses_the_rest(tmp_path, monkeypatch):
+    """The bokeh augmentation of fit-classifier-heads --dof: a seeded, size-keeping change that
+    leaves 15-60 % of the region as it was (the subject) and defocuses the rest like a blur would;
+    --dof outside 0..1 is refused before any work."""
+    from m3unet import classifier_training as ct
+    x = clean_coffee()[:, :192, :224]
+    a = ct.depth_of_field(x, torch.Generator().manual_seed(5))
+    b = ct.depth_of_field(x, torch.Generator().manual_seed(5))
+    assert a.shape == x.shape and torch.equal(a, b)
+    for seed in range(6):
+        y = ct.depth_of_field(x, torch.Generator().manual_seed(seed))
+        diff = (y - x).abs().amax(0)
+        kept = float((diff < 2 / 255).float().mean())
+        assert 0.1 < kept < 0.75, (seed, kept)
+        # where it changed, it lost fine detail (a defocus), not gained it
+        changed = diff > 8 / 255
+        hp = lambda t: (t[:, 1:, 1:] - t[:, :-1, 1:]).abs() + (t[:, 1:, 1:] - t[:, 1:, :-1]).abs()  # noqa: E731
+        m = changed[1:, 1:]
+        assert float(hp(y)[:, m].mean()) < 0.7 * float(hp(x)[:, m].mean())
+    photos = [(_textured(i, 160) * 255).round().to(torch.uint8) for i in range(3)]
+    monkeypatch.setattr(ct, "_photos", lambda data, split: photos)
+    with pytest.raises(ValueError, match="dof"):
+        ct.fit_heads(DegradationClassifier(ClassifierConfig()), data=str(tmp_path), per_photo=2, epochs=1,
+                     val_photos=1, dof=1.5, log=lambda s: None)
+    fitted = ct.fit_heads(DegradationClassifier(ClassifierConfig()), data=str(tmp_path), per_photo=4, epochs=1,
+                          val_photos=1, dof=0.5, log=lambda s: None)
+    assert fitted.image_head is not None
