@@ -220,7 +220,7 @@ def _cache_features(model: DegradationClassifier, photos: list[torch.Tensor], pe
     """Frozen CNN features of fresh degraded regions, read exactly as at inference (grid crops);
     a share ``dof`` of the regions get a shallow depth of field first (:func:`depth_of_field`)."""
     model.eval()
-    locs, glbs, sts, specs, hazes, ys, ss = [], [], [], [], [], [], []
+    locs, glbs, sts, specs, ys, ss = [], [], [], [], [], []
     for photo in photos:
         for _ in range(per_photo):
             d = sample_degradations(gen, p_clean=HEAD_P_CLEAN, p_mix=HEAD_P_MIX)
@@ -228,20 +228,18 @@ def _cache_features(model: DegradationClassifier, photos: list[torch.Tensor], pe
             if dof > 0 and float(torch.rand((), generator=gen)) < dof:
                 x = depth_of_field(x, gen)
             c, w = views(quantise(deg.apply(x, d, gen)), model.config)
-            loc, glb, st, spec, haze = model.features(c[None], w[None])
+            loc, glb, st, spec = model.features(c[None], w[None])
             y, s = targets(d)
             locs.append(loc[0]), glbs.append(glb[0]), sts.append(st[0]), ys.append(y), ss.append(s)
             specs.append(spec[0] if spec is not None else torch.zeros(0))
-            hazes.append(haze[0] if haze is not None else torch.zeros(0))
-    return [torch.stack(t) for t in (locs, glbs, sts, specs, hazes, ys, ss)]
+    return [torch.stack(t) for t in (locs, glbs, sts, specs, ys, ss)]
 
 
 def fit_heads(model: DegradationClassifier, data: str = "data/photos", per_photo: int = 120, region: int = 256,
               epochs: int = 60, lr: float = 1e-3, val_photos: int = 5, seed: int = 2, threads: int = 1,
               image_labels: list[str] | None = None, add: bool = False, spectrum: bool | None = None,
               image_hidden: int | None = None, photometric_labels: list[str] | None = None,
-              crop_head: bool = False, dof: float = DOF_P, photometric_alone: bool | None = None,
-              haze_stats: bool | None = None, log=print) -> DegradationClassifier:
+              crop_head: bool = False, dof: float = DOF_P, log=print) -> DegradationClassifier:
     """Second stage: fit the image-level head (pooled crop statistics -> blur, motion, low
     resolution) on cached features; everything else stays as trained.
 
@@ -275,18 +273,12 @@ def fit_heads(model: DegradationClassifier, data: str = "data/photos", per_photo
     photometric = list(model.config.photometric_labels if photometric_labels is None else photometric_labels)
     if set(photometric) & set(labels) or set(photometric) - set(LABELS):
         raise ValueError(f"photometric labels {photometric} must be classifier labels and not also image labels {labels}")
-    alone = model.config.photometric_alone if photometric_alone is None else photometric_alone
-    hz = model.config.haze_stats if haze_stats is None else haze_stats
-    if hz and not photometric:
-        raise ValueError("haze statistics are read by the photometric head: give photometric labels (e.g. lowlight,haze)")
-    if (spectrum != model.config.spectrum or image_hidden or photometric != list(model.config.photometric_labels)
-            or alone != model.config.photometric_alone or hz != model.config.haze_stats):
+    if spectrum != model.config.spectrum or image_hidden or photometric != list(model.config.photometric_labels):
         if add:
             raise ValueError("--add keeps the image-level head's inputs and size; a spectrum, size or "
                              "photometric change needs a fresh head")
         model = _new_image_head(model, {"image_head": True, "image_labels": labels, "spectrum": spectrum,
-                                        "photometric_labels": photometric, "photometric_alone": alone,
-                                        "haze_stats": hz}
+                                        "photometric_labels": photometric}
                                 | ({"image_hidden": image_hidden} if image_hidden else {}))
     elif model.image_head is not None and labels != list(model.config.image_labels) and add:
         model, frozen_masks = _extend_image_head(model, labels)
@@ -312,8 +304,8 @@ def fit_heads(model: DegradationClassifier, data: str = "data/photos", per_photo
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
 
     def loss_of(batch) -> torch.Tensor:
-        loc, glb, st, spec, haze, y, s = batch
-        logits, sev = model.decide(loc, glb, st, spec, haze)  # spec, haze: read only by heads that use them
+        loc, glb, st, spec, y, s = batch
+        logits, sev = model.decide(loc, glb, st, spec)  # spec is read only by a spectrum head
         return (F.binary_cross_entropy_with_logits(logits, y)
                 + (F.l1_loss(sev, s, reduction="none") * y).sum() / y.sum().clamp(min=1))
 
@@ -503,16 +495,13 @@ def fit_main_args(args) -> int:
                       photometric_labels=None if args.photometric_labels is None else
                       [k.strip() for k in args.photometric_labels.split(",") if k.strip()],
                       crop_head=args.crop_head, dof=args.dof,
-                      photometric_alone={"on": True, "off": False}.get(args.photometric_alone),
-                      haze_stats={"on": True, "off": False}.get(args.haze_stats),
                       log=lambda s: print(s, flush=True))
     meta = dict(getattr(load_classifier(args.init), "metadata", {}))
     meta = {k: v for k, v in meta.items() if k not in ("m3unet_classifier_config", "labels", "format")}
     meta.update({"heads_fitted_from": args.init, "heads_per_photo": args.per_photo, "heads_epochs": args.epochs,
                  "image_labels": ",".join(model.config.image_labels), "spectrum": model.config.spectrum,
                  "photometric_labels": ",".join(model.config.photometric_labels), "crop_head_refit": args.crop_head,
-                 "heads_dof": args.dof,
-                 "photometric_alone": model.config.photometric_alone, "haze_stats": model.config.haze_stats})
+                 "heads_dof": args.dof})
     if args.min_side is not None:
         meta["min_side"] = int(args.min_side)
     save_classifier(model, args.out, meta)

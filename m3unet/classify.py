@@ -56,13 +56,6 @@ class ClassifierConfig:
     # property of the luminance distribution; texture changes made by other steps, such as
     # M3UNet's smooth denoised output, must not hide it). Not also image labels.
     photometric_labels: list[str] = field(default_factory=list)
-    # The photometric head alone decides its labels (the crop-level head's opinion of them is
-    # dropped) instead of correcting it: a bright, unsaturated photo (skimage-astronaut) drove the
-    # crop-level haze logit so low that no correction could lift it.
-    photometric_alone: bool = False
-    # The photometric head also reads the crops' dark channel (:func:`haze_statistics`) and the
-    # crop-level probability of every label.
-    haze_stats: bool = False
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -184,30 +177,6 @@ def spectrum_statistics(crops: torch.Tensor) -> torch.Tensor:
     return torch.cat([whitened, anisotropy, notch, total, block], 1)
 
 
-N_HAZE = 6
-
-
-def haze_statistics(crops: torch.Tensor) -> torch.Tensor:
-    """Dark channel of ``[B, K, 3, c, c]`` native-resolution crops -> ``[B, N_HAZE]``.
-
-    He, Sun and Tang's dark channel prior (CVPR 2009): in haze-free photos most patches hold some
-    pixel that is dark in at least one colour channel; haze adds airlight and lifts that floor,
-    whatever the subject. The crops are 2x2 averaged first (noise would pull the minimum down),
-    then the per-pixel channel minimum is min-pooled over 5x5 (10 px patches). Returns the 2, 10,
-    25 and 50 % quantiles of that dark channel over all crops, the 99 % luminance quantile (the
-    airlight's level) and the crops' mean contrast (luminance std over mean).
-    """
-    b, k, _, c, _ = crops.shape
-    x = F.avg_pool2d(crops.flatten(0, 1), 2) if c >= 16 else crops.flatten(0, 1)
-    dark = -F.max_pool2d(-x.amin(1, keepdim=True), min(5, x.shape[-1]), stride=1)
-    dark = dark.reshape(b, -1)
-    q = torch.quantile(dark, torch.tensor([0.02, 0.1, 0.25, 0.5], dtype=dark.dtype, device=dark.device), dim=1).T
-    lum = luminance(x).reshape(b, k, -1)
-    bright = torch.quantile(lum.reshape(b, -1), 0.99, dim=1)[:, None]
-    contrast = (lum.std(2) / (lum.mean(2) + 0.05)).mean(1, keepdim=True)
-    return torch.cat([q, bright, contrast], 1)
-
-
 def colour_stats(whole: torch.Tensor) -> torch.Tensor:
     """Global photometric statistics of ``[B, 3, g, g]``: channel means/stds, luminance quantiles,
     dark-channel level (haze lifts it) and saturation -> ``[B, 14]``."""
@@ -252,8 +221,7 @@ class DegradationClassifier(nn.Module):
         if cfg.photometric_labels:
             self.register_buffer("photo_index", torch.tensor([LABELS.index(k) for k in cfg.photometric_labels]),
                                  persistent=False)
-            n_in = self.N_STATS + (N_HAZE + len(LABELS) if cfg.haze_stats else 0)
-            self.photo_head = nn.Sequential(nn.Linear(n_in, 32), nn.GELU(),
+            self.photo_head = nn.Sequential(nn.Linear(self.N_STATS, 32), nn.GELU(),
                                             nn.Linear(32, 2 * len(cfg.photometric_labels)))
             nn.init.zeros_(self.photo_head[-1].weight)
             nn.init.zeros_(self.photo_head[-1].bias)
@@ -264,20 +232,17 @@ class DegradationClassifier(nn.Module):
 
     def features(self, crops: torch.Tensor, whole: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The two CNN branches and the statistics: crop features [B, K, F], global features [B, G],
-        normalised crop statistics [B, K, S] (or None), spectrum statistics [B, N_SPECTRUM] (or None)
-        and haze statistics [B, N_HAZE] (or None)."""
+        normalised crop statistics [B, K, S] (or None) and spectrum statistics [B, N_SPECTRUM] (or None)."""
         b, k = crops.shape[:2]
         x = crops.flatten(0, 1)
         loc = self._pool(self.local(torch.cat([x * 2 - 1, high_pass(x) * 8], 1))).view(b, k, -1)
         glb = torch.cat([self._pool(self.glob(whole * 2 - 1)), colour_stats(whole)], 1)
         st = self.stats_norm(crop_statistics(x)).view(b, k, -1) if self.stats_norm is not None else None
         spec = spectrum_statistics(crops) if self.spec_norm is not None else None
-        haze = haze_statistics(crops) if self.config.haze_stats else None
-        return loc, glb, st, spec, haze
+        return loc, glb, st, spec
 
     def decide(self, loc: torch.Tensor, glb: torch.Tensor, st: torch.Tensor | None,
-               spec: torch.Tensor | None = None, haze: torch.Tensor | None = None
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+               spec: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-crop logits pooled by their evidence weights (+ the image-level head) -> logits, severity."""
         b, k = loc.shape[:2]
         parts = [loc, glb[:, None].expand(b, k, glb.shape[1])] + ([st] if st is not None else [])
@@ -296,17 +261,12 @@ class DegradationClassifier(nn.Module):
         n = len(self.config.image_labels)
         add_logit = logit.new_zeros(b, logit.shape[2]).index_copy(1, self.image_index, img[:, :n])
         add_sev = logit.new_zeros(b, logit.shape[2]).index_copy(1, self.image_index, img[:, n:])
-        crop_sev = (weight * sev).sum(1)
         if self.photo_head is not None:
-            ph = self.photo_head(torch.cat([colour, haze, torch.sigmoid(pooled.detach())], 1)
-                                 if self.config.haze_stats else colour)
+            ph = self.photo_head(colour)
             m = len(self.config.photometric_labels)
-            if self.config.photometric_alone:
-                pooled = pooled.index_fill(1, self.photo_index, 0.0)
-                crop_sev = crop_sev.index_fill(1, self.photo_index, 0.0)
             add_logit = add_logit.index_add(1, self.photo_index, ph[:, :m])
             add_sev = add_sev.index_add(1, self.photo_index, ph[:, m:])
-        return pooled + add_logit, torch.sigmoid(crop_sev + add_sev)
+        return pooled + add_logit, torch.sigmoid((weight * sev).sum(1) + add_sev)
 
     def forward(self, crops: torch.Tensor, whole: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``crops`` [B, K, 3, c, c] and ``whole`` [B, 3, g, g] (0-1) -> logits [B, L], severity [B, L]."""

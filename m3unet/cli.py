@@ -221,12 +221,6 @@ def _parser() -> argparse.ArgumentParser:
                     "the --init file)")
     fh.add_argument("--crop-head", dest="crop_head", action="store_true",
                     help="also refit the crop-level head on the cached regions (a third clean)")
-    fh.add_argument("--photometric-alone", dest="photometric_alone", choices=["on", "off"], default=None,
-                    help="the photometric head alone decides its labels (default: as the --init file; a change "
-                    "starts fresh heads)")
-    fh.add_argument("--haze-stats", dest="haze_stats", choices=["on", "off"], default=None,
-                    help="the photometric head also reads the crops' dark channel (haze) and the crop-level "
-                    "probabilities (default: as the --init file; a change starts fresh heads)")
     fh.add_argument("--dof", type=float, default=0.0, help="share of regions given a natural shallow depth of "
                     "field (sharp subject, defocused background), labels unchanged: teaches that bokeh is not blur")
     fh.add_argument("--seed", type=int, default=2)

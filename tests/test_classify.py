@@ -293,7 +293,7 @@ def test_photometric_head_reads_only_the_colour_statistics(tmp_path, monkeypatch
     crops, whole = views(_textured(9), fitted.config)
     i = LABELS.index("lowlight")
     with torch.no_grad():
-        loc, glb, st, spec, _ = fitted.features(crops[None], whole[None])
+        loc, glb, st, spec = fitted.features(crops[None], whole[None])
         with_head = fitted.decide(loc, glb, st, spec)[0]
         added = fitted.photo_head(glb[:, -fitted.N_STATS:])[0, 0]  # from the colour statistics alone
         saved = [p.clone() for p in fitted.photo_head[-1].parameters()]
@@ -401,67 +401,3 @@ def test_depth_of_field_keeps_a_sharp_subject_and_defocuses_the_rest(tmp_path, m
     fitted = ct.fit_heads(DegradationClassifier(ClassifierConfig()), data=str(tmp_path), per_photo=4, epochs=1,
                           val_photos=1, dof=0.5, log=lambda s: None)
     assert fitted.image_head is not None
-
-
-def test_photometric_alone_ignores_the_crop_level_opinion(tmp_path):
-    """photometric_alone: the photometric head's labels are its output alone (logit and severity),
-    whatever the crop-level head says of them; the other labels keep the crop-level reading; the
-    flag round-trips through the file."""
-    torch.manual_seed(0)
-    cfg = ClassifierConfig(spectrum=True, photometric_labels=["lowlight", "haze"], photometric_alone=True)
-    model = DegradationClassifier(cfg).eval()
-    with torch.no_grad():
-        for p in model.photo_head.parameters():
-            p.normal_(0, 0.5)
-    crops, whole = views(_textured(3), cfg)
-    idx = [LABELS.index("lowlight"), LABELS.index("haze")]
-    others = [j for j in range(len(LABELS)) if j not in idx]
-    with torch.no_grad():
-        loc, glb, st, spec, _ = model.features(crops[None], whole[None])
-        logit, sev = model.decide(loc, glb, st, spec)
-        ph = model.photo_head(glb[:, -model.N_STATS:])[0]
-        torch.testing.assert_close(logit[0, idx], ph[:2])
-        torch.testing.assert_close(sev[0, idx], torch.sigmoid(ph[2:]))
-        for p in model.head.parameters():
-            p.add_(torch.randn_like(p))  # another crop-level opinion
-        logit2, sev2 = model.decide(loc, glb, st, spec)
-    torch.testing.assert_close(logit2[0, idx], logit[0, idx])
-    torch.testing.assert_close(sev2[0, idx], sev[0, idx])
-    assert not torch.allclose(logit2[0, others], logit[0, others])
-    save_classifier(model, tmp_path / "alone.safetensors")
-    again = load_classifier(tmp_path / "alone.safetensors")
-    assert again.config.photometric_alone
-    with torch.no_grad():
-        torch.testing.assert_close(again(crops[None], whole[None]), model(crops[None], whole[None]))
-
-
-def test_haze_statistics_read_the_lifted_dark_channel(tmp_path, monkeypatch):
-    """The dark channel prior: haze lifts the dark-channel quantiles of the held-out coffee photo
-    far above the clean photo's, noisy or not; a photometric head with haze statistics fits and
-    round-trips, and asking for them without photometric labels is refused."""
-    from m3unet import classifier_training as ct
-    from m3unet.classify import N_HAZE, haze_statistics
-    x = clean_coffee()[:, :256, :256]
-    g = torch.Generator().manual_seed(0)
-    hazy = deg.apply(x, [deg.make("haze", 0.1, g)], g).clamp(0, 1)
-    noisy = deg.apply(x, [deg.make("noise", 0.8, g)], g).clamp(0, 1)
-    cfg = ClassifierConfig()
-    stats = [haze_statistics(views(v, cfg)[0][None])[0] for v in (x, hazy, noisy)]
-    assert stats[0].shape == (N_HAZE,)
-    assert float(stats[1][1]) > float(stats[0][1]) + 0.15  # the 10 % quantile
-    assert float(stats[1][1]) > float(stats[2][1]) + 0.15
-    assert float(stats[1][5]) < float(stats[0][5])  # less contrast
-    photos = [(_textured(i) * 255).round().to(torch.uint8) for i in range(3)]
-    monkeypatch.setattr(ct, "_photos", lambda data, split: photos)
-    model = DegradationClassifier(ClassifierConfig()).eval()
-    with pytest.raises(ValueError, match="photometric"):
-        ct.fit_heads(model, data=str(tmp_path), per_photo=2, epochs=1, val_photos=1, haze_stats=True,
-                     log=lambda s: None)
-    fitted = ct.fit_heads(model, data=str(tmp_path), per_photo=4, epochs=1, val_photos=1, spectrum=True,
-                          photometric_labels=["lowlight", "haze"], haze_stats=True, log=lambda s: None)
-    assert fitted.config.haze_stats and fitted.photo_head[0].in_features == fitted.N_STATS + N_HAZE + len(LABELS)
-    save_classifier(fitted, tmp_path / "hz.safetensors")
-    again = load_classifier(tmp_path / "hz.safetensors")
-    crops, whole = views(_textured(5), again.config)
-    with torch.no_grad():
-        torch.testing.assert_close(again(crops[None], whole[None]), fitted(crops[None], whole[None]))
