@@ -58,6 +58,13 @@ PREFER_MARGIN = MIN_GAIN
 # threshold. One step's output can push another degradation just under it: M3UNet's smooth,
 # denoised version of a dark photo read as low light at p = 0.36 (`eval --auto`, lowlight+noise).
 KEEP_THRESHOLD = 0.25
+# A brightening (low light) step is rolled back when it pushes more than this share of the pixels
+# into saturation (a channel at 0.98 or more) beyond its input's: the photo was not dark. Measured
+# (``scripts/exposure_probe.py``, M3UNet's low-light pass on the 9 held-out photos): made dark
+# (27 cases, low light 0.1-0.5, with or without noise) it clipped no pixel; normally exposed (18
+# cases, sharp or blurred) it clipped 12-80 % more and lost 5-29 dB. A borderline low-light
+# reading on a normally exposed photo is what brings such a step.
+EXPOSURE_CLIP_RISE = 0.05
 
 # The kernel-aware deblur (m3unet.deblur.KernelDeblur) runs first in an automatic plan when the
 # classifier reads the image as blurred (any of these labels: it confuses defocus with low
@@ -143,6 +150,11 @@ def accept(e: Effect, planned_by_user: bool) -> bool:
     if planned_by_user:
         return e.benefit > -MIN_GAIN
     return e.own_drop >= MIN_GAIN and e.benefit > 0
+
+
+def clipped_share(x: torch.Tensor) -> float:
+    """Share of the pixels of ``x`` (channels at dim -3, 0-1) with a channel at 0.98 or more."""
+    return float((x[..., :3, :, :].amax(-3) >= 0.98).float().mean())
 
 
 def load_shipped_classifier():
@@ -531,7 +543,9 @@ class AutoRestorer:
             best = max(r[3].benefit for r in results)
             name, y, fy, e = next(r for r in results if r[3].benefit >= best - PREFER_MARGIN)
             sy = degradation_score(fy)
-            if accept(e, fixed) or not rollback:
+            clip_rise = clipped_share(y) - clipped_share(x) if "lowlight" in step.tasks else 0.0
+            overexposed = clip_rise > EXPOSURE_CLIP_RISE
+            if (accept(e, fixed) and not overexposed) or not rollback:
                 why = (f"the largest drop in {task} of {len(results)} candidates (or within {PREFER_MARGIN} of it, "
                        "tried first)") if len(results) > 1 else ""
                 if len(step.tasks) > 1:
@@ -539,10 +553,15 @@ class AutoRestorer:
                            + (f"; {why}" if why else ""))
                 if getattr(self.pool.models.get(name), "solo", False):
                     why = f"a {step.task} specialist, chosen because {step.task} is the only degradation read"
-                if not accept(e, fixed):
+                if not accept(e, fixed) or overexposed:
                     why = "kept although it did not help (rollback off)"
                 report.steps.append(StepRecord(index, task, step.strength, text, attempts, name, "kept", s, sy, why))
                 x, f, s = y, fy, sy
+            elif overexposed:
+                report.steps.append(StepRecord(index, task, step.strength, text, attempts, name, "rolled back",
+                                               s, s, f"the best candidate ({name}) pushed {clip_rise:.0%} more of "
+                                               f"the pixels into saturation: the photo was not dark (a brightening "
+                                               f"step may clip at most {EXPOSURE_CLIP_RISE:.0%} more)"))
             else:
                 need = f"to lower it by at least {MIN_GAIN}" if not fixed else "not to do harm"
                 report.steps.append(StepRecord(index, task, step.strength, text, attempts, name, "rolled back",

@@ -871,3 +871,43 @@ def test_auto_restore_runs_one_joint_pass_for_camera_degradations():
         torch.full((1, 32, 32, 3), 0.60)).reports[0]
     assert [s.tasks for s in rep.plan.steps][0] == ["noise"]
     assert [a.model for a in rep.steps[0].attempts] == ["scunet", "m3unet"]
+
+
+# ---------------------------------------------------------------------------- exposure guard
+class _DarkReader:
+    """A classifier stand-in that reads an image whose mean is under 0.5 as low light."""
+
+    def __call__(self, image: torch.Tensor) -> list:
+        out = []
+        for im in image:
+            p = 0.9 if float(im[..., :3].float().mean()) < 0.5 else 0.0
+            out.append(Finding({k: 0.0 for k in LABELS} | {"lowlight": p}, {k: 0.0 for k in LABELS} | {"lowlight": 0.5 * p}))
+        return out
+
+
+def _brighten(t: torch.Tensor) -> torch.Tensor:
+    return (t * 2.5).clamp(0, 1)
+
+
+def test_a_brightening_step_that_clips_a_normally_exposed_photo_is_rolled_back():
+    """A low-light reading on a photo that is not dark brings a brightening step that drives its
+    highlights into saturation: that step is rolled back (saying why), even though the reading
+    improved; a truly dark photo brightened by the same model keeps its step; with rollback off
+    the step stays."""
+    assert ar.clipped_share(torch.full((3, 4, 4), 0.99)) == 1.0 and ar.clipped_share(torch.zeros(1, 3, 4, 4)) == 0.0
+    pool = Pool(None, [PoolModel(_brighten, "lowlight", "brighten")])
+    auto = AutoRestorer(pool, _DarkReader())
+    normal = smooth_photo() * torch.tensor([0.55, 0.55, 0.9])  # mean under 0.5, highlights near 0.9
+    dark = smooth_photo() * 0.45
+    res = auto.run(normal)
+    step = res.reports[0].steps[0]
+    assert (step.task, step.outcome) == ("lowlight", "rolled back"), res.text()
+    assert "into saturation" in step.why and "not dark" in step.why
+    assert torch.equal(res.image, normal)
+    res = auto.run(dark)
+    assert [(s.task, s.outcome) for s in res.reports[0].steps] == [("lowlight", "kept")], res.text()
+    assert ar.clipped_share(res.image.permute(0, 3, 1, 2)) == 0.0
+    res = auto.run(normal, Plan([Step("lowlight", 0.5)]))  # a plan given by the user: guarded too
+    assert [s.outcome for s in res.reports[0].steps] == ["rolled back"]
+    res = auto.run(normal, rollback=False)
+    assert [s.outcome for s in res.reports[0].steps] == ["kept"]
