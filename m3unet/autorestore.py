@@ -62,7 +62,7 @@ KEEP_THRESHOLD = 0.25
 # into saturation (a channel at 0.98 or more) beyond its input's: the photo was not dark. Measured
 # (``scripts/exposure_probe.py``, M3UNet's low-light pass on the 9 held-out photos): made dark
 # (27 cases, low light 0.1-0.5, with or without noise) it clipped no pixel; normally exposed (18
-# cases, sharp or blurred) it clipped 12-80 % more and lost 5-29 dB. A borderline low-light
+# cases, sharp or blurred) it clipped 12-80 % more and lost 5-30 dB. A borderline low-light
 # reading on a normally exposed photo is what brings such a step.
 EXPOSURE_CLIP_RISE = 0.05
 
