@@ -553,21 +553,22 @@ class AutoRestorer:
                            + (f"; {why}" if why else ""))
                 if getattr(self.pool.models.get(name), "solo", False):
                     why = f"a {step.task} specialist, chosen because {step.task} is the only degradation read"
-                if not accept(e, fixed) or overexposed:
+                if not accept(e, fixed):
                     why = "kept although it did not help (rollback off)"
+                elif overexposed:
+                    why = f"kept although it pushed {clip_rise:.0%} more of the pixels into saturation (rollback off)"
                 report.steps.append(StepRecord(index, task, step.strength, text, attempts, name, "kept", s, sy, why))
                 x, f, s = y, fy, sy
-            elif overexposed:
-                report.steps.append(StepRecord(index, task, step.strength, text, attempts, name, "rolled back",
-                                               s, s, f"the best candidate ({name}) pushed {clip_rise:.0%} more of "
-                                               f"the pixels into saturation: the photo was not dark (a brightening "
-                                               f"step may clip at most {EXPOSURE_CLIP_RISE:.0%} more)"))
             else:
-                need = f"to lower it by at least {MIN_GAIN}" if not fixed else "not to do harm"
+                if overexposed:
+                    why = (f"the best candidate ({name}) pushed {clip_rise:.0%} more of the pixels into saturation: "
+                           f"the photo was not dark (a brightening step may clip at most {EXPOSURE_CLIP_RISE:.0%} more)")
+                else:
+                    need = f"to lower it by at least {MIN_GAIN}" if not fixed else "not to do harm"
+                    why = (f"the best candidate ({name}) changed {task} by {-e.own_drop:+.2f} and the others by "
+                           f"{e.side_rise:+.2f}; a step needs {need}")
                 report.steps.append(StepRecord(index, task, step.strength, text, attempts, name, "rolled back",
-                                               s, s, f"the best candidate ({name}) changed {task} by "
-                                               f"{-e.own_drop:+.2f} and the others by {e.side_rise:+.2f}; a step "
-                                               f"needs {need}"))
+                                               s, s, why))
         report.final, report.final_score = _reading(f), s
         report.detected_labels = list(first_labels)
         if f is not None:  # still there: read now, or held (see KEEP_THRESHOLD) with no step for it kept

@@ -38,11 +38,6 @@ CLASSIFIER_WEIGHTS = {"noise": 1.2, "poisson": 0.6, "blur": 1.6, "motion": 1.6, 
 LOWLIGHT_CLEAN = 0.3
 
 
-# Share of head-fitting regions given a natural shallow depth of field first (:func:`depth_of_field`);
-# their labels are unchanged. ``fit-classifier-heads --dof``.
-DOF_P = 0.0
-
-
 def depth_of_field(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """A photo property, not a degradation: part of ``x`` [3, H, W] defocused, part kept sharp.
 
@@ -239,7 +234,7 @@ def fit_heads(model: DegradationClassifier, data: str = "data/photos", per_photo
               epochs: int = 60, lr: float = 1e-3, val_photos: int = 5, seed: int = 2, threads: int = 1,
               image_labels: list[str] | None = None, add: bool = False, spectrum: bool | None = None,
               image_hidden: int | None = None, photometric_labels: list[str] | None = None,
-              crop_head: bool = False, dof: float = DOF_P, log=print) -> DegradationClassifier:
+              crop_head: bool = False, dof: float = 0.0, log=print) -> DegradationClassifier:
     """Second stage: fit the image-level head (pooled crop statistics -> blur, motion, low
     resolution) on cached features; everything else stays as trained.
 
@@ -408,9 +403,10 @@ def evaluate_classifier(model: DegradationClassifier, data: str | None = None, p
     conf = {k: {j: 0 for j in LABELS + ("none",)} for k in LABELS}  # singles: true label -> detected
     clean_fp = {k: 0 for k in LABELS}
     sev_ok = sev_n = clean_ok = clean_n = 0
+    size = region if region > 0 else 1 << 30  # 0: the largest square
     for photo in photos:
         for j in range(per_photo * 3):
-            x = _region(photo, region if region > 0 else 1 << 30, gen)
+            x = _region(photo, size, gen)
             mode = ("clean", "single", "mixture")[j % 3]
             d = [] if mode == "clean" else _single(gen) if mode == "single" else _mixture(gen)
             y = quantise(deg.apply(x, d, gen))
@@ -443,7 +439,7 @@ def evaluate_classifier(model: DegradationClassifier, data: str | None = None, p
     bokeh_fp = {k: 0 for k in LABELS}
     for photo in photos:
         for _ in range(per_photo):
-            x = depth_of_field(_region(photo, region if region > 0 else 1 << 30, bokeh_gen), bokeh_gen)
+            x = depth_of_field(_region(photo, size, bokeh_gen), bokeh_gen)
             found = set(clf(quantise(x).permute(1, 2, 0)[None])[0].labels)
             bokeh_n += 1
             bokeh_ok += not found

@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from m3unet import degradation as deg  # noqa: E402
 from m3unet import evaluate as ev  # noqa: E402
 from m3unet.autorestore import AutoRestorer, classifier_or_shipped, clipped_share  # noqa: E402
+from m3unet.classifier_training import quantise  # noqa: E402
 from m3unet.metrics import psnr  # noqa: E402
 from m3unet.pipeline import Restorer  # noqa: E402
 from m3unet.plan import Plan  # noqa: E402
@@ -42,7 +43,7 @@ def main() -> int:
                  "dark 0.3 + noise": [deg.make("lowlight", 0.3, g), deg.make("noise", 0.4, g)],
                  "normal": [], "normal + blur": [deg.make("blur", 0.45, g)]}
         for name, d in cases.items():
-            y = ((deg.apply(x, d, torch.Generator().manual_seed(i)).clamp(0, 1) * 255).round() / 255)
+            y = quantise(deg.apply(x, d, torch.Generator().manual_seed(i)))
             out = auto.run(y.permute(1, 2, 0)[None], plan=brighten, seed=i, rollback=False).image[0].permute(2, 0, 1)
             c_in, c_out = clipped_share(y), clipped_share(out)
             rises["dark" if name.startswith("dark") else "normal"].append(c_out - c_in)
