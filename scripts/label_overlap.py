@@ -24,6 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from m3unet import degradation as deg  # noqa: E402
+from m3unet.classifier_training import quantise  # noqa: E402
 from m3unet.evaluate import center_crop, heldout_photos  # noqa: E402
 from m3unet.metrics import psnr  # noqa: E402
 
@@ -34,8 +35,7 @@ GRID = [i / 40 for i in range(41)]
 
 def degraded(x: torch.Tensor, kind: str, s: float, seed: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)  # the same motion path for every severity of a photo
-    y = deg.apply(x, [deg.make(kind, s, g)], g)
-    return (y * 255).round() / 255
+    return quantise(deg.apply(x, [deg.make(kind, s, g)], g))
 
 
 def main() -> int:
@@ -46,7 +46,7 @@ def main() -> int:
     photos = heldout_photos(args.data)
     rows = []
     for n, pid in enumerate(sorted(photos)):
-        x = (center_crop(photos[pid], 256) * 255).round() / 255
+        x = center_crop(photos[pid], 256)  # 8-bit values already
         grid = {k: [degraded(x, k, s, n) for s in GRID] for k in KINDS}
         for kind in KINDS:
             for s in REPORT:
