@@ -1,3 +1,3 @@
 import sys
-from .cli import main
+from .cli.main import main
 sys.exit(main())

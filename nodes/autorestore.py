@@ -7,12 +7,11 @@ import comfy.model_management as model_management
 import comfy.utils
 from comfy_api.latest import io
 
-from ..m3unet.autorestore import (DEFAULT_BUDGET, MAX_BUDGET, SHIPPED_CLASSIFIER, AutoProgress, AutoRestorer,
-                                  load_shipped_classifier)
-from ..m3unet.pipeline import DEFAULT_TILE
-from ..m3unet.plan import TASKS, PlanError, parse_plans
-from ..m3unet.pool import M3UNetPoolModel, Pool, PoolError, PoolModel, shipped_tools
-from .common import CATEGORY, FileCache, M3UNetHandle, M3UNetModel, file_fingerprint
+from ..m3unet.auto import DEFAULT_BUDGET, MAX_BUDGET, SHIPPED_CLASSIFIER, AutoProgress, load_shipped_classifier
+from ..m3unet.restore import DEFAULT_TILE
+from ..m3unet.auto import TASKS, PlanError, parse_plans
+from ..m3unet.auto import M3UNetPoolModel, PoolError, PoolModel, build_auto_restorer
+from .common import CATEGORY, FileCache, M3UNetHandle, M3UNetModel, file_fingerprint, manage_model
 
 log = logging.getLogger("m3unet")
 
@@ -136,9 +135,10 @@ class M3UNetAutoRestore(io.ComfyNode):
 
         def on_progress(p: AutoProgress) -> None:
             nonlocal pbar
+            scale = 100  # the bar counts hundredths of a model run, so it moves inside long runs
             if pbar is None:
-                pbar = comfy.utils.ProgressBar(p.total)
-            pbar.update_absolute(p.done, p.total)
+                pbar = comfy.utils.ProgressBar(int(p.total * scale))
+            pbar.update_absolute(int(p.done * scale), int(p.total * scale))
             model_management.throw_exception_if_processing_interrupted()
 
         device = model_management.get_torch_device()
@@ -146,11 +146,10 @@ class M3UNetAutoRestore(io.ComfyNode):
         for m in movable:  # like ImageUpscaleWithModel: on the torch device while it runs
             m.to(device)
         try:
-            # The kernel-aware deblur (m3unet.deblur, its clean-up pass with this node's model) and
-            # the shipped specialists (m3unet.pool.SPECIALISTS, SMALL_SPECIALISTS) join the pool when their weights are there.
-            tools = shipped_tools(restorer, model_path=model.path)
-            auto = AutoRestorer(Pool(restorer, models + tools, tile=DEFAULT_TILE),
-                                classifier)
+            # The kernel-aware deblur and the shipped specialists join the pool when their weights
+            # are there; every network the factory loads goes through ComfyUI's model management.
+            auto = build_auto_restorer(restorer, model_path=model.path, classifier=classifier, pool_models=models,
+                                       tile=DEFAULT_TILE, manage=manage_model)
             result = auto.run(image, plans, budget=budget, seed=seed, upscale=keep_larger, progress=on_progress)
         finally:
             for m in movable:

@@ -1,6 +1,6 @@
 """MLLMLoader and MLLMCaption: a multimodal LLM describes the image; its words steer the restoration.
 
-Thin wrappers over :mod:`m3unet.caption` (backends, cache) and :mod:`m3unet.vocabulary` (caption
+Thin wrappers over :mod:`m3unet.caption.mllm` (backends, cache) and :mod:`m3unet.caption.vocabulary` (caption
 -> content + restoration text). Local models live in ComfyUI's ``models/LLM`` folder (registered
 with ``folder_paths`` as ``LLM``; one sub-folder per model) and go through ComfyUI's model
 management: the transformers model is wrapped in ``comfy.model_patcher.ModelPatcher`` and loaded
@@ -148,8 +148,8 @@ _classifier_lock = threading.Lock()
 def shipped_classifier():
     """The DegradationClassifier with the pack's shipped weights, or None while none are installed."""
     global _classifier
-    from ..m3unet.classify import Classifier, load_classifier
-    from ..m3unet.weights import REPO
+    from ..m3unet.auto import Classifier, load_classifier
+    from ..m3unet.core import REPO
     path = REPO / "weights" / "classifier-default.safetensors"
     if not path.is_file():
         return None

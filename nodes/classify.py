@@ -7,7 +7,7 @@ import comfy.model_management as model_management
 import folder_paths
 from comfy_api.latest import io, ui
 
-from ..m3unet.classify import DEFAULT_CLASSIFIER, LABELS, Classifier, DegradationClassifier, load_classifier
+from ..m3unet.auto import DEFAULT_CLASSIFIER, LABELS, Classifier, DegradationClassifier, load_classifier
 from .common import CATEGORY, FOLDER_NAME, Degradation, FileCache, file_fingerprint, is_classifier_name
 
 DEFAULT_CLASSIFIER_NAME = DEFAULT_CLASSIFIER.name

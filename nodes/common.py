@@ -1,8 +1,8 @@
 """Glue shared by the M3UNet nodes: custom socket types, the models folder and model management.
 
 * Socket types: ``M3UNET_MODEL`` (a :class:`M3UNetHandle`), ``M3UNET_EMBED`` (the RefineEncoder's
-  image embedding, a float tensor ``[B, D]``), ``M3UNET_CONTROL`` (an ``m3unet.control.Control``)
-  and ``DEGRADATION`` (a list with one ``m3unet.classify.Finding`` per image: labels,
+  image embedding, a float tensor ``[B, D]``), ``M3UNET_CONTROL`` (an ``m3unet.core.control.Control``)
+  and ``DEGRADATION`` (a list with one ``m3unet.auto.classifier.Finding`` per image: labels,
   probabilities, severities).
 * The ``m3unet`` models folder: ``<ComfyUI models>/m3unet`` plus the pack's own ``weights/``
   (which holds the shipped ``m3unet-default.safetensors`` and ``classifier-default.safetensors``),
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from pathlib import Path
 
 import comfy.model_management as model_management
@@ -24,9 +23,9 @@ import comfy.model_patcher
 import folder_paths
 from comfy_api.latest import io
 
-from ..m3unet.pipeline import Restorer
-from ..m3unet.unet import M3UNet
-from ..m3unet.weights import DEFAULT_WEIGHTS, CheckpointError, FileCache, file_fingerprint, load_model  # noqa: F401
+from ..m3unet.restore import Restorer
+from ..m3unet.core import M3UNet
+from ..m3unet.core import DEFAULT_WEIGHTS, CheckpointError, FileCache, file_fingerprint, load_model  # noqa: F401
 
 CATEGORY = "M3UNet"
 FOLDER_NAME = "m3unet"
@@ -76,14 +75,14 @@ def register_model_folder() -> None:
 
 def is_classifier_name(name: str) -> bool:
     """True if the ``m3unet`` folder entry ``name`` is a DegradationClassifier file (its metadata says so)."""
-    from ..m3unet.classify import is_classifier_file
+    from ..m3unet.auto import is_classifier_file
     full = folder_paths.get_full_path(FOLDER_NAME, name)
     return full is not None and is_classifier_file(full)
 
 
 def is_blur_estimator_name(name: str) -> bool:
-    """True if the ``m3unet`` folder entry ``name`` is a blur estimator file (``m3unet.deblur``)."""
-    from ..m3unet.deblur import is_estimator_file
+    """True if the ``m3unet`` folder entry ``name`` is a blur estimator file (``m3unet.auto.deblur``)."""
+    from ..m3unet.auto import is_estimator_file
     full = folder_paths.get_full_path(FOLDER_NAME, name)
     return full is not None and is_estimator_file(full)
 
@@ -131,6 +130,21 @@ class M3UNetHandle:
     def __repr__(self) -> str:
         cfg = self.model.config
         return f"M3UNetHandle({self.name}, width={cfg.width}, embed_dim={cfg.embed_dim})"
+
+
+_patchers: dict[int, object] = {}
+
+
+def manage_model(network) -> None:
+    """Hand a network the library loaded (a specialist, the blur estimator, a classifier) to ComfyUI's
+    model management: wrapped in a ModelPatcher once, then loaded onto the torch device (ComfyUI
+    frees other models first if memory is short, and may offload this one later)."""
+    patcher = _patchers.get(id(network))
+    if patcher is None or patcher.model is not network:
+        patcher = comfy.model_patcher.ModelPatcher(network, load_device=model_management.get_torch_device(),
+                                                   offload_device=model_management.unet_offload_device())
+        _patchers[id(network)] = patcher
+    model_management.load_models_gpu([patcher])
 
 
 _handles: FileCache[M3UNetHandle] = FileCache()

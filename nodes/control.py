@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
-from ..m3unet.control import MAX_STRENGTH, make_control
+from ..m3unet.core import MAX_STRENGTH, make_control
 from .common import CATEGORY, M3UNetControl
 
 

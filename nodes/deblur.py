@@ -7,8 +7,8 @@ import comfy.utils
 import torch
 from comfy_api.latest import io, ui
 
-from ..m3unet.deblur import MAX_SIGMA, KernelDeblur, shipped_estimator
-from ..m3unet.pipeline import DEFAULT_TILE, InputError
+from ..m3unet.auto import MAX_SIGMA, KernelDeblur, shipped_estimator
+from ..m3unet.restore import DEFAULT_TILE, InputError
 from .common import CATEGORY, M3UNetHandle, M3UNetModel
 
 

@@ -5,19 +5,15 @@ import logging
 
 import comfy.model_management as model_management
 import comfy.utils
-import torch
 from comfy_api.latest import io
 
-from ..m3unet.pipeline import DEFAULT_OVERLAP, DEFAULT_STEPS, DEFAULT_TILE, InputError, Progress
+from ..m3unet.restore import DEFAULT_OVERLAP, DEFAULT_STEPS, DEFAULT_TILE, MIN_TILE, InputError, Progress
 from .common import CATEGORY, Degradation, M3UNetControl, M3UNetEmbed, M3UNetHandle, M3UNetModel
 
 log = logging.getLogger("m3unet")
 
-MIN_TILE = 128
 MAX_TILE = 2048
 MAX_STEPS = 50
-OOM_ERRORS = tuple(t for t in {getattr(torch, "OutOfMemoryError", None), model_management.OOM_EXCEPTION}
-                   if isinstance(t, type) and t is not Exception)  # never swallow every Exception
 
 
 def steering_texts(findings: list, batch: int) -> list[str]:
@@ -91,16 +87,9 @@ class M3UNetSampler(io.ComfyNode):
             pbar.update_absolute(p.done, p.total)
             model_management.throw_exception_if_processing_interrupted()
 
-        while True:
-            try:
-                out = restorer.restore(image, text=text, steps=steps, seed=seed, eta=eta, control=control,
-                                       image_embedding=embedding, tile=tile, overlap=DEFAULT_OVERLAP,
-                                       progress=on_progress)
-                break
-            except OOM_ERRORS:
-                if tile // 2 < MIN_TILE:
-                    raise
-                tile //= 2
-                log.warning("M3UNet: out of memory, retrying with %d px tiles", tile)
-                model_management.soft_empty_cache()
+        # Out of memory, the library restores again with half the tile (down to MIN_TILE), freeing
+        # ComfyUI's cache first: the same fallback as every other path (command line, Auto Restore).
+        out = restorer.restore(image, text=text, steps=steps, seed=seed, eta=eta, control=control,
+                               image_embedding=embedding, tile=tile, overlap=DEFAULT_OVERLAP,
+                               progress=on_progress, on_oom=lambda _tile: model_management.soft_empty_cache())
         return io.NodeOutput(out.to(model_management.intermediate_device()))

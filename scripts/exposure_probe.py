@@ -1,6 +1,6 @@
 """What a low-light (brightening) step does to dark and to normally exposed photos.
 
-Evidence for ``m3unet.autorestore.EXPOSURE_CLIP_RISE``: the shipped M3UNet's low-light pass (a
+Evidence for ``m3unet.auto.restorer.EXPOSURE_CLIP_RISE``: the shipped M3UNet's low-light pass (a
 plan of one ``lowlight`` step, rollback off, so it always runs) on the 256 px centre crops of the
 9 held-out photos, made dark (low light 0.1 / 0.5, and 0.3 with noise 0.4) and left normally
 exposed (as is, and with a Gaussian blur 0.45). Prints, per case, PSNR before and after and the
@@ -18,15 +18,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from m3unet import degradation as deg  # noqa: E402
-from m3unet import evaluate as ev  # noqa: E402
-from m3unet.autorestore import AutoRestorer, classifier_or_shipped, clipped_share  # noqa: E402
-from m3unet.classifier_training import quantise  # noqa: E402
-from m3unet.metrics import psnr  # noqa: E402
-from m3unet.pipeline import Restorer  # noqa: E402
-from m3unet.plan import Plan  # noqa: E402
-from m3unet.pool import Pool, shipped_tools  # noqa: E402
-from m3unet.weights import load_model  # noqa: E402
+from m3unet.training import synthesis as deg  # noqa: E402
+from m3unet.evaluation import quality as ev  # noqa: E402
+from m3unet.auto.restorer import AutoRestorer, classifier_or_shipped, clipped_share  # noqa: E402
+from m3unet.training.classifier import quantise  # noqa: E402
+from m3unet.core.metrics import psnr  # noqa: E402
+from m3unet.restore.pipeline import Restorer  # noqa: E402
+from m3unet.auto.plan import Plan  # noqa: E402
+from m3unet.auto.pool import Pool, shipped_tools  # noqa: E402
+from m3unet.core.weights import load_model  # noqa: E402
 
 
 def main() -> int:
@@ -36,7 +36,7 @@ def main() -> int:
     brighten = Plan.from_json(json.dumps([{"task": "lowlight", "strength": 0.1}]))
     rises: dict[str, list[float]] = {"dark": [], "normal": []}
     print("photo | case | PSNR in -> out (dB) | clipped in -> out")
-    for i, (pid, arr) in enumerate(sorted(ev.heldout_photos(None).items())):
+    for i, (pid, arr) in enumerate(sorted(ev.evaluation_photos(None).items())):
         x = ev.center_crop(arr, 256)
         g = torch.Generator().manual_seed(7 + i)
         cases = {"dark 0.1": [deg.make("lowlight", 0.1, g)], "dark 0.5": [deg.make("lowlight", 0.5, g)],

@@ -1,4 +1,4 @@
-"""Is one M3UNet pass told about every degradation of a mix (a joint step, ``m3unet.plan.Step.also``)
+"""Is one M3UNet pass told about every degradation of a mix (a joint step, ``m3unet.auto.plan.Step.also``)
 as good as the best fixed order of single-task passes? On the mixes of an ``eval --auto`` JSON
 (which holds every order's PSNR per mix), this runs one pass of the default model with the true
 degradations' text, at 1 and 2 sampler steps, and prints mean PSNR (dB) per mix type beside the
@@ -22,19 +22,20 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from m3unet.evaluate import AUTO_SETS, center_crop, heldout_photos  # noqa: E402
-from m3unet.metrics import psnr  # noqa: E402
-from m3unet.orders import degrade, mix_instances  # noqa: E402
-from m3unet.pipeline import Restorer  # noqa: E402
-from m3unet.text import describe  # noqa: E402
-from m3unet.weights import load_model  # noqa: E402
+from m3unet.evaluation.quality import AUTO_SETS  # noqa: E402
+from m3unet.training.data import center_crop, evaluation_photos  # noqa: E402
+from m3unet.core.metrics import psnr  # noqa: E402
+from m3unet.evaluation.orders import degrade, mix_instances  # noqa: E402
+from m3unet.restore.pipeline import Restorer  # noqa: E402
+from m3unet.core.text import describe  # noqa: E402
+from m3unet.core.weights import load_model  # noqa: E402
 
 
 def main(path: str) -> None:
     torch.set_num_threads(1)
     ref = json.loads(Path(path).read_text())
     restorer = Restorer(load_model(None))
-    photos = heldout_photos(None)
+    photos = evaluation_photos(None)
     instances = mix_instances(AUTO_SETS, sorted(photos), ref["per_set"], ref["seed"])
     if len(instances) != len(ref["rows"]):
         raise SystemExit(f"{path} has {len(ref['rows'])} mixes, not the default {len(instances)}: run eval --auto "

@@ -23,10 +23,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from m3unet import degradation as deg  # noqa: E402
-from m3unet.classifier_training import quantise  # noqa: E402
-from m3unet.evaluate import center_crop, heldout_photos  # noqa: E402
-from m3unet.metrics import psnr  # noqa: E402
+from m3unet.training import synthesis as deg  # noqa: E402
+from m3unet.training.classifier import quantise  # noqa: E402
+from m3unet.training.data import center_crop, evaluation_photos  # noqa: E402
+from m3unet.core.metrics import psnr  # noqa: E402
 
 KINDS = ("blur", "motion", "lowres")
 REPORT = [round(0.1 * i, 1) for i in range(11)]
@@ -43,7 +43,7 @@ def main() -> int:
     ap.add_argument("--json", default=None)
     ap.add_argument("--data", default=None)
     args = ap.parse_args()
-    photos = heldout_photos(args.data)
+    photos = evaluation_photos(args.data)
     rows = []
     for n, pid in enumerate(sorted(photos)):
         x = center_crop(photos[pid], 256)  # 8-bit values already

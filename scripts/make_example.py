@@ -8,14 +8,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from m3unet import degradation as deg
-from m3unet.data import skimage_heldout
+from m3unet.training import synthesis as deg
+from m3unet.training.data import skimage_validation
 
 OUT = Path(__file__).resolve().parent.parent / "examples"
 
 
 def main() -> None:
-    photo = skimage_heldout()["skimage-coffee"]  # held out: never used in training
+    photo = skimage_validation()["skimage-coffee"]  # held out: never used in training
     clean = torch.from_numpy(photo.copy()).permute(2, 0, 1).float() / 255
     degraded = deg.apply(clean, deg.eval_settings()["mix"], torch.Generator().manual_seed(7))
     OUT.mkdir(exist_ok=True)

@@ -8,7 +8,7 @@ the clean photo of:
   without any deblurring would give);
 * a classical pipeline given the TRUE parameters: BM3D (`bm3d` 4.0.3, a dev requirement) at
   noise levels 10/15/20 (JPEG adds noise of its own), then Wiener deconvolution with the true
-  1.5 px Gaussian (``m3unet.deblur.wiener_deconvolve``) at three balances.
+  1.5 px Gaussian (``m3unet.auto.deblur.wiener_deconvolve``) at three balances.
 
 Usage: ``.venv/bin/python scripts/mix_bounds.py`` (about 5 minutes on one core).
 """
@@ -22,10 +22,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from m3unet import degradation as deg  # noqa: E402
-from m3unet.deblur import wiener_deconvolve  # noqa: E402
-from m3unet.evaluate import center_crop, heldout_photos  # noqa: E402
-from m3unet.metrics import psnr  # noqa: E402
+from m3unet.training import synthesis as deg  # noqa: E402
+from m3unet.auto.deblur import wiener_deconvolve  # noqa: E402
+from m3unet.training.data import center_crop, evaluation_photos  # noqa: E402
+from m3unet.core.metrics import psnr  # noqa: E402
 
 
 def main() -> None:
@@ -34,7 +34,7 @@ def main() -> None:
     degs = deg.eval_settings()["mix"]
     blur = next(d for d in degs if d.kind == "blur")
     res: dict[str, list[float]] = {}
-    for i, (pid, arr) in enumerate(sorted(heldout_photos(None).items())):
+    for i, (pid, arr) in enumerate(sorted(evaluation_photos(None).items())):
         x = center_crop(arr, 256)
         y = deg.apply(x, degs, torch.Generator().manual_seed(1000 + i))  # as `eval`
         res.setdefault("input", []).append(psnr(y, x))

@@ -61,7 +61,7 @@ def noise_sigma(image: torch.Tensor) -> torch.Tensor:
 class NoiseReader:
     """A classifier stand-in that really measures one thing: noise (everything else reads clean).
 
-    Returns :class:`m3unet.classify.Finding` s like the DegradationClassifier; ``calls`` counts
+    Returns :class:`m3unet.auto.classifier.Finding` s like the DegradationClassifier; ``calls`` counts
     the images it read.
     """
 
@@ -70,7 +70,7 @@ class NoiseReader:
         self.calls = 0
 
     def __call__(self, image: torch.Tensor) -> list:
-        from m3unet.classify import LABELS, Finding
+        from m3unet.auto.classifier import LABELS, Finding
         out = []
         for s in noise_sigma(image).tolist():
             self.calls += 1
@@ -96,7 +96,7 @@ class PoolModelRunner:
     """The library's pool wrapper around a spandrel file, on uint8 ``[H, W, 3]`` arrays (reference outputs)."""
 
     def __init__(self, path: Path):
-        from m3unet.pool import PoolModel
+        from m3unet.auto.pool import PoolModel
         self.model = PoolModel(load_descriptor(path), "noise")
 
     def __call__(self, arr):

@@ -8,15 +8,14 @@ import pytest
 import torch
 
 from auto_helpers import NoiseReader, add_noise, load_descriptor, noise_sigma, save_compact_blur, smooth_photo
-from m3unet import autorestore as ar
-from m3unet.autorestore import AutoRestorer, accept, degradation_score, effect, label_score
-from m3unet.classify import LABELS, Classifier, DegradationClassifier, Finding
-from m3unet.metrics import psnr
-from m3unet.orders import pair_margins, restore_orders, summarize, task_sets
-from m3unet.plan import (FALLBACK_ORDER, ORDER_TABLE, TASKS, OrderTable, Plan, PlanError, Step, load_order_table,
-                         order_tasks, parse_plans, plan_for, plan_from_finding)
-from m3unet.pool import Pool, PoolError, PoolModel, load_pool_model, parse_pool_arg
-from m3unet.weights import DEFAULT_WEIGHTS
+from m3unet.auto import restorer as ar
+from m3unet.auto.restorer import AutoRestorer, accept, degradation_score, effect, label_score
+from m3unet.auto.classifier import LABELS, Classifier, DegradationClassifier, Finding
+from m3unet.core.metrics import psnr
+from m3unet.evaluation.orders import pair_margins, restore_orders, summarize, task_sets
+from m3unet.auto.plan import FALLBACK_ORDER, ORDER_TABLE, TASKS, OrderTable, Plan, PlanError, Step, load_order_table, order_tasks, parse_plans, plan_for, plan_from_finding
+from m3unet.auto.pool import Pool, PoolError, PoolModel, load_pool_model, parse_pool_arg
+from m3unet.core.weights import DEFAULT_WEIGHTS
 
 
 def finding(**labels: float) -> Finding:
@@ -86,7 +85,7 @@ def test_order_maximises_measured_pairwise_gains():
 
 def test_order_measurement_tree_and_summary():
     """restore_orders runs every prefix once; summarize pools pairwise margins over pairs and triples."""
-    from m3unet import degradation as deg
+    from m3unet.training import synthesis as deg
     calls = []
 
     def run(x, text, task):  # a fake restorer: each text adds a known amount; order matters via clamp
@@ -110,10 +109,10 @@ def test_order_measurement_tree_and_summary():
 
 def test_shipped_order_table_matches_the_shipped_weights():
     """The planner's evidence was measured with the weights that ship; re-run plan-orders if not."""
-    from m3unet.orders import weights_hash
+    from m3unet.evaluation.orders import weights_hash
     data = json.loads(ORDER_TABLE.read_text())
     assert data["weights_sha256"] == weights_hash(DEFAULT_WEIGHTS), (
-        "m3unet/plan_orders.json was measured with other M3UNet weights: run `python -m m3unet plan-orders`")
+        "m3unet/auto/plan_orders.json was measured with other M3UNet weights: run `python -m m3unet plan-orders`")
     assert len(data["pairwise"]) == 20 and all(v["n"] >= 2 for v in data["pairwise"].values())
     table = load_order_table()
     assert len(table.margin) == 20
@@ -371,8 +370,8 @@ def test_input_contract_dtype_channels_alpha_batch_and_upscale(spandrel_blur, tm
 def identity_restorer():
     """A tiny M3UNet whose zero-initialised output layer makes one step the identity."""
     from test_library import FakeText
-    from m3unet.pipeline import Restorer
-    from m3unet.unet import M3UNet, M3UNetConfig
+    from m3unet.restore.pipeline import Restorer
+    from m3unet.core.unet import M3UNet, M3UNetConfig
     torch.manual_seed(0)
     model = M3UNet(M3UNetConfig(width=8, enc_blocks=[1, 1, 1], mid_blocks=1, dec_blocks=[1, 1, 1],
                                 cond_dim=32, embed_dim=32, heads=1)).eval()
@@ -404,7 +403,7 @@ def test_under_the_classifiers_minimum_side_restore_is_blind_unless_planned(iden
     """A classifier file records the smallest side its reading is trusted at (the shipped one reads
     most 64 px images as motion blurred, ``eval --small-sides``): smaller images get one blind pass,
     and the report says why; a given plan still runs; at or above the side it classifies."""
-    from m3unet.classify import load_classifier, save_classifier
+    from m3unet.auto.classifier import load_classifier, save_classifier
     torch.manual_seed(0)
     save_classifier(DegradationClassifier(), tmp_path / "c.safetensors", {"min_side": 96})
     classifier = Classifier(load_classifier(tmp_path / "c.safetensors"))
@@ -426,8 +425,8 @@ def test_under_the_classifiers_minimum_side_restore_is_blind_unless_planned(iden
 
 def test_another_m3unet_checkpoint_in_the_pool(identity_restorer, tmp_path):
     """An M3UNet file given as a pool model is steered by the step's text (load_pool_model detects it)."""
-    from m3unet.pool import M3UNetPoolModel
-    from m3unet.weights import save_model
+    from m3unet.auto.pool import M3UNetPoolModel
+    from m3unet.core.weights import save_model
     save_model(identity_restorer.model, tmp_path / "deblur.safetensors")
     second = load_pool_model(tmp_path / "deblur.safetensors", ["blur", "motion"])
     assert isinstance(second, M3UNetPoolModel) and second.name == "deblur" and second.tasks == ("blur", "motion")
@@ -451,7 +450,7 @@ def test_without_classifier_weights_restore_is_blind_or_follows_the_plan(identit
     planned = AutoRestorer(pool, None).run(noisy, plan=Plan([Step("noise", model="compact")]))
     assert planned.reports[0].steps[0].outcome == "applied"
     assert float(noise_sigma(planned.image)) < float(noise_sigma(noisy)) / 2
-    from m3unet.classify import save_classifier
+    from m3unet.auto.classifier import save_classifier
     save_classifier(DegradationClassifier(), tmp_path / "classifier.safetensors")
     monkeypatch.setattr(ar, "SHIPPED_CLASSIFIER", tmp_path / "classifier.safetensors")
     assert isinstance(ar.load_shipped_classifier(), Classifier)
@@ -461,7 +460,7 @@ def test_a_degradation_read_just_under_the_threshold_after_another_step_is_still
     """Hysteresis (KEEP_THRESHOLD): the measured case of a dark photo whose denoised version reads
     as low light at p = 0.36 only. The low-light step still runs; read as worse there, it is rolled
     back, the low light counts as not removed, and the retry (brighten first) wins."""
-    from m3unet.autorestore import KEEP_THRESHOLD, pending
+    from m3unet.auto.restorer import KEEP_THRESHOLD, pending
     reader = ScriptedReader({0.30: {"noise": (0.9, 0.5), "lowlight": (0.99, 0.8)},  # input
                              0.40: {"lowlight": (0.36, 0.8)},                        # denoised: under 0.5
                              0.60: {"lowlight": (0.6, 0.6)},                         # then brightened: misread
@@ -488,9 +487,9 @@ def test_a_degradation_read_just_under_the_threshold_after_another_step_is_still
 def test_pool_sampler_steps_per_task_unless_fixed():
     """An M3UNet pass of the pool takes TASK_STEPS sampler steps for its task (2 for noise and JPEG,
     1 otherwise) unless the caller fixes the steps; the fixed orders of `eval --auto` do the same."""
-    from m3unet.orders import m3unet_runner
-    from m3unet.plan import Step
-    from m3unet.pool import TASK_STEPS, Pool
+    from m3unet.evaluation.orders import m3unet_runner
+    from m3unet.auto.plan import Step
+    from m3unet.auto.pool import TASK_STEPS, Pool
 
     class Recorder:
         def __init__(self):
@@ -544,8 +543,8 @@ class _ConstEstimator(torch.nn.Module):
     (2.0, 2.0, {"noise": 0.5}, False),                                 # the classifier sees no blur
 ])
 def test_kernel_deblur_runs_first_when_classifier_and_estimator_agree(sigma, noise, labels, runs):
-    from m3unet.deblur import KernelDeblur
-    from m3unet.degradation import convolve, gaussian_kernel
+    from m3unet.auto.deblur import KernelDeblur
+    from m3unet.training.synthesis import convolve, gaussian_kernel
     calls = []
 
     class Recorder:
@@ -575,8 +574,8 @@ def test_kernel_deblur_runs_first_when_classifier_and_estimator_agree(sigma, noi
 def test_under_the_minimum_side_the_blur_estimator_alone_decides(identity_restorer):
     """Under the classifier's minimum side (or without a classifier) the estimator's reading alone
     decides: a Gaussian blur it can undo is deconvolved (the report says so), else one blind pass."""
-    from m3unet.deblur import KernelDeblur
-    from m3unet.degradation import convolve, gaussian_kernel
+    from m3unet.auto.deblur import KernelDeblur
+    from m3unet.training.synthesis import convolve, gaussian_kernel
     x = chw(smooth_photo(64, 120))
     blurred = convolve(x, gaussian_kernel(2.0)).clamp(0, 1).permute(1, 2, 0)[None]
     classifier = Classifier(DegradationClassifier(), min_side=96)
@@ -606,9 +605,9 @@ def test_under_the_minimum_side_a_noisy_reading_gives_the_blind_pass_a_noise_ste
     """Under the classifier's minimum side the blind pass takes a noise step's sampler steps
     (TASK_STEPS, 2) when the blur estimator reads noise (SMALL_NOISE and over), else 1; the report
     says which and why; the sampler's own ``steps`` (Pool.steps) still wins."""
-    from m3unet.autorestore import SMALL_NOISE
-    from m3unet.deblur import KernelDeblur
-    from m3unet.pool import TASK_STEPS
+    from m3unet.auto.restorer import SMALL_NOISE
+    from m3unet.auto.deblur import KernelDeblur
+    from m3unet.auto.pool import TASK_STEPS
     small = smooth_photo(64, 120)
     classifier = Classifier(DegradationClassifier(), min_side=96)
     for noise, expected in [(SMALL_NOISE + 14, TASK_STEPS["noise"]), (SMALL_NOISE - 4, 1)]:
@@ -630,10 +629,10 @@ def test_under_the_minimum_side_an_enlarged_reading_goes_to_the_small_print_spec
     """A small image the blur estimator reads as enlarged (soft, with bicubic ringing, no noise) is
     restored by the small-print specialist (M3UNetPoolModel.small), which is never a candidate of a
     classified step; other readings do not reach it."""
-    from m3unet.autorestore import ENLARGED_BLOCKY
-    from m3unet.deblur import BLOCKY, KernelDeblur
-    from m3unet.pool import M3UNetPoolModel
-    from m3unet.textimage import render_line
+    from m3unet.auto.restorer import ENLARGED_BLOCKY
+    from m3unet.auto.deblur import BLOCKY, KernelDeblur
+    from m3unet.auto.pool import M3UNetPoolModel
+    from m3unet.training.textimage import render_line
     small = torch.from_numpy(render_line("Harbour Road 17", "DejaVuSans.ttf", 18)).float()[None] / 255
     assert small.shape[1] < 96  # under the classifier's minimum side below
     classifier = Classifier(DegradationClassifier(), min_side=96)
@@ -645,7 +644,7 @@ def test_under_the_minimum_side_an_enlarged_reading_goes_to_the_small_print_spec
             self.fixed = (sigma, noise, blocky)
 
         def reading(self, x, sigma=None, noise=None):
-            from m3unet.deblur import BlurEstimate
+            from m3unet.auto.deblur import BlurEstimate
             return BlurEstimate(*self.fixed)
 
     inside = (BLOCKY + ENLARGED_BLOCKY) / 2
@@ -681,7 +680,7 @@ class _FlatRestorer:
 def test_a_solo_specialist_serves_only_images_with_its_degradation_alone():
     """A specialist fine-tuned on one degradation (it forgets the others) is the only candidate where
     that degradation is all the classifier reads, and is never tried on a mix."""
-    from m3unet.pool import M3UNetPoolModel
+    from m3unet.auto.pool import M3UNetPoolModel
     spec = M3UNetPoolModel(_FlatRestorer(0.30), ("jpeg",), "m3unet-jpeg", solo=True)
     pool = Pool(_FlatRestorer(0.20), [spec])
     assert pool.candidates(Step("jpeg")) == ["m3unet"]
@@ -712,8 +711,8 @@ def test_a_solo_specialist_serves_only_images_with_its_degradation_alone():
 
 
 def test_shipped_specialists_share_the_main_text_encoder_and_device(identity_restorer):
-    from m3unet.pool import SMALL_SPECIALISTS, SPECIALISTS, M3UNetPoolModel, shipped_specialists, shipped_tools
-    from m3unet.weights import DEFAULT_WEIGHTS
+    from m3unet.auto.pool import SMALL_SPECIALISTS, SPECIALISTS, M3UNetPoolModel, shipped_specialists, shipped_tools
+    from m3unet.core.weights import DEFAULT_WEIGHTS
     assert shipped_specialists(None) == [] and shipped_tools(None) == []
     specs = shipped_specialists(identity_restorer)
     table = {**SPECIALISTS, **SMALL_SPECIALISTS}
@@ -727,7 +726,7 @@ def test_shipped_specialists_share_the_main_text_encoder_and_device(identity_res
     assert [type(m).__name__ for m in shipped_tools(identity_restorer, kernel_deblur=False)] == \
         ["M3UNetPoolModel"] * len(specs)
     assert shipped_tools(identity_restorer, kernel_deblur=False, specialists=False) == []
-    from m3unet.pool import is_shipped_default
+    from m3unet.auto.pool import is_shipped_default
     assert is_shipped_default(None) and is_shipped_default(DEFAULT_WEIGHTS)
     assert not is_shipped_default(DEFAULT_WEIGHTS.parent / "m3unet-jpeg.safetensors")
     # beside another main model the specialists stay out (they are fine-tuned from the default)
@@ -739,8 +738,9 @@ def test_shipped_specialists_share_the_main_text_encoder_and_device(identity_res
 def test_looks_like_print_wants_paper_and_ink():
     """The small-print route's histogram test: a rendered line passes, down-sampled x4 too; a smooth
     photo, a blank page and a low-contrast page do not."""
-    from m3unet import degradation as deg
-    from m3unet.textimage import looks_like_print, render_line
+    from m3unet.training import synthesis as deg
+    from m3unet.auto.guards import looks_like_print
+    from m3unet.training.textimage import render_line
     line = torch.from_numpy(render_line("Serial no. 73-0519-B", "DejaVuSerif.ttf", 18)).permute(2, 0, 1).float() / 255
     assert looks_like_print(line)
     assert looks_like_print(deg.apply_one(line, deg.make("lowres", 1.0, scale=4.0)))
@@ -754,7 +754,7 @@ class _BrightAsHaze:
     """A classifier stand-in that reads any bright image as hazy, as the real one reads paper."""
 
     def __call__(self, image: torch.Tensor) -> list:
-        from m3unet.classify import LABELS, Finding
+        from m3unet.auto.classifier import LABELS, Finding
         out = []
         for im in image:
             p = 1.0 if float(im[..., :3].float().mean()) > 0.5 else 0.0
@@ -766,7 +766,7 @@ def test_on_print_the_automatic_plan_does_not_read_haze_or_low_light():
     """Paper reads as haze to the photo-trained classifier: on an image that looks like print the
     automatic plan leaves haze and low light out (and says so); a bright photo still gets its haze
     step, and a plan given by the user still runs on print."""
-    from m3unet.textimage import render_line
+    from m3unet.training.textimage import render_line
     page = torch.from_numpy(render_line("Received with thanks", "DejaVuSans.ttf", 24)).float()[None] / 255
     photo = 0.55 + 0.4 * smooth_photo(64, 120)
     auto = AutoRestorer(Pool(_FlatRestorer(0.20)), _BrightAsHaze())
@@ -786,7 +786,7 @@ def test_joint_plan_merges_camera_degradations_and_round_trips():
     """Two or more of noise / blur / motion / JPEG / low resolution become one step where the first
     of them would be; haze and low light keep steps of their own. The plan JSON carries it as
     ``also`` and is validated like the rest."""
-    from m3unet.plan import JOINT_TASKS
+    from m3unet.auto.plan import JOINT_TASKS
     assert JOINT_TASKS == ("noise", "blur", "motion", "jpeg", "lowres")
     table = OrderTable({("noise", "haze"): 1.0, ("haze", "jpeg"): 1.0, ("noise", "jpeg"): 1.0})
     plan = plan_for({"noise": 0.7, "jpeg": 0.3, "haze": 0.5}, table)
@@ -844,7 +844,7 @@ def test_auto_restore_runs_one_joint_pass_for_camera_degradations():
     """A reading of noise and JPEG gives one M3UNet pass told about both, with the most sampler steps
     of its tasks; its drop is the sum of both; a task a user's image model serves is not joined, so
     that model competes; haze is not joined."""
-    from m3unet.pool import steps_for
+    from m3unet.auto.pool import steps_for
     assert steps_for(Step("blur", also={"jpeg": 0.5}), None) == 2 and steps_for(Step("blur"), None) == 1
     e = effect(finding(noise=0.5, jpeg=0.5, haze=0.5), finding(haze=0.5), ["noise", "jpeg"])
     assert e.own_drop == pytest.approx(2 * (0.9 * 1.5 / 2 - 0.01 / 2)) and e.side_rise == pytest.approx(0.0)

@@ -1,4 +1,4 @@
-"""Caption backends (m3unet.caption) in this process: tiny real models, the HTTP protocols, the cache, errors."""
+"""Caption backends (m3unet.caption.mllm) in this process: tiny real models, the HTTP protocols, the cache, errors."""
 from __future__ import annotations
 
 import json
@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from fake_vlm_server import ANSWER, FakeVLMServer
-from m3unet import caption as cap
-from m3unet.classify import Finding
-from m3unet.degradation import Degradation
+from m3unet.caption import mllm as cap
+from m3unet.auto.classifier import Finding
+from m3unet.core.degradations import Degradation
 from tiny_mllm import SENTENCE, cached_model
 
 EXPECTED_TEXT = "remove the heavy noise, then remove the light blur"

@@ -1,18 +1,17 @@
-"""The caption vocabulary (m3unet/vocabulary.json): realistic MLLM answers -> content + restoration text.
+"""The caption vocabulary (m3unet/caption/vocabulary.json): realistic MLLM answers -> content + restoration text.
 
 The sentences below are written in the styles that SmolVLM, Qwen2-VL, LLaVA, BLIP and Ollama-served
 models answer in (plain prose, "Content: ... Quality problems: ...", Markdown lists, negations,
 severities before and after the noun). Each expects the exact content and the exact restoration
-text in M3UNet's training phrasing (m3unet.text.describe).
+text in M3UNet's training phrasing (m3unet.core.text.describe).
 """
 from __future__ import annotations
 
 import pytest
 
-from m3unet.degradation import Degradation
-from m3unet.text import describe
-from m3unet.vocabulary import (Vocabulary, degradation_sentence, fuse, parse_degradations, restoration_text,
-                               split_caption)
+from m3unet.core.degradations import Degradation
+from m3unet.core.text import describe
+from m3unet.caption.vocabulary import Vocabulary, degradation_sentence, fuse, parse_degradations, restoration_text, split_caption
 
 CASES = [
     # (caption, content, restoration text)

@@ -8,11 +8,10 @@ import pytest
 import torch
 from PIL import Image
 
-from m3unet import degradation as deg
-from m3unet.classifier_training import quantise
-from m3unet.classify import (DEFAULT_CLASSIFIER, LABELS, Classifier, ClassifierConfig, DegradationClassifier, Finding,
-                             crop_positions, default_plan, load_classifier, save_classifier, targets, views)
-from m3unet.weights import CheckpointError
+from m3unet.training import synthesis as deg
+from m3unet.training.classifier import quantise
+from m3unet.auto.classifier import DEFAULT_CLASSIFIER, LABELS, Classifier, ClassifierConfig, DegradationClassifier, Finding, crop_positions, default_plan, load_classifier, save_classifier, targets, views
+from m3unet.core.weights import CheckpointError
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -113,7 +112,7 @@ def test_shipped_classifier_detects_a_heavy_degradation(shipped, kind, label):
     f = shipped(as_image(deg.apply(clean_coffee(), d, g)))[0]
     assert f.labels and f.labels[0] == label, f.report()
     assert f.levels()[label] in ("moderate", "heavy"), f.report()
-    from m3unet.text import NOUN
+    from m3unet.core.text import NOUN
     assert NOUN[label][0] in f.restoration_text(), f.restoration_text()
 
 
@@ -184,7 +183,7 @@ def test_bad_classifier_files_are_clear_errors(tmp_path):
 
 def test_adding_an_image_head_label_keeps_the_old_labels_exactly(tmp_path):
     """fit-classifier-heads --add: the new label is trained, the old labels' outputs do not move."""
-    from m3unet.classifier_training import _extend_image_head
+    from m3unet.training.classifier import _extend_image_head
     torch.manual_seed(0)
     model = DegradationClassifier(ClassifierConfig()).eval()
     with torch.no_grad():  # a trained-looking old head (the real one starts at zero output)
@@ -232,8 +231,8 @@ def _textured(seed: int = 0, size: int = 256) -> torch.Tensor:
 def test_spectrum_statistics_tell_motion_from_defocus_and_ignore_rotation():
     """The power-spectrum features: motion blur is anisotropic in any direction, defocus blur is
     not, and a blur bends the whitened radial profile down at high frequencies."""
-    from m3unet import degradation as deg
-    from m3unet.classify import N_SPECTRUM, SPECTRUM_BANDS, spectrum_statistics
+    from m3unet.training import synthesis as deg
+    from m3unet.auto.classifier import N_SPECTRUM, SPECTRUM_BANDS, spectrum_statistics
     cfg = ClassifierConfig()
     x = _textured()
 
@@ -254,7 +253,7 @@ def test_spectrum_statistics_tell_motion_from_defocus_and_ignore_rotation():
 def test_fitting_a_spectrum_head_standardises_its_inputs_and_round_trips(tmp_path, monkeypatch):
     """fit_heads(spectrum=True) gives the image-level head spectrum inputs, sets their
     standardisation from the cached training features, and the file loads back the same."""
-    from m3unet import classifier_training as ct
+    from m3unet.training import classifier as ct
     torch.manual_seed(0)
     model = DegradationClassifier(ClassifierConfig()).eval()
     photos = [(_textured(i) * 255).round().to(torch.uint8) for i in range(4)]
@@ -278,7 +277,7 @@ def test_fitting_a_spectrum_head_standardises_its_inputs_and_round_trips(tmp_pat
 def test_photometric_head_reads_only_the_colour_statistics(tmp_path, monkeypatch):
     """--photometric-labels lowlight: low light gets its own head on the colour statistics (texture
     changes by other steps must not move it); it round-trips, and a label cannot be in both heads."""
-    from m3unet import classifier_training as ct
+    from m3unet.training import classifier as ct
     torch.manual_seed(0)
     model = DegradationClassifier(ClassifierConfig()).eval()
     photos = [(_textured(i) * 255).round().to(torch.uint8) for i in range(4)]
@@ -318,9 +317,9 @@ def test_photometric_head_reads_only_the_colour_statistics(tmp_path, monkeypatch
 def test_fit_heads_command_records_the_minimum_side(tmp_path, monkeypatch):
     """fit-classifier-heads --min-side writes the side into the file (Classifier.min_side reads it);
     without the flag the --init file's value carries over."""
-    from m3unet import classifier_training as ct
-    from m3unet.classify import Classifier, load_classifier, save_classifier
-    from m3unet.cli import _parser
+    from m3unet.training import classifier as ct
+    from m3unet.auto.classifier import Classifier, load_classifier, save_classifier
+    from m3unet.cli.main import _parser
     torch.manual_seed(0)
     photos = [(_textured(i, 160) * 255).round().to(torch.uint8) for i in range(6)]  # 5 pick the epoch
     monkeypatch.setattr(ct, "_photos", lambda data, split: photos)
@@ -339,7 +338,7 @@ def test_set_classifier_min_side_keeps_the_tensors(tmp_path):
     import subprocess
     import sys
     from safetensors.torch import load_file
-    from m3unet.classify import Classifier, load_classifier, save_classifier
+    from m3unet.auto.classifier import Classifier, load_classifier, save_classifier
     torch.manual_seed(0)
     path = tmp_path / "c.safetensors"
     save_classifier(DegradationClassifier(ClassifierConfig()), path, {"note": "kept"})
@@ -358,7 +357,7 @@ def test_set_classifier_min_side_keeps_the_tensors(tmp_path):
 
 
 def test_fit_heads_refits_the_crop_head_only_when_asked(tmp_path, monkeypatch):
-    from m3unet import classifier_training as ct
+    from m3unet.training import classifier as ct
     torch.manual_seed(0)
     photos = [(_textured(i, 160) * 255).round().to(torch.uint8) for i in range(3)]
     monkeypatch.setattr(ct, "_photos", lambda data, split: photos)
@@ -378,7 +377,7 @@ def test_depth_of_field_keeps_a_sharp_subject_and_defocuses_the_rest(tmp_path, m
     """The bokeh augmentation of fit-classifier-heads --dof: a seeded, size-keeping change that
     leaves 15-60 % of the region as it was (the subject) and defocuses the rest like a blur would;
     --dof outside 0..1 is refused before any work."""
-    from m3unet import classifier_training as ct
+    from m3unet.training import classifier as ct
     x = clean_coffee()[:, :192, :224]
     a = ct.depth_of_field(x, torch.Generator().manual_seed(5))
     b = ct.depth_of_field(x, torch.Generator().manual_seed(5))

@@ -97,11 +97,11 @@ def test_bench_smoke(tmp_path):
 
 
 def _tiny_photos(tmp_path) -> Path:
-    """A prepared-data folder of three scikit-image photos (two for training, one held out)."""
+    """A prepared-data folder of four scikit-image photos (two for training, one each for validation and test)."""
     import skimage.data
     data = tmp_path / "photos"
     photos = {"train": {"rocket": skimage.data.rocket(), "hubble": skimage.data.hubble_deep_field()},
-              "heldout": {"astronaut": skimage.data.astronaut()}}
+              "validation": {"astronaut": skimage.data.astronaut()}, "test": {"coffee": skimage.data.coffee()}}
     entries = []
     for split, items in photos.items():
         (data / split).mkdir(parents=True)
@@ -135,7 +135,7 @@ def test_train_smoke_and_resume(tmp_path):
                "--save-every", "2", "--steps", "6", "--init", str(out / "model.safetensors"), "--mid-blocks", "3")
     assert r.returncode == 0, r.stderr
     assert "grown from" in r.stdout and "at step 4" in r.stdout
-    from m3unet.weights import load_model
+    from m3unet.core.weights import load_model
     cfg = load_model(grown / "model.safetensors").config
     assert cfg.width == 8 and cfg.mid_blocks == 3 and cfg.enc_blocks == [1, 1, 2]
     # --resume takes the state's architecture without flags, and refuses flags that would change it.
@@ -167,7 +167,7 @@ def _auto_inputs(tmp_path):
     """A noisy smooth PNG, an (untrained) classifier file and a spandrel Compact blur (1x and 2x)."""
     import torch
     from auto_helpers import add_noise, save_compact_blur, smooth_photo
-    from m3unet.classify import DegradationClassifier, save_classifier
+    from m3unet.auto.classifier import DegradationClassifier, save_classifier
     arr = (add_noise(smooth_photo(64, 80), 0.08)[0].numpy() * 255).round().astype(np.uint8)
     Image.fromarray(arr).save(tmp_path / "noisy.png")
     torch.manual_seed(0)
@@ -241,7 +241,7 @@ def test_plan_orders_and_eval_auto_smoke(tmp_path):
         assert row["best_fixed"] == row["orders"][row["best_fixed_order"]]
     assert "auto vs one blind M3UNet pass" in r.stdout and len(res["clean"]) == 2 * len(res["photos"])
 def test_classify_prints_one_json_line_per_image(tmp_path):
-    from m3unet.classify import LABELS
+    from m3unet.auto.classifier import LABELS
     Image.open(REPO / "examples" / "coffee_clean.png").convert("L").save(tmp_path / "grey.png")
     (tmp_path / "broken.png").write_bytes(b"not an image")
     r = m3unet("classify", "examples/coffee_degraded.png", str(tmp_path / "broken.png"), str(tmp_path / "grey.png"),

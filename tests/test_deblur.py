@@ -1,4 +1,4 @@
-"""Kernel-aware deblurring (m3unet.deblur): deconvolution, the blur estimator, the pool candidate."""
+"""Kernel-aware deblurring (m3unet.auto.deblur): deconvolution, the blur estimator, the pool candidate."""
 from __future__ import annotations
 
 import json
@@ -6,12 +6,12 @@ import json
 import pytest
 import torch
 
-from m3unet import degradation as deg
-from m3unet.deblur import (ESTIMATOR_FILE, BlurEstimator, BlurEstimatorError, KernelDeblur, balance_for, estimate,
-                           load_estimator, save_estimator, shipped_kernel_deblur, textured_crops, wiener_deconvolve)
-from m3unet.metrics import psnr
-from m3unet.pool import Pool
-from m3unet.plan import Step
+from m3unet.training import synthesis as deg
+from m3unet.auto.deblur import ESTIMATOR_FILE, BlurEstimator, BlurEstimatorError, KernelDeblur, balance_for, estimate, load_estimator, shipped_kernel_deblur, textured_crops, wiener_deconvolve
+from m3unet.training.blur_estimator import save_estimator
+from m3unet.core.metrics import psnr
+from m3unet.auto.pool import Pool
+from m3unet.auto.plan import Step
 
 
 def _photo(size: int = 192) -> torch.Tensor:
@@ -40,7 +40,7 @@ def test_tiled_deconvolution_matches_the_whole_image():
 
 
 def test_blockiness_tells_jpeg_blocks_from_blur_at_any_grid_phase():
-    from m3unet.deblur import BLOCKY, blockiness
+    from m3unet.auto.deblur import BLOCKY, blockiness
     x = _photo(192)
     blurred = deg.convolve(x, deg.gaussian_kernel(2.0)).clamp(0, 1)
     blocky = deg.jpeg(blurred, 15)

@@ -7,13 +7,14 @@ import pytest
 import torch
 from skimage import data
 
-from m3unet import degradation as deg
-from m3unet import field_bench, ocr_eval, peers
-from m3unet.evaluate import center_crop
-from m3unet.field_eval import blur_kernel, field_settings
-from m3unet.metrics import psnr
-from m3unet.noref import brisque, niqe
-from m3unet.textimage import render_line
+from m3unet.training import synthesis as deg
+from m3unet.evaluation import field_bench, peers
+from m3unet.evaluation import ocr as ocr_eval
+from m3unet.training.data import center_crop
+from m3unet.evaluation.field import blur_kernel, field_settings
+from m3unet.core.metrics import psnr
+from m3unet.evaluation.noref import brisque, niqe
+from m3unet.training.textimage import render_line
 from test_cli import m3unet
 
 
@@ -72,7 +73,7 @@ def test_ocr_reads_a_clean_rendered_line():
 
 
 def test_ocr_lines_avoid_training_words():
-    from m3unet.textimage import WORDS
+    from m3unet.training.textimage import WORDS
     words = {w.strip(",.:;'").lower() for line in ocr_eval.LINES for w in line.split()}
     shared = words & {w.lower() for w in WORDS}
     assert len(shared) <= 0.2 * len(words), shared  # only function words in common (9 of 57)

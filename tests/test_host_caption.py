@@ -156,9 +156,9 @@ def test_classifier_findings_fuse_with_the_model(comfy_host: ComfyHost, llm_dir:
     the model's degradations (the most severe reading per kind)."""
     import torch
 
-    from m3unet.classify import Classifier, load_classifier
-    from m3unet.degradation import Degradation
-    from m3unet.vocabulary import fuse, restoration_text
+    from m3unet.auto.classifier import Classifier, load_classifier
+    from m3unet.core.degradations import Degradation
+    from m3unet.caption.vocabulary import fuse, restoration_text
     pixels = torch.from_numpy(np.asarray(Image.open(comfy_host.input_dir / images["a"]).convert("RGB")).copy())
     finding = Classifier(load_classifier())(pixels[None].float() / 255)[0]
     assert finding.labels, "the classifier finds nothing in random noise: this test would not test fusion"

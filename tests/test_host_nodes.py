@@ -314,7 +314,7 @@ def test_kernel_deblur_sharpens_a_defocused_photo(comfy_host: ComfyHost) -> None
     is reported and the photo comes back much sharper (PSNR); a given sigma is used as given."""
     import torch
 
-    from m3unet import degradation as deg
+    from m3unet.training import synthesis as deg
     clean = load_rgb(EXAMPLES / "coffee_clean.png")[100:300, 150:450]
     x = torch.from_numpy(clean).permute(2, 0, 1).float() / 255
     blurred = deg.convolve(x, deg.gaussian_kernel(2.0)) + 2 / 255 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
@@ -433,8 +433,8 @@ def test_interrupt_stops_a_slow_job(comfy_host: ComfyHost, inputs: dict[str, str
 # ---------------------------------------------------------------------------- 6. progress
 def test_progress_events(comfy_host: ComfyHost, inputs: dict[str, str]) -> None:
     """Progress events of the Sampler have max = batch * tiles * steps and end at max."""
-    from m3unet import tiling
-    from m3unet.pipeline import DEFAULT_OVERLAP
+    from m3unet.core import tiling
+    from m3unet.restore.pipeline import DEFAULT_OVERLAP
 
     steps, tile, (w, h) = 2, 256, (600, 400)
     tiles = tiling.count(h, w, tile, DEFAULT_OVERLAP)

@@ -6,14 +6,14 @@ import random
 import pytest
 import torch
 
-from m3unet import degradation as deg
-from m3unet import diffusion, tiling
-from m3unet.control import make_control
-from m3unet.metrics import psnr, ssim
-from m3unet.pipeline import InputError, Restorer
-from m3unet.text import describe, training_text
-from m3unet.unet import M3UNet, M3UNetConfig
-from m3unet.weights import CheckpointError, load_model, save_model
+from m3unet.training import synthesis as deg
+from m3unet.core import diffusion, tiling
+from m3unet.core.control import make_control
+from m3unet.core.metrics import psnr, ssim
+from m3unet.restore.pipeline import InputError, Restorer
+from m3unet.core.text import describe, training_text
+from m3unet.core.unet import M3UNet, M3UNetConfig
+from m3unet.core.weights import CheckpointError, load_model, save_model
 
 
 class FakeText:
@@ -208,8 +208,8 @@ def test_crop_sampler_text_pages_take_the_asked_font_sizes():
     """``train --text-sizes MIN,MAX``: a text crop is the page rendered at those font sizes from the
     sampler's seeded draw; sizes out of order, too small or not a pair are refused with the flag's meaning."""
     import numpy as np
-    from m3unet.textimage import render_page
-    from m3unet.train import CropSampler
+    from m3unet.training.textimage import render_page
+    from m3unet.training.train import CropSampler
     photos = {"p": (np.random.default_rng(0).random((80, 80, 3)) * 255).astype(np.uint8)}
     for sizes in ((9, 12), (30, 34)):
         crop = CropSampler(photos, 64, torch.Generator().manual_seed(0), 1.0, sizes)()
@@ -230,7 +230,7 @@ def test_training_batches_take_the_asked_share_of_mixtures():
     import random
 
     import numpy as np
-    from m3unet.train import CropSampler, TrainConfig, make_batch, train
+    from m3unet.training.train import CropSampler, TrainConfig, make_batch, train
     photos = {"p": (np.random.default_rng(0).random((40, 40, 3)) * 255).astype(np.uint8)}
     kinds = {"blur": 1.0, "noise": 1.0, "jpeg": 1.0}
     share = {}

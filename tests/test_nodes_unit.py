@@ -53,9 +53,10 @@ def pack(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
         spec.loader.exec_module(module)
     root = sys.modules["m3unet_pack"]
     import m3unet_pack.nodes as nodes
-    from m3unet_pack.m3unet import pipeline, tiling
-    from m3unet_pack.m3unet.unet import M3UNet, M3UNetConfig
-    from m3unet_pack.m3unet.weights import save_model
+    from m3unet_pack.m3unet.core import tiling
+    from m3unet_pack.m3unet.restore import pipeline
+    from m3unet_pack.m3unet.core.unet import M3UNet, M3UNetConfig
+    from m3unet_pack.m3unet.core.weights import save_model
     from m3unet_pack.nodes import common
 
     torch.manual_seed(0)
@@ -64,7 +65,7 @@ def pack(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     user_dir = Path(common.user_models_dir())
     assert user_dir.parent == models_dir and user_dir.is_dir()
     save_model(tiny, user_dir / "tiny.safetensors")
-    from m3unet_pack.m3unet.classify import ClassifierConfig, DegradationClassifier, save_classifier
+    from m3unet_pack.m3unet.auto.classifier import ClassifierConfig, DegradationClassifier, save_classifier
     save_classifier(DegradationClassifier(ClassifierConfig(widths=[8, 8, 8, 8], global_widths=[8, 8], hidden=16)),
                     user_dir / "tiny-classifier.safetensors")
     return SimpleNamespace(root=root, nodes=nodes, common=common, pipeline=pipeline, tiling=tiling,
@@ -267,7 +268,7 @@ def test_autorestore_schema(pack) -> None:
     inputs = {i.id: i for i in schema.inputs}
     for i in (1, 2, 3):
         assert inputs[f"pool_model_{i}"].optional and inputs[f"pool_model_{i}"].get_io_type() == "UPSCALE_MODEL"
-        assert list(inputs[f"pool_task_{i}"].options) == list(pack.root.m3unet.plan.TASKS)
+        assert list(inputs[f"pool_task_{i}"].options) == list(pack.root.m3unet.auto.plan.TASKS)
     assert inputs["plan"].optional and inputs["seed"].control_after_generate is True
     assert all(i.tooltip for i in schema.inputs)
     assert [o.get_io_type() for o in schema.outputs] == ["IMAGE", "STRING", "STRING"]
@@ -352,8 +353,8 @@ def test_autorestore_interrupt_and_missing_classifier(pack, tiny_model, node_mod
 
 def test_shipped_classifier_is_found_by_its_constant_and_cached(pack, node_module, monkeypatch,
                                                                  tmp_path) -> None:
-    lib = sys.modules["m3unet_pack.m3unet.autorestore"]
-    from m3unet_pack.m3unet.classify import Classifier, DegradationClassifier, save_classifier
+    lib = sys.modules["m3unet_pack.m3unet.auto.restorer"]
+    from m3unet_pack.m3unet.auto.classifier import Classifier, DegradationClassifier, save_classifier
     path = tmp_path / "classifier-default.safetensors"
     save_classifier(DegradationClassifier(), path)
     monkeypatch.setattr(lib, "SHIPPED_CLASSIFIER", path)
@@ -395,7 +396,7 @@ def test_classifier_node_batch_report_and_text(pack) -> None:
 
 
 def test_sampler_steers_itself_with_the_findings(pack, tiny_model, monkeypatch) -> None:
-    from m3unet_pack.m3unet.classify import LABELS, Finding
+    from m3unet_pack.m3unet.auto.classifier import LABELS, Finding
     seen = []
     real = pack.pipeline.Restorer.embed_text
     monkeypatch.setattr(pack.pipeline.Restorer, "embed_text",

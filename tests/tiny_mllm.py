@@ -21,7 +21,7 @@ WORDS = ("red a photo of the cat dog on sofa . image has heavy noise and slight 
 
 
 def _teach_prompts() -> tuple[str, ...]:
-    from m3unet.caption import PRESETS
+    from m3unet.caption.mllm import PRESETS
     return tuple(PRESETS.values()) + ("describe this image",)
 
 

@@ -1,0 +1,108 @@
+"""The automatic restore's guards: small named tests, each deciding whether one rule applies.
+
+Every number they use comes from the restore policy (:class:`m3unet.auto.policy.RestorePolicy`),
+which says what each protects against and where its value came from.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from ..core.image import luminance
+from .policy import DEFAULT_POLICY, RestorePolicy
+from .scoring import Effect
+
+
+def looks_like_print(x: torch.Tensor, policy: RestorePolicy = DEFAULT_POLICY) -> bool:
+    """Does ``[3, H, W]`` (float 0-1) look like print: mostly paper of one tone, with dark ink on it?
+
+    A cheap histogram test (not a text detector; a flat bright photo with dark details can pass
+    it): at least ``paper_share`` of the pixels within ``paper_band`` of the paper tone (the 90th
+    luminance percentile), and the ink (2nd percentile) at least ``ink_contrast`` darker."""
+    lum = luminance(x).flatten().float()
+    if lum.numel() > 1 << 20:  # quantile() refuses very large inputs; a stride keeps the histogram
+        lum = lum[:: lum.numel() // (1 << 20) + 1]
+    paper, ink = torch.quantile(lum, 0.9), torch.quantile(lum, 0.02)
+    share = float((lum > paper - policy.paper_band).float().mean())
+    return share >= policy.paper_share and float(paper - ink) >= policy.ink_contrast
+
+
+def unread_on_print(x: torch.Tensor, policy: RestorePolicy = DEFAULT_POLICY) -> tuple[str, ...]:
+    """Print guard: the classifier readings to ignore on ``x`` (those it misreads on paper), or ()."""
+    return tuple(policy.print_unread) if policy.print_guard and looks_like_print(x, policy) else ()
+
+
+def clipped_share(x: torch.Tensor, level: float = DEFAULT_POLICY.clip_level) -> float:
+    """Share of the pixels of ``x`` (channels at dim -3, 0-1) with a channel at ``level`` or more."""
+    return float((x[..., :3, :, :].amax(-3) >= level).float().mean())
+
+
+def overexposure(before: torch.Tensor, after: torch.Tensor, tasks: Sequence[str],
+                 policy: RestorePolicy = DEFAULT_POLICY) -> float | None:
+    """Exposure guard: the extra share of saturated pixels if a brightening step (``lowlight`` in
+    ``tasks``) pushed more than ``exposure_clip_rise`` of the pixels into saturation, else None."""
+    if not policy.exposure_guard or "lowlight" not in tasks:
+        return None
+    rise = clipped_share(after, policy.clip_level) - clipped_share(before, policy.clip_level)
+    return rise if rise > policy.exposure_clip_rise else None
+
+
+def accept(e: Effect, planned_by_user: bool, policy: RestorePolicy = DEFAULT_POLICY) -> bool:
+    """Keep a step? Planned automatically: it must lower its own degradation by ``min_gain`` and gain
+    more than its side effects cost. Given by the user: it is only undone if it does harm (its
+    benefit is below ``-min_gain``).
+
+    Not the total score: the classifier reads M3UNet's dehazed or brightened outputs as slightly
+    soft, so a total-score rule rolls back good steps and keeps steps for degradations the image
+    does not have."""
+    if planned_by_user:
+        return e.benefit > -policy.min_gain
+    return e.own_drop >= policy.min_gain and e.benefit > 0
+
+
+def preferred(benefits: Sequence[float], policy: RestorePolicy = DEFAULT_POLICY) -> int:
+    """Index of the candidate to keep: the first within ``prefer_margin`` of the best benefit (the
+    candidates come tagged models first, M3UNet last; smaller differences are jitter)."""
+    best = max(benefits)
+    return next(i for i, b in enumerate(benefits) if b >= best - policy.prefer_margin)
+
+
+def pending(finding, first_labels: Sequence[str], tried: set[str], policy: RestorePolicy = DEFAULT_POLICY
+            ) -> list[str]:
+    """Hysteresis: what is left to restore. The detected labels, plus those found at the start that
+    no step has addressed yet and whose probability is still at least ``keep_threshold``."""
+    held = [t for t in first_labels if t not in tried and t not in finding.labels
+            and finding.probabilities.get(t, 0.0) >= policy.keep_threshold]
+    return list(finding.labels) + held
+
+
+def reads_blur_like(finding, policy: RestorePolicy = DEFAULT_POLICY) -> bool:
+    """Defocus gate, classifier half: the reading shows a blur-like label (None: no reading to ask)."""
+    return finding is None or any(k in finding.labels for k in policy.defocus_labels)
+
+
+def estimator_reads_defocus(est, would_deconvolve: bool, policy: RestorePolicy = DEFAULT_POLICY) -> bool:
+    """Defocus gate, estimator half: a Gaussian blur of at least ``defocus_sigma`` px that the
+    deconvolution can take (``would_deconvolve``: not too noisy, no JPEG blocks)."""
+    return est.sigma >= policy.defocus_sigma and would_deconvolve
+
+
+def is_too_small(x: torch.Tensor, min_side: int) -> bool:
+    """Under the classifier's minimum side (from its weights) its reading is not trusted."""
+    return min(x.shape[-2:]) < min_side
+
+
+def reads_as_enlarged_print(x: torch.Tensor, est, blocky_from: float, min_sigma: float,
+                            policy: RestorePolicy = DEFAULT_POLICY) -> bool:
+    """Small-image route to the small-print specialist: soft (``min_sigma`` px or more), with the
+    ringing of bicubic enlargement (blockiness from ``blocky_from`` up to ``enlarged_blocky``; JPEG
+    blocks read higher), no noise, and the image looks like print."""
+    return (est.sigma >= min_sigma and blocky_from <= est.blocky < policy.enlarged_blocky
+            and est.noise < policy.small_noise and looks_like_print(x, policy))
+
+
+def reads_as_noisy(est, policy: RestorePolicy = DEFAULT_POLICY) -> bool:
+    """Small-image route: the blind pass takes a noise step's sampler steps when the blur estimator
+    reads at least ``small_noise`` (1/255)."""
+    return est is not None and est.noise >= policy.small_noise

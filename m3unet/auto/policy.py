@@ -1,0 +1,189 @@
+"""The restore policy: every threshold and rule of the automatic restore, in one documented object.
+
+The automatic restore (:mod:`m3unet.auto.restorer`) reads the image, plans, tries candidates and
+keeps or rolls back each step. Everything it decides by a number or a switch lives here, with what
+it decides and where its value came from. Values are chosen on the *validation* photos
+(:data:`m3unet.training.data.VALIDATION`); published figures are measured on the *test* photos,
+which chose nothing. ``python -m m3unet policy`` prints this table; ``--policy KEY=VALUE`` on
+``restore`` and ``eval`` changes one entry (how each rule was re-checked on validation).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+
+def _entry(default: Any, decides: str, origin: str) -> Any:
+    kw = {"default_factory": (lambda d=default: d)} if isinstance(default, (dict, list)) else {"default": default}
+    return field(metadata={"decides": decides, "origin": origin}, **kw)
+
+
+class PolicyError(ValueError):
+    """A policy entry that does not exist or a value of the wrong type; the message names it."""
+
+
+@dataclass(frozen=True)
+class RestorePolicy:
+    """The automatic restore's thresholds and rules (defaults: the shipped policy)."""
+
+    # --- reading ---------------------------------------------------------------------------------
+    detection_threshold: float = _entry(
+        0.5, "probability from which the classifier's reading counts a degradation as present",
+        "the classifier's calibration point (its heads are fit with a 0.5 decision threshold)")
+    keep_threshold: float = _entry(
+        0.25, "hysteresis: a degradation found at the start stays on the to-do list while its probability "
+        "is at least this and no step for it has run",
+        "validation mixes (eval --auto): one step's output can push another degradation just under the "
+        "detection threshold (a denoised dark photo read low light at p = 0.36)")
+    # --- judging a step ----------------------------------------------------------------------------
+    min_gain: float = _entry(
+        0.05, "a step must lower its own degradation's score by at least this to be kept; smaller "
+        "changes are classifier jitter",
+        "validation mixes: removing a detected degradation lowers its score by about 0.5 or more")
+    side_weight: float = _entry(
+        0.0, "weight of side effects (other degradations rising) against a step's gain",
+        "eval --auto-rules on validation mixes (weights 0, 0.25, 0.5, 1): 0 keeps the most dB for the "
+        "same harm, the classifier reads dehazed or brightened outputs as slightly soft")
+    prefer_margin: float = _entry(
+        0.05, "the first candidate (a model tagged with the step's task) is kept unless another lowers the "
+        "degradation by more than this", "equal to min_gain: differences below it are classifier jitter")
+    retry: bool = _entry(
+        True, "when an automatic plan rolled back a step after keeping others, retry once with the "
+        "rolled-back degradations first and keep the run that removed more",
+        "validation mixes: a brightening step judged after denoising read as more low light and was "
+        "rolled back; judged first it was kept")
+    # --- guards ------------------------------------------------------------------------------------
+    exposure_guard: bool = _entry(
+        True, "roll back a brightening (low light) step that clips many more pixels: the photo was not dark",
+        "scripts/exposure_probe.py on the validation photos: made dark, M3UNet's brightening clipped "
+        "nothing; normally exposed, it clipped 12-80 % more and lost 5-30 dB")
+    exposure_clip_rise: float = _entry(
+        0.05, "share of pixels pushed into saturation (a channel at clip_level or more) beyond which a "
+        "brightening step is rolled back", "scripts/exposure_probe.py (validation photos), between 0 and 12 %")
+    clip_level: float = _entry(0.98, "a channel value from which a pixel counts as saturated",
+                               "just under white, so 8-bit rounding does not count")
+    print_guard: bool = _entry(
+        True, "on an image that looks like print (mostly paper of one tone with dark ink), do not act on "
+        "the classifier's haze and low-light readings: it reads paper as haze",
+        "rendered validation text pages (the training fonts): 10 of 12 clean pages were dehazed or "
+        "brightened without it")
+    print_unread: tuple[str, ...] = _entry(("haze", "lowlight"), "the readings the print guard ignores",
+                                           "the photo-trained classifier's misreadings on paper")
+    paper_share: float = _entry(
+        0.5, "print test: share of pixels within paper_band of the paper tone (90th luminance percentile)",
+        "validation text lines: every line has at least 64 % of its pixels on the paper tone")
+    paper_band: float = _entry(0.06, "print test: luminance band around the paper tone",
+                               "validation text lines and photo crops")
+    ink_contrast: float = _entry(
+        0.3, "print test: paper tone minus the ink tone (2nd luminance percentile)",
+        "validation text lines: every line has an ink contrast of at least 0.36")
+    # --- the kernel-aware deblur -------------------------------------------------------------------
+    defocus_gate: bool = _entry(
+        True, "run the kernel-aware deblur first when the classifier reads a blur-like label and the blur "
+        "estimator reads a Gaussian blur it can undo; the other blur-like steps are then not planned",
+        "eval blur2 and the validation mixes: the classifier reads deconvolved images poorly, so the "
+        "estimator judges that step")
+    defocus_labels: tuple[str, ...] = _entry(
+        ("blur", "lowres", "motion"), "classifier labels that open the defocus gate",
+        "results/label-overlap.json: defocus blur, down-sampling and motion overlap by construction")
+    defocus_sigma: float = _entry(
+        1.2, "the gate needs an estimated Gaussian blur of at least this many px",
+        "validation photos: lower readings come from sharp photos too (a smooth subject, a soft background)")
+    # --- images under the classifier's minimum side ------------------------------------------------
+    small_image_routes: bool = _entry(
+        True, "under the classifier's minimum side, let the blur estimator route the image: kernel deblur, "
+        "the small-print specialist, or a two-step blind pass when it reads noise",
+        "eval --small-sides on validation crops (64 and 96 px)")
+    small_noise: float = _entry(
+        6.0, "estimated noise (1/255) from which the blind pass on a small image takes a noise step's "
+        "sampler steps", "validation 64/96 px crops: noisy, compressed and mixed read 7-41, clean 0-5")
+    enlarged_blocky: float = _entry(
+        1.5, "blockiness under which a soft small image reads as enlarged (bicubic ringing, not JPEG "
+        "blocks), for the small-print specialist",
+        "validation text lines x4 down-sampled read 1.17-1.34; JPEG q15 photo crops 1.3-3.2")
+    # --- candidates --------------------------------------------------------------------------------
+    solo_specialists: bool = _entry(
+        True, "a specialist fine-tuned on one task replaces M3UNet on that task's step when it is the "
+        "only degradation read on the image as given",
+        "validation: the JPEG and noise specialists gain on their task alone and cost on mixes")
+    joint_tasks: tuple[str, ...] = _entry(
+        ("noise", "blur", "motion", "jpeg", "lowres"),
+        "camera and file degradations one M3UNet pass removes together in an automatic plan",
+        "seed-0 validation mixes: one joint pass beat the best fixed order on 5 of 6 camera mixes")
+    task_steps: dict = _entry(
+        {"noise": 2, "jpeg": 2}, "sampler steps of an M3UNet pass per task (others: 1)",
+        "eval --steps 2 on validation photos: noise25 +0.50 dB, jpeg15 +0.36; blur and down-sampling lose")
+
+    # ------------------------------------------------------------------------------------------------
+    def replace(self, **changes: Any) -> "RestorePolicy":
+        """A copy with ``changes`` (names checked, values converted to the entry's type)."""
+        return dataclasses.replace(self, **{k: self._convert(k, v) for k, v in changes.items()})
+
+    def with_overrides(self, items: list[str] | tuple[str, ...]) -> "RestorePolicy":
+        """Apply ``KEY=VALUE`` strings (the ``--policy`` option)."""
+        changes = {}
+        for item in items:
+            if "=" not in item:
+                raise PolicyError(f"--policy {item!r}: write KEY=VALUE, e.g. --policy print_guard=false "
+                                  f"(keys: {', '.join(self.keys())})")
+            k, v = item.split("=", 1)
+            changes[k.strip()] = v.strip()
+        return self.replace(**changes)
+
+    @classmethod
+    def keys(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    def _convert(self, key: str, value: Any) -> Any:
+        fields = {f.name: f for f in dataclasses.fields(self)}
+        if key not in fields:
+            raise PolicyError(f"unknown restore policy entry {key!r}; known: {', '.join(fields)}")
+        current = getattr(self, key)
+        if not isinstance(value, str):
+            return tuple(value) if isinstance(current, tuple) else value
+        text = value.strip()
+        try:
+            if isinstance(current, bool):
+                if text.lower() not in ("true", "false", "1", "0", "on", "off"):
+                    raise ValueError(text)
+                return text.lower() in ("true", "1", "on")
+            if isinstance(current, float):
+                return float(text)
+            if isinstance(current, tuple):
+                return tuple(t.strip() for t in text.split(",") if t.strip())
+            if isinstance(current, dict):
+                return {k: int(v) for k, v in json.loads(text).items()}
+        except (ValueError, TypeError, AttributeError, json.JSONDecodeError):
+            raise PolicyError(f"restore policy entry {key!r} takes a {type(current).__name__} "
+                              f"(now {current!r}); got {value!r}") from None
+        return text
+
+    def steps_for(self, tasks: list[str] | tuple[str, ...]) -> int:
+        """Sampler steps of an M3UNet pass for a step with ``tasks``: the most any of them takes."""
+        return max([int(self.task_steps.get(t, 1)) for t in tasks] + [1])
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    def table(self) -> str:
+        """Markdown: every entry, its value, what it decides and where the value came from."""
+        rows = ["| entry | value | what it decides | where the value comes from |", "|---|---|---|---|"]
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            shown = ", ".join(v) if isinstance(v, tuple) else json.dumps(v) if isinstance(v, dict) else v
+            rows.append(f"| `{f.name}` | `{shown}` | {f.metadata['decides']} | {f.metadata['origin']} |")
+        return "\n".join(rows)
+
+
+DEFAULT_POLICY = RestorePolicy()
+
+
+def policy_from(overrides: Mapping[str, Any] | list[str] | tuple[str, ...] | None) -> RestorePolicy:
+    """The default policy with ``overrides`` (a mapping, or ``KEY=VALUE`` strings) applied."""
+    if not overrides:
+        return DEFAULT_POLICY
+    if isinstance(overrides, Mapping):
+        return DEFAULT_POLICY.replace(**overrides)
+    return DEFAULT_POLICY.with_overrides(list(overrides))
