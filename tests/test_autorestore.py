@@ -9,7 +9,12 @@ import torch
 
 from auto_helpers import NoiseReader, add_noise, load_descriptor, noise_sigma, save_compact_blur, smooth_photo
 from m3unet.auto import restorer as ar
-from m3unet.auto.restorer import AutoRestorer, accept, degradation_score, effect, label_score
+from m3unet.auto.guards import accept
+from m3unet.auto.decisions import Reading, Reason
+from m3unet.auto.guards import clipped_share
+from m3unet.auto.policy import DEFAULT_POLICY, RestorePolicy
+from m3unet.auto.restorer import AutoRestorer
+from m3unet.auto.scoring import degradation_score, effect, label_score
 from m3unet.auto.classifier import LABELS, Classifier, DegradationClassifier, Finding
 from m3unet.core.metrics import psnr
 from m3unet.evaluation.orders import pair_margins, restore_orders, summarize, task_sets
@@ -196,7 +201,7 @@ def test_score_effect_and_acceptance():
     assert label_score(finding(noise=1.0), "noise") == pytest.approx(0.9)
     e = effect(finding(noise=0.8, jpeg=0.2), finding(jpeg=0.2, blur=0.0), "noise")
     assert e.own_drop == pytest.approx(0.805) and e.side_rise == pytest.approx(0.45)
-    assert accept(e, False) and e.benefit == pytest.approx(0.805 - ar.SIDE_WEIGHT * 0.45)
+    assert accept(e, False) and e.benefit == pytest.approx(0.805 - DEFAULT_POLICY.side_weight * 0.45)
     worse_own = effect(finding(noise=0.1), finding(noise=0.9), "noise")
     assert not accept(worse_own, False) and not accept(worse_own, True)
     nothing = effect(finding(jpeg=0.5), finding(jpeg=0.5), "haze")  # a step for an undetected degradation
@@ -214,10 +219,11 @@ def test_auto_picks_the_model_that_removes_most_and_reports_why(spandrel_blur):
     assert [(s.task, s.outcome, s.chosen) for s in rep.steps] == [("noise", "kept", "compact")]
     drops = {a.model: a.own_drop for a in rep.steps[0].attempts}
     assert drops["compact"] > 0.3 > 0 > drops["worse"]
-    assert rep.stopped.startswith("clean")
+    assert rep.stopped.code == "clean" and rep.steps[0].reason.code == "best_candidate"
+    assert rep.steps[0].reason.facts["count"] == 2
     assert psnr(chw(result.image), chw(clean)) > psnr(chw(noisy), chw(clean)) + 3
     text = result.text()
-    assert "detected: noise" in text and "kept compact [" in text and "worse: noise +" in text
+    assert "**Found:** noise (" in text and "Step 1, noise: kept (compact). Of 2 candidates it removed the most" in text
     assert json.loads(result.plan_json())["steps"][0]["task"] == "noise"
     assert json.dumps(rep.to_dict())  # the report serialises
 
@@ -228,7 +234,8 @@ def test_a_step_that_makes_things_worse_is_rolled_back():
     result = AutoRestorer(pool, NoiseReader(), OrderTable()).run(noisy, budget=4)
     rep = result.reports[0]
     assert [s.outcome for s in rep.steps] == ["rolled back"]
-    assert "every step for it was tried" in rep.stopped
+    assert rep.stopped.code == "all_tried" and rep.steps[0].reason.code == "did_harm"
+    assert "every way to remove it was tried" in result.text()
     assert torch.equal(result.image, noisy)  # untouched
 
 
@@ -238,7 +245,7 @@ def test_clean_input_is_returned_unchanged_without_running_models():
     clean = smooth_photo()
     result = AutoRestorer(pool, NoiseReader(), OrderTable()).run(clean)
     assert torch.equal(result.image, clean) and not ran
-    assert result.reports[0].stopped.startswith("clean") and result.reports[0].plan.steps == []
+    assert result.reports[0].stopped.code == "clean" and result.reports[0].plan.steps == []
 
 
 def test_given_plan_budget_skips_and_progress(spandrel_blur):
@@ -254,9 +261,11 @@ def test_given_plan_budget_skips_and_progress(spandrel_blur):
     harmful = Plan([Step("noise", 0.5, "worse")])
     pool2 = Pool(None, [PoolModel(noisy_adder, "noise", "worse")])
     undone = AutoRestorer(pool2, NoiseReader(), OrderTable()).run(add_noise(smooth_photo(), 0.01), plan=harmful)
-    assert undone.reports[0].steps[0].outcome == "rolled back" and "not to do harm" in undone.reports[0].steps[0].why
-    assert rep.stopped == "step budget (2) reached; not run: blur"
+    assert undone.reports[0].steps[0].outcome == "rolled back" and undone.reports[0].steps[0].reason.code == "did_harm"
+    assert rep.steps[0].reason.code == "user_step"
+    assert rep.stopped == Reason("budget", {"budget": 2, "not_run": ["blur"]})
     assert seen and seen[-1].done == seen[-1].total == 2
+    assert [p.done for p in seen] == sorted(p.done for p in seen)  # never goes back
     with pytest.raises(PoolError, match="names model 'pool_model_9'"):
         AutoRestorer(pool, NoiseReader(), OrderTable()).run(noisy, plan=Plan([Step("noise", model="pool_model_9")]))
     with pytest.raises(ValueError, match="step budget must be between 1 and 16"):
@@ -279,8 +288,8 @@ def test_planned_steps_no_longer_detected_are_skipped(spandrel_blur):
     table = OrderTable({("noise", "jpeg"): 1.0, ("noise", "haze"): 1.0, ("jpeg", "haze"): 1.0})
     rep = AutoRestorer(pool, Reader(), table).run(noisy).reports[0]
     assert [(s.task, s.outcome) for s in rep.steps] == [("noise", "kept"), ("jpeg", "skipped"), ("haze", "skipped")]
-    assert rep.steps[1].why == "no longer detected" and rep.steps[2].why == "no model in the pool serves it"
-    assert rep.stopped == "still detected (haze) but every step for it was tried"
+    assert rep.steps[1].reason.code == "no_longer_detected" and rep.steps[2].reason.code == "no_model"
+    assert rep.stopped == Reason("all_tried", {"labels": ["haze"]})
 
 
 class ScriptedReader:
@@ -312,18 +321,21 @@ def test_a_rolled_back_step_is_retried_first():
     result = AutoRestorer(pool, reader, table).run(flat)
     rep = result.reports[0]
     assert [(s.task, s.outcome) for s in rep.steps] == [("lowlight", "kept")]
-    assert rep.stopped.startswith("clean") and rep.removed == 2
-    assert "rolled back lowlight" in rep.retry and "did better" in rep.retry and "retry:" in result.text()
+    assert rep.stopped.code == "clean" and rep.removed == 2
+    assert rep.retry.code == "retry_better" and rep.retry.facts["rolled"] == ["lowlight"]
+    assert "**Second try:** the usual order left darkness (low light); trying it first did better" in result.text()
     torch.testing.assert_close(result.image, flat + 0.2)
     once = AutoRestorer(pool, reader, table).run(flat, retry=False).reports[0]
     assert [(s.task, s.outcome) for s in once.steps] == [("noise", "kept"), ("lowlight", "rolled back")]
-    assert not once.retry and once.removed == 1
+    assert once.retry is None and once.removed == 1
+    no_retry = AutoRestorer(pool, reader, table, policy=RestorePolicy(retry=False)).run(flat).reports[0]
+    assert no_retry.retry is None and [s.outcome for s in no_retry.steps] == ["kept", "rolled back"]
     # A rolled-back step for a degradation the first reading did not show triggers no retry.
     reader.script.update({0.30: {"noise": (0.9, 0.5)}, 0.40: {"lowres": (0.9, 0.5)}, 0.60: {"lowres": (0.9, 0.5)}})
     pool.models["brighten"].tasks = ("lowres",)
     other = AutoRestorer(pool, reader, table).run(flat).reports[0]
     assert [(s.task, s.outcome) for s in other.steps] == [("noise", "kept"), ("lowres", "rolled back")]
-    assert not other.retry
+    assert other.retry is None
 
 
 def test_the_first_candidate_wins_unless_another_is_clearly_better():
@@ -340,7 +352,12 @@ def test_the_first_candidate_wins_unless_another_is_clearly_better():
         rep = AutoRestorer(pool, reader, OrderTable()).run(flat, retry=False).reports[0]
         assert [a.model for a in rep.steps[0].attempts] == ["specialist", "other"]
         assert rep.steps[0].chosen == chosen, (first_out, rep.steps[0])
-    assert ar.PREFER_MARGIN == ar.MIN_GAIN
+    assert DEFAULT_POLICY.prefer_margin == DEFAULT_POLICY.min_gain
+    # Without the margin the best candidate wins outright.
+    pool = Pool(None, [PoolModel(lambda t: torch.full_like(t, 0.30), "noise", "specialist"),
+                       PoolModel(lambda t: torch.full_like(t, 0.20), "noise", "other")])
+    rep = AutoRestorer(pool, reader, OrderTable(), policy=RestorePolicy(prefer_margin=0.0)).run(flat).reports[0]
+    assert rep.steps[0].chosen == "other"
 
 
 def test_input_contract_dtype_channels_alpha_batch_and_upscale(spandrel_blur, tmp_path):
@@ -389,11 +406,11 @@ def test_m3unet_in_the_pool_with_the_real_classifier_network(identity_restorer, 
     rep = result.reports[0]
     assert [a.model for a in rep.steps[0].attempts] == ["compact", "m3unet"]  # tagged models first
     assert [a.model for a in rep.steps[1].attempts] == ["m3unet"]
-    assert "m3unet text: 'clear the fog'" in result.text()
+    assert 'M3UNet was told: "clear the fog"' in result.text()
     assert result.image.shape == noisy.shape
     auto = AutoRestorer(pool, classifier).run(noisy, budget=2, seed=3)  # planned from the reading
     first = classifier(noisy)[0]
-    assert auto.reports[0].detected == first.report()
+    assert auto.reports[0].first == Reading.of(first)
     assert auto.reports[0].plan.tasks[:len(first.labels)] == plan_from_finding(first).tasks
     assert len([s for s in auto.reports[0].steps if s.outcome != "skipped"]) <= 2
 
@@ -412,15 +429,16 @@ def test_under_the_classifiers_minimum_side_restore_is_blind_unless_planned(iden
     small = add_noise(smooth_photo(64, 120), 0.05)
     res = AutoRestorer(pool, classifier).run(small)
     rep = res.reports[0]
-    assert "120x64 px: under 96 px on its short side" in rep.stopped and "restored blind" in rep.stopped
-    assert rep.steps == [] and rep.detected.startswith("not classified")
+    assert rep.stopped == Reason("blind", {"why": "small", "steps": 1, "noise": None, "min_side": 96})
+    assert rep.steps == [] and rep.first is None and rep.size == (120, 64)
+    assert "too small to judge reliably" in res.text()
     reading = classifier(small)[0]  # read anyway (the classifier node, the classify command): flagged
     assert "unreliable: 120x64 px is under the 96 px" in reading.report() and reading.to_dict()["note"]
     torch.testing.assert_close(res.image, small, atol=1e-5, rtol=0)  # the identity model, once
     planned = AutoRestorer(pool, classifier).run(small, plan=Plan([Step("noise", model="compact")]), rollback=False)
     assert [s.task for s in planned.reports[0].steps] == ["noise"]
     big = add_noise(smooth_photo(96, 120), 0.05)
-    assert AutoRestorer(pool, classifier).run(big, budget=1).reports[0].detected == classifier(big)[0].report()
+    assert AutoRestorer(pool, classifier).run(big, budget=1).reports[0].first == Reading.of(classifier(big)[0])
 
 
 def test_another_m3unet_checkpoint_in_the_pool(identity_restorer, tmp_path):
@@ -445,7 +463,8 @@ def test_without_classifier_weights_restore_is_blind_or_follows_the_plan(identit
     pool = Pool(identity_restorer, [PoolModel(spandrel_blur, "noise", "compact")], tile=64)
     noisy = add_noise(smooth_photo(64, 64), 0.05)
     blind = AutoRestorer(pool, None).run(noisy)
-    assert "restored blind with one M3UNet pass" in blind.reports[0].stopped
+    assert blind.reports[0].stopped.code == "blind" and blind.reports[0].stopped.facts["why"] == "no_classifier"
+    assert "no degradation classifier is installed; restored with one general M3UNet pass" in blind.text()
     torch.testing.assert_close(blind.image, noisy, atol=1e-5, rtol=0)  # the identity model
     planned = AutoRestorer(pool, None).run(noisy, plan=Plan([Step("noise", model="compact")]))
     assert planned.reports[0].steps[0].outcome == "applied"
@@ -460,7 +479,8 @@ def test_a_degradation_read_just_under_the_threshold_after_another_step_is_still
     """Hysteresis (KEEP_THRESHOLD): the measured case of a dark photo whose denoised version reads
     as low light at p = 0.36 only. The low-light step still runs; read as worse there, it is rolled
     back, the low light counts as not removed, and the retry (brighten first) wins."""
-    from m3unet.auto.restorer import KEEP_THRESHOLD, pending
+    from m3unet.auto.guards import pending
+    KEEP_THRESHOLD = DEFAULT_POLICY.keep_threshold
     reader = ScriptedReader({0.30: {"noise": (0.9, 0.5), "lowlight": (0.99, 0.8)},  # input
                              0.40: {"lowlight": (0.36, 0.8)},                        # denoised: under 0.5
                              0.60: {"lowlight": (0.6, 0.6)},                         # then brightened: misread
@@ -481,7 +501,7 @@ def test_a_degradation_read_just_under_the_threshold_after_another_step_is_still
     assert pending(f, ["lowlight"], {"lowlight"}) == [] and pending(f, [], set()) == []
     reader.script[0.40] = {"lowlight": (KEEP_THRESHOLD - 0.05, 0.8)}
     gone = AutoRestorer(pool, reader, table).run(flat).reports[0]
-    assert [(s.task, s.outcome) for s in gone.steps] == [("noise", "kept")] and gone.stopped.startswith("clean")
+    assert [(s.task, s.outcome) for s in gone.steps] == [("noise", "kept")] and gone.stopped.code == "clean"
 
 
 def test_pool_sampler_steps_per_task_unless_fixed():
@@ -489,7 +509,8 @@ def test_pool_sampler_steps_per_task_unless_fixed():
     1 otherwise) unless the caller fixes the steps; the fixed orders of `eval --auto` do the same."""
     from m3unet.evaluation.orders import m3unet_runner
     from m3unet.auto.plan import Step
-    from m3unet.auto.pool import TASK_STEPS, Pool
+    from m3unet.auto.pool import Pool
+    TASK_STEPS = DEFAULT_POLICY.task_steps
 
     class Recorder:
         def __init__(self):
@@ -563,7 +584,9 @@ def test_kernel_deblur_runs_first_when_classifier_and_estimator_agree(sigma, noi
         assert rep.plan.tasks == ["blur", "noise"]  # the blur-like steps become one kernel-deblur step, first
         step = rep.steps[0]
         assert (step.task, step.chosen, step.outcome) == ("blur", "kernel-deblur", "kept")
-        assert "blur estimator a Gaussian blur of 2.00 px" in step.why and "judged by the estimator" in step.why
+        assert step.reason.code == "defocus" and set(step.reason.facts["labels"]) == set(labels) - {"noise"}
+        assert (step.reason.facts["sigma"], step.reason.facts["noise"]) == (2.0, noise)
+        assert "out-of-focus blur of 2.0 px: it was deconvolved" in result.text()
         assert calls[0] == "remove the light noise"  # the clean-up pass after the deconvolution
         assert psnr(chw(result.image), x) > psnr(blurred, x) + 3  # the deconvolution really ran
     else:
@@ -585,9 +608,9 @@ def test_under_the_minimum_side_the_blur_estimator_alone_decides(identity_restor
             rep = AutoRestorer(pool, clf).run(blurred).reports[0]
             if deconvolved:
                 assert [(s.task, s.chosen, s.outcome) for s in rep.steps] == [("blur", "kernel-deblur", "applied")]
-                assert "estimator alone decided" in rep.stopped and "2.00 px" in rep.steps[0].why
+                assert rep.stopped.code == "estimator_decided" and rep.steps[0].reason.facts["sigma"] == 2.0
             else:
-                assert rep.steps == [] and "restored blind" in rep.stopped
+                assert rep.steps == [] and rep.stopped.code == "blind"
 
 
 class _StepsRecorder:
@@ -605,21 +628,20 @@ def test_under_the_minimum_side_a_noisy_reading_gives_the_blind_pass_a_noise_ste
     """Under the classifier's minimum side the blind pass takes a noise step's sampler steps
     (TASK_STEPS, 2) when the blur estimator reads noise (SMALL_NOISE and over), else 1; the report
     says which and why; the sampler's own ``steps`` (Pool.steps) still wins."""
-    from m3unet.auto.restorer import SMALL_NOISE
     from m3unet.auto.deblur import KernelDeblur
-    from m3unet.auto.pool import TASK_STEPS
+    SMALL_NOISE, TASK_STEPS = DEFAULT_POLICY.small_noise, DEFAULT_POLICY.task_steps
     small = smooth_photo(64, 120)
     classifier = Classifier(DegradationClassifier(), min_side=96)
     for noise, expected in [(SMALL_NOISE + 14, TASK_STEPS["noise"]), (SMALL_NOISE - 4, 1)]:
         rec = _StepsRecorder()
         pool = Pool(rec, [KernelDeblur(_ConstEstimator(0.3, noise), rec)], tile=64)
         rep = AutoRestorer(pool, classifier).run(small).reports[0]
-        assert rec.steps == [expected] and rep.steps == [] and "restored blind" in rep.stopped
-        assert (f"read noise {noise:.1f}/255" in rep.stopped) == (expected > 1)
+        assert rec.steps == [expected] and rep.steps == [] and rep.stopped.code == "blind"
+        assert rep.stopped.facts["steps"] == expected and rep.stopped.facts["noise"] == noise
         rec.steps.clear()
         fixed = AutoRestorer(Pool(rec, [KernelDeblur(_ConstEstimator(0.3, noise), rec)], steps=3), classifier)
         rep = fixed.run(small).reports[0]
-        assert rec.steps == [3] and "(3 sampler steps)" in rep.stopped  # the reading did not decide
+        assert rec.steps == [3] and rep.stopped.facts["steps"] == 3  # the reading did not decide
     rec = _StepsRecorder()  # no estimator in the pool: one step
     AutoRestorer(Pool(rec), classifier).run(small)
     assert rec.steps == [1]
@@ -629,7 +651,7 @@ def test_under_the_minimum_side_an_enlarged_reading_goes_to_the_small_print_spec
     """A small image the blur estimator reads as enlarged (soft, with bicubic ringing, no noise) is
     restored by the small-print specialist (M3UNetPoolModel.small), which is never a candidate of a
     classified step; other readings do not reach it."""
-    from m3unet.auto.restorer import ENLARGED_BLOCKY
+    ENLARGED_BLOCKY = DEFAULT_POLICY.enlarged_blocky
     from m3unet.auto.deblur import BLOCKY, KernelDeblur
     from m3unet.auto.pool import M3UNetPoolModel
     from m3unet.training.textimage import render_line
@@ -659,7 +681,7 @@ def test_under_the_minimum_side_an_enlarged_reading_goes_to_the_small_print_spec
         if expected == 0.30:
             rep = res.reports[0]
             assert [(s.task, s.chosen) for s in rep.steps] == [("lowres", "m3unet-smallprint")]
-            assert "enlarged" in rep.steps[0].why
+            assert rep.steps[0].reason.code == "enlarged_print"
             # A photo with the same reading does not look like print: the blind pass.
             photo = smooth_photo(64, 120)
             assert float(AutoRestorer(pool, classifier).run(photo).image.mean()) == pytest.approx(0.20, abs=1e-6)
@@ -697,10 +719,12 @@ def test_a_solo_specialist_serves_only_images_with_its_degradation_alone():
     alone = AutoRestorer(pool, reader, OrderTable()).run(torch.full((1, 32, 32, 3), 0.50)).reports[0]
     assert [(s.task, s.chosen, [a.model for a in s.attempts]) for s in alone.steps] == \
         [("jpeg", "m3unet-jpeg", ["m3unet-jpeg"])]
-    assert "specialist" in alone.steps[0].why and alone.stopped.startswith("clean")
+    assert alone.steps[0].reason.code == "specialist_alone" and alone.stopped.code == "clean"
+    off = AutoRestorer(pool, reader, OrderTable(), policy=RestorePolicy(solo_specialists=False))
+    assert off.run(torch.full((1, 32, 32, 3), 0.50)).reports[0].steps[0].chosen == "m3unet"  # the rule switched off
     mixed = AutoRestorer(pool, reader, OrderTable()).run(torch.full((1, 32, 32, 3), 0.60)).reports[0]
     assert all("m3unet-jpeg" not in [a.model for a in s.attempts] for s in mixed.steps)
-    assert mixed.steps[0].chosen == "m3unet" and mixed.stopped.startswith("clean")
+    assert mixed.steps[0].chosen == "m3unet" and mixed.stopped.code == "clean"
     # Denoised first, JPEG then reads alone: the image is no longer as given, the specialist waits.
     reader.script.update({0.20: {"jpeg": (0.9, 0.8)}, 0.40: {}})
     pool = Pool(_FlatRestorer(0.20), [spec, PoolModel(lambda t: torch.full_like(t, 0.40), "jpeg", "deblock")])
@@ -772,7 +796,7 @@ def test_on_print_the_automatic_plan_does_not_read_haze_or_low_light():
     auto = AutoRestorer(Pool(_FlatRestorer(0.20)), _BrightAsHaze())
     res = auto.run(page)
     assert torch.equal(res.image, page)  # nothing read: returned as given
-    assert "looks like print: haze and lowlight not read" in res.reports[0].detected
+    assert res.reports[0].first.ignored == ["haze", "lowlight"] and "it looks like print" in res.text()
     assert [s.task for s in res.reports[0].steps] == []
     res = auto.run(photo)
     assert [(s.task, s.outcome) for s in res.reports[0].steps] == [("haze", "kept")]
@@ -786,8 +810,7 @@ def test_joint_plan_merges_camera_degradations_and_round_trips():
     """Two or more of noise / blur / motion / JPEG / low resolution become one step where the first
     of them would be; haze and low light keep steps of their own. The plan JSON carries it as
     ``also`` and is validated like the rest."""
-    from m3unet.auto.plan import JOINT_TASKS
-    assert JOINT_TASKS == ("noise", "blur", "motion", "jpeg", "lowres")
+    assert DEFAULT_POLICY.joint_tasks == ("noise", "blur", "motion", "jpeg", "lowres")
     table = OrderTable({("noise", "haze"): 1.0, ("haze", "jpeg"): 1.0, ("noise", "jpeg"): 1.0})
     plan = plan_for({"noise": 0.7, "jpeg": 0.3, "haze": 0.5}, table)
     assert [s.tasks for s in plan.steps] == [["noise", "jpeg"], ["haze"]]
@@ -855,7 +878,7 @@ def test_auto_restore_runs_one_joint_pass_for_camera_degradations():
     assert [(s.task, s.outcome, s.chosen) for s in rep.steps] == [("noise+jpeg", "kept", "m3unet")]
     # Sized by expected severity (p x severity): noise 0.9 x 0.7 = 0.63 (moderate), JPEG 0.95 x 0.3.
     assert rec.texts == ["remove the moderate noise, then remove the light JPEG artifacts"] and rec.steps == [2]
-    assert "one joint pass for noise and jpeg" in rep.steps[0].why and rep.stopped.startswith("clean")
+    assert rep.steps[0].reason.code == "joint_pass" and rep.stopped.code == "clean"
     assert rep.plan.steps[0].strength == 0.63 and rep.plan.steps[0].also == {"jpeg": 0.285}
     # Haze read too: its own step after the joint one (haze is last in the fallback order).
     reader.script[0.60]["haze"] = (0.9, 0.5)
@@ -864,7 +887,7 @@ def test_auto_restore_runs_one_joint_pass_for_camera_degradations():
         torch.full((1, 32, 32, 3), 0.60)).reports[0]
     assert [s.tasks for s in rep.plan.steps] == [["noise", "jpeg"], ["haze"]]
     assert [(s.task, s.outcome) for s in rep.steps] == [("noise+jpeg", "kept")]  # the joint pass left it clean
-    assert rep.stopped.startswith("clean") and len(rec.texts) == 1
+    assert rep.stopped.code == "clean" and len(rec.texts) == 1
     # A user's denoiser in the pool: noise is its own step, where it competes with M3UNet.
     pool = Pool(_TextRecorder(0.20), [PoolModel(lambda t: torch.full_like(t, 0.20), "noise", "scunet")])
     rep = AutoRestorer(pool, reader, OrderTable({("noise", "jpeg"): 1.0})).run(
@@ -894,7 +917,7 @@ def test_a_brightening_step_that_clips_a_normally_exposed_photo_is_rolled_back()
     highlights into saturation: that step is rolled back (saying why), even though the reading
     improved; a truly dark photo brightened by the same model keeps its step; with rollback off
     the step stays."""
-    assert ar.clipped_share(torch.full((3, 4, 4), 0.99)) == 1.0 and ar.clipped_share(torch.zeros(1, 3, 4, 4)) == 0.0
+    assert clipped_share(torch.full((3, 4, 4), 0.99)) == 1.0 and clipped_share(torch.zeros(1, 3, 4, 4)) == 0.0
     pool = Pool(None, [PoolModel(_brighten, "lowlight", "brighten")])
     auto = AutoRestorer(pool, _DarkReader())
     normal = smooth_photo() * torch.tensor([0.55, 0.55, 0.9])  # mean under 0.5, highlights near 0.9
@@ -902,11 +925,12 @@ def test_a_brightening_step_that_clips_a_normally_exposed_photo_is_rolled_back()
     res = auto.run(normal)
     step = res.reports[0].steps[0]
     assert (step.task, step.outcome) == ("lowlight", "rolled back"), res.text()
-    assert "into saturation" in step.why and "not dark" in step.why
+    assert step.reason.code == "overexposed" and step.reason.facts["clip_rise"] > DEFAULT_POLICY.exposure_clip_rise
+    assert "the photo was not dark" in res.text()
     assert torch.equal(res.image, normal)
     res = auto.run(dark)
     assert [(s.task, s.outcome) for s in res.reports[0].steps] == [("lowlight", "kept")], res.text()
-    assert ar.clipped_share(res.image.permute(0, 3, 1, 2)) == 0.0
+    assert clipped_share(res.image.permute(0, 3, 1, 2)) == 0.0
     res = auto.run(normal, Plan([Step("lowlight", 0.5)]))  # a plan given by the user: guarded too
     assert [s.outcome for s in res.reports[0].steps] == ["rolled back"]
     res = auto.run(normal, rollback=False)

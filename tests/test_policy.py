@@ -1,0 +1,165 @@
+"""The restore policy (every threshold in one object), its guards one by one, the report renderer and
+the factory that builds the automatic restorer."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from m3unet.auto import guards
+from m3unet.auto.classifier import LABELS, Finding
+from m3unet.auto.decisions import AutoReport, Reading, Reason, StepRecord
+from m3unet.auto.deblur import BlurEstimate
+from m3unet.auto.plan import Plan, Step
+from m3unet.auto.policy import DEFAULT_POLICY, PolicyError, RestorePolicy, policy_from
+from m3unet.auto.report import REASONS, render
+from m3unet.auto.scoring import Effect
+
+pytestmark = pytest.mark.unit
+REPO = Path(__file__).resolve().parent.parent
+
+
+def finding(**labels: tuple[float, float]) -> Finding:
+    return Finding({k: labels.get(k, (0.01, 0.0))[0] for k in LABELS}, {k: labels.get(k, (0.01, 0.0))[1] for k in LABELS})
+
+
+# ---------------------------------------------------------------------------- the policy object
+def test_every_entry_says_what_it_decides_and_where_its_value_comes_from():
+    for f in dataclasses.fields(RestorePolicy):
+        assert len(f.metadata.get("decides", "")) > 15, f.name
+        assert len(f.metadata.get("origin", "")) > 15, f.name
+    table = DEFAULT_POLICY.table()
+    assert all(f"`{k}`" in table for k in RestorePolicy.keys())
+
+
+def test_overrides_are_typed_and_unknown_keys_are_clear_errors():
+    p = policy_from(["print_guard=false", "min_gain=0.1", "print_unread=haze", 'task_steps={"noise": 3}'])
+    assert p.print_guard is False and p.min_gain == 0.1 and p.print_unread == ("haze",)
+    assert p.task_steps == {"noise": 3} and p.steps_for(["noise", "blur"]) == 3 and p.steps_for(["blur"]) == 1
+    assert DEFAULT_POLICY.print_guard is True  # the default is untouched
+    with pytest.raises(PolicyError, match="unknown restore policy entry 'min_gian'"):
+        policy_from(["min_gian=0.1"])
+    with pytest.raises(PolicyError, match="'print_guard' takes a bool"):
+        policy_from(["print_guard=maybe"])
+    with pytest.raises(PolicyError, match="write KEY=VALUE"):
+        policy_from(["print_guard"])
+
+
+def test_docs_policy_table_is_the_policy():
+    """docs/policy.md is generated from the object (`python -m m3unet policy --md docs/policy.md`)."""
+    assert DEFAULT_POLICY.table() in (REPO / "docs" / "policy.md").read_text()
+
+
+# ---------------------------------------------------------------------------- guards, one by one
+def test_accept_needs_a_gain_when_automatic_and_no_harm_when_planned_by_the_user():
+    assert guards.accept(Effect(0.06, 0.0), False) and not guards.accept(Effect(0.04, 0.0), False)
+    assert guards.accept(Effect(-0.04, 0.0), True) and not guards.accept(Effect(-0.06, 0.0), True)
+    assert not guards.accept(Effect(0.5, 1.0, side_weight=1.0), False)  # side effects outweigh
+    assert guards.accept(Effect(0.04, 0.0), False, RestorePolicy(min_gain=0.01))
+
+
+def test_preferred_keeps_the_first_candidate_within_the_margin():
+    assert guards.preferred([0.80, 0.84]) == 0
+    assert guards.preferred([0.80, 0.90]) == 1
+    assert guards.preferred([0.80, 0.84], RestorePolicy(prefer_margin=0.0)) == 1
+
+
+def test_pending_holds_a_first_reading_by_hysteresis_until_tried():
+    f = finding(noise=(0.9, 0.5), lowlight=(0.3, 0.6))
+    assert guards.pending(f, ["noise", "lowlight"], set()) == ["noise", "lowlight"]
+    assert guards.pending(f, ["noise", "lowlight"], {"lowlight"}) == ["noise"]
+    assert guards.pending(f, ["noise", "lowlight"], set(), RestorePolicy(keep_threshold=0.35)) == ["noise"]
+
+
+def test_overexposure_only_judges_brightening_steps():
+    dark, bright = torch.full((3, 8, 8), 0.2), torch.full((3, 8, 8), 0.2)
+    bright[:, :4] = 1.0
+    assert guards.overexposure(dark, bright, ["lowlight"]) == pytest.approx(0.5)
+    assert guards.overexposure(dark, bright, ["noise"]) is None
+    assert guards.overexposure(dark, bright, ["lowlight"], RestorePolicy(exposure_guard=False)) is None
+    assert guards.overexposure(dark, bright, ["lowlight"], RestorePolicy(exposure_clip_rise=0.6)) is None
+
+
+def test_print_guard_ignores_haze_and_low_light_only_on_print():
+    page = torch.ones(3, 40, 200)
+    page[:, 15:25, 20:180:6] = 0.05  # dark strokes on paper
+    photo = torch.linspace(0, 1, 40 * 200).reshape(1, 40, 200).expand(3, -1, -1)
+    assert guards.looks_like_print(page) and not guards.looks_like_print(photo)
+    assert guards.unread_on_print(page) == ("haze", "lowlight") and guards.unread_on_print(photo) == ()
+    assert guards.unread_on_print(page, RestorePolicy(print_guard=False)) == ()
+    assert not guards.looks_like_print(0.8 + 0.1 * page)  # faint ink: too little contrast
+
+
+def test_defocus_gate_needs_a_blur_like_reading_and_an_undoable_blur():
+    assert guards.reads_blur_like(finding(lowres=(0.9, 0.3))) and not guards.reads_blur_like(finding(noise=(0.9, 0.3)))
+    assert guards.reads_blur_like(None)
+    assert guards.estimator_reads_defocus(BlurEstimate(1.5, 2.0), True)
+    assert not guards.estimator_reads_defocus(BlurEstimate(1.0, 2.0), True)
+    assert not guards.estimator_reads_defocus(BlurEstimate(2.0, 2.0), False)
+
+
+def test_small_image_routes():
+    assert guards.is_too_small(torch.zeros(3, 64, 200), 96) and not guards.is_too_small(torch.zeros(3, 96, 96), 96)
+    assert guards.reads_as_noisy(BlurEstimate(0.5, 7.0)) and not guards.reads_as_noisy(BlurEstimate(0.5, 5.0))
+    assert not guards.reads_as_noisy(None)
+    page = torch.ones(3, 40, 200)
+    page[:, 15:25, 20:180:6] = 0.05
+    assert guards.reads_as_enlarged_print(page, BlurEstimate(1.5, 0.0, 1.3), 1.2, 1.2)
+    assert not guards.reads_as_enlarged_print(page, BlurEstimate(1.5, 0.0, 1.6), 1.2, 1.2)  # JPEG blocks
+    assert not guards.reads_as_enlarged_print(page, BlurEstimate(1.5, 9.0, 1.3), 1.2, 1.2)  # noisy
+
+
+# ---------------------------------------------------------------------------- the report, in words
+def test_every_reason_renders_in_words_without_internal_names():
+    facts = {"count": 2, "tasks": ["noise", "jpeg"], "task": "jpeg", "clip_rise": 0.12, "sigma": 2.0, "noise": 3.0,
+             "labels": ["lowres"], "budget": 4, "not_run": ["haze"], "why": "small", "steps": 2, "rolled": ["lowlight"],
+             "blocky": 1.3, "model": "m3unet", "own_change": -0.4, "side_change": 0.0, "limit": 0.05}
+    for code, sentence in REASONS.items():
+        text = sentence(facts)
+        assert text and "_" not in text and "m3unet." not in text and "score" not in text, (code, text)
+
+
+def test_the_report_reads_as_markdown_sections():
+    f = finding(jpeg=(1.0, 0.57), noise=(0.8, 0.24))
+    rep = AutoReport(Reading.of(f), 1.28, Plan([Step("noise", 0.2, also={"jpeg": 0.57})]))
+    rep.steps.append(StepRecord(1, ["noise", "jpeg"], 0.2, "remove the noise", [], "m3unet", "kept", 1.28, 0.1,
+                                Reason("joint_pass", {"tasks": ["noise", "jpeg"]})))
+    rep.final, rep.stopped = Reading.of(finding()), Reason("clean")
+    text = render(rep)
+    assert text.startswith("**Found:** JPEG artefacts (moderate, clearly), noise (light, probably).")
+    assert "\n\n- Step 1, noise and JPEG artefacts: kept (M3UNet). One pass removed noise and JPEG artefacts together." in text
+    assert '  M3UNet was told: "remove the noise"' in text and "**Stopped:** nothing wrong is found any more" in text
+    assert json.dumps(rep.to_dict())
+
+
+# ---------------------------------------------------------------------------- the factory
+def test_factory_builds_the_pool_and_hands_every_loaded_network_to_the_host(tmp_path):
+    from test_library import FakeText
+    from m3unet.auto.factory import build_auto_restorer
+    from m3unet.core.unet import M3UNet, M3UNetConfig
+    from m3unet.restore.pipeline import Restorer
+    restorer = Restorer(M3UNet(M3UNetConfig(width=8, enc_blocks=[1, 1, 1], mid_blocks=1, dec_blocks=[1, 1, 1],
+                                            cond_dim=32, embed_dim=32, heads=1)).eval(), FakeText())
+    managed = []
+    policy = RestorePolicy(print_guard=False)
+    auto = build_auto_restorer(restorer, model_path=tmp_path / "user.safetensors", classifier="shipped",
+                               policy=policy, manage=managed.append)
+    # A user's model: no shipped specialists; the kernel deblur's estimator and the classifier are managed.
+    assert set(auto.pool.models) == {"kernel-deblur"} and auto.policy is policy and auto.pool.policy is policy
+    assert any(isinstance(m, torch.nn.Module) and m is auto.classifier.model for m in managed)
+    assert any(m is auto.pool.models["kernel-deblur"].estimator for m in managed)
+    shipped = build_auto_restorer(restorer, classifier=None, kernel_deblur=False)
+    assert shipped.classifier is None and {"m3unet-jpeg", "m3unet-noise"} <= set(shipped.pool.models)
+
+
+def test_policy_command_prints_and_writes_the_table(tmp_path):
+    out = tmp_path / "policy.md"
+    r = subprocess.run([sys.executable, "-m", "m3unet", "policy", "--md", str(out)], cwd=REPO, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert DEFAULT_POLICY.table() in r.stdout and DEFAULT_POLICY.table() in out.read_text()
