@@ -242,3 +242,31 @@ def test_training_batches_take_the_asked_share_of_mixtures():
     assert share[0.0] == 0.0 and 0.8 < share[0.9] <= 0.95
     with pytest.raises(ValueError, match="--p-mix must be between 0 and 0.92"):
         train(TrainConfig(p_mix=0.95))
+
+
+def test_out_of_memory_halves_the_tile_and_restores_the_whole_image():
+    """Out of memory on a tile, the Restorer frees memory and restores the image again with half the
+    tile (as ComfyUI's upscale node does), down to MIN_TILE; below that the error propagates."""
+    from m3unet.restore.pipeline import MIN_TILE
+    torch.manual_seed(0)
+    restorer = Restorer(M3UNet(M3UNetConfig(width=8, enc_blocks=[1, 1, 1], mid_blocks=1, dec_blocks=[1, 1, 1],
+                                            cond_dim=32, embed_dim=32, heads=1)).eval(), FakeText())
+    real = restorer._restore_tile
+    limit = {"side": 150}
+    freed = []
+
+    def tile_with_memory(x, *args, **kw):
+        if max(x.shape[-2:]) > limit["side"]:
+            raise torch.OutOfMemoryError("fake: tile too large")
+        return real(x, *args, **kw)
+
+    restorer._restore_tile = tile_with_memory
+    image = torch.rand(1, 200, 200, 3)
+    progress = []
+    out = restorer.restore(image, tile=512, progress=progress.append, on_oom=freed.append)
+    assert out.shape == image.shape and freed == [256, 128]  # 512 and 256 px tiles ran out; 128 fits
+    assert MIN_TILE == 128
+    assert progress[-1].done == progress[-1].total  # the bar ends full after the retries
+    limit["side"] = 100  # even MIN_TILE's tiles (120 px here) do not fit
+    with pytest.raises(torch.OutOfMemoryError):
+        restorer.restore(image, tile=512, on_oom=freed.append)

@@ -78,6 +78,9 @@ def _parser() -> argparse.ArgumentParser:
                    "task, as restore: 2 for noise and JPEG, 1 otherwise)")
     e.add_argument("--mixes", default=None, help="--auto: comma list of mixes, e.g. jpeg+noise,blur+jpeg+noise "
                    "(default: 5 pairs and 5 triples)")
+    e.add_argument("--no-orders", dest="no_orders", action="store_true",
+                   help="--auto: skip the fixed orders (every order of single-task passes): only input, one blind "
+                   "pass and the automatic restore, several times faster (for comparing restore policies)")
     e.add_argument("--mix-seed", dest="mix_seed", type=int, default=1,
                    help="--auto: seed of the validation mixes (default 1, the reported ones; plan-orders measures seed 0)")
     e.add_argument("--data", default=None, help="prepared photo folder (default: data/photos if present, "
