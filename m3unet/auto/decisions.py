@@ -91,6 +91,11 @@ class AutoReport:
     retry: Reason | None = None  # an automatic plan retried in another order, and which run was kept
     size: tuple[int, int] = (0, 0)  # width, height of the image read
     final_labels: list[str] = field(default_factory=list)  # still there: read, or held by hysteresis
+    rules: list[str] = field(default_factory=list)  # the policy's rules that changed what was done (their names)
+
+    def fired(self, rule: str) -> None:
+        if rule not in self.rules:
+            self.rules.append(rule)
 
     @property
     def detected_labels(self) -> list[str]:

@@ -122,16 +122,22 @@ class AutoRestorer:
     def classify(self, x: torch.Tensor, unread: Sequence[str] = ()):
         """Read one ``[3, H, W]`` float image (None without a classifier), at the policy's detection
         threshold; the labels in ``unread`` (the print guard's) are read as absent."""
+        return self._hide(self._read(x), unread)
+
+    def _read(self, x: torch.Tensor):
         if self.classifier is None:
             return None
         f = self.classifier(x.permute(1, 2, 0)[None])[0]
-        changes = {}
         if getattr(f, "threshold", None) != self.policy.detection_threshold:
-            changes["threshold"] = self.policy.detection_threshold
-        ignored = [k for k in unread if k in f.probabilities]
-        if ignored:
-            changes["probabilities"] = {k: 0.0 if k in ignored else v for k, v in f.probabilities.items()}
-        return dataclasses.replace(f, **changes) if changes else f
+            f = dataclasses.replace(f, threshold=self.policy.detection_threshold)
+        return f
+
+    @staticmethod
+    def _hide(f, unread: Sequence[str]):
+        ignored = [k for k in unread if f is not None and k in f.probabilities]
+        if not ignored:
+            return f
+        return dataclasses.replace(f, probabilities={k: 0.0 if k in ignored else v for k, v in f.probabilities.items()})
 
     # ------------------------------------------------------------------ batch
     def run(self, image: torch.Tensor, plan: Plan | Sequence[Plan] | None = None, budget: int = DEFAULT_BUDGET,
@@ -186,6 +192,7 @@ class AutoRestorer:
             if (report2.removed, -report2.final_score) > (report.removed, -report.final_score + self.policy.min_gain):
                 y, report = y2, report2
                 report.retry = Reason("retry_better", facts)
+                report.fired("retry")
             else:
                 report.retry = Reason("retry_not_better", facts)
         report.seconds = time.time() - t0
@@ -218,7 +225,8 @@ class AutoRestorer:
         """Read the image (print guard), plan (measured order, then ``order`` first), open the defocus gate."""
         fixed = plan is not None
         unread = guards.unread_on_print(x, self.policy) if not fixed and self.classifier is not None else ()
-        f = self.classify(x, unread)
+        raw = self._read(x)
+        f = self._hide(raw, unread)
         if not fixed:
             plan = plan_from_finding(f, self.table, joint=self._joint_tasks())
         if order:
@@ -231,6 +239,10 @@ class AutoRestorer:
         report = AutoReport(Reading.of(f, ignored=[k for k in unread if f is not None and k in f.probabilities]),
                             degradation_score(f) if f is not None else None, Plan(list(plan.steps)),
                             size=(int(x.shape[-1]), int(x.shape[-2])))
+        if unread and any(k in raw.labels for k in unread):
+            report.fired("print_guard")  # the guard hid a reading that would have been acted on
+        if defocus is not None:
+            report.fired("defocus_gate")
         return _State(x, f, report.score, fixed, unread, list(f.labels) if f is not None else [], report,
                       list(plan.steps), defocus)
 
@@ -254,6 +266,8 @@ class AutoRestorer:
             if not left:
                 st.report.stopped = Reason("all_tried", {"labels": list(f.labels)})
                 return None
+            if set(left) - set(f.labels):
+                st.report.fired("hysteresis")
             extra = plan_for(left, self.table, joint=self._joint_tasks(), confidence=f.probabilities).steps
             st.report.plan.steps.extend(extra)
             st.queue = list(extra)
@@ -273,6 +287,8 @@ class AutoRestorer:
         if not todo:
             st.report.stopped = Reason("clean")
             return _STOP
+        if set(step.tasks) & (set(todo) - set(st.finding.labels)):
+            st.report.fired("hysteresis")  # a held degradation keeps this step in the plan
         left = step.only(todo)
         if left is None:
             st.tried.update(step.tasks)
@@ -293,6 +309,10 @@ class AutoRestorer:
         alone = (self.policy.solo_specialists and untouched and not st.fixed
                  and set(read) == {step.task} == set(step.tasks))
         names = self.pool.candidates(step, strict=st.fixed, alone=alone)
+        if alone and any(getattr(self.pool.models.get(n), "solo", False) for n in names):
+            st.report.fired("solo_specialists")
+        if len(step.tasks) > 1 and not st.fixed:
+            st.report.fired("joint_tasks")
         if not names:
             st.report.steps.append(StepRecord(index, step.tasks, step.strength, "", [], None, "skipped",
                                               st.score, st.score, Reason("no_model")))
@@ -317,9 +337,15 @@ class AutoRestorer:
             st.report.steps.append(StepRecord(index, step.tasks, step.strength, text, attempts, names[0], "applied",
                                               None, None, Reason("not_judged")))
             return
-        name, y, fy, e = results[guards.preferred([r[3].benefit for r in results], self.policy)]
+        benefits = [r[3].benefit for r in results]
+        chosen = guards.preferred(benefits, self.policy)
+        if benefits[chosen] < max(benefits):
+            st.report.fired("prefer_margin")
+        name, y, fy, e = results[chosen]
         sy = degradation_score(fy)
         rise = guards.overexposure(st.x, y, step.tasks, self.policy)
+        if rise is not None:
+            st.report.fired("exposure_guard")
         accepted = guards.accept(e, st.fixed, self.policy)
         facts = {"tasks": list(step.tasks), "model": name, "own_change": round(-e.own_drop, 4),
                  "side_change": round(e.side_rise, 4), "count": len(results)}
@@ -384,6 +410,7 @@ class AutoRestorer:
             run = lambda: m.run(x, step, seed, 1, self.pool.tile, self._check(ticker, step))  # noqa: E731
         if route is not None:
             step, name, reason = route
+            report.fired("small_image_routes")
             ticker.plan(1)
             y = run()
             ticker.finish_run("done")
@@ -395,6 +422,8 @@ class AutoRestorer:
             return y, report
         noisy = not self.pool.steps and guards.reads_as_noisy(est, self.policy)
         steps = self.pool.steps or (self.policy.steps_for(["noise"]) if noisy else 1)
+        if noisy and steps > 1:
+            report.fired("small_image_routes")
         ticker.plan(1)
         y = self.pool.restorer.restore(x.permute(1, 2, 0)[None], text="", steps=steps, seed=seed, tile=self.pool.tile,
                                        progress=lambda p: ticker.within(p.done / p.total, "blind M3UNet pass"))

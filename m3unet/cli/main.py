@@ -50,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="PSNR/SSIM table per degradation on validation photos")
     e.add_argument("--auto", action="store_true", help="instead: automatic restore vs one blind pass vs the best "
                    "fixed order on validation mixes, and clean photos through auto restore")
+    e.add_argument("--rules", action="store_true", help="instead: each special-case rule of the restore policy "
+                   "switched off where it fired, over a seeded suite (mixes, single settings, clean, small crops, text "
+                   "pages); --settings limits it to some rules, --per-set sets the mixes per set")
     e.add_argument("--auto-rules", dest="auto_rules", action="store_true", help="instead: how well rules for "
                    "keeping or rolling back an automatic step agree with PSNR (needs a classifier)")
     e.add_argument("--small-sides", dest="small_sides", default=None, metavar="PX[,PX]",
@@ -332,6 +335,9 @@ def _dispatch(args) -> int:
     elif args.command == "eval-classifier":
         from ..training.classifier import eval_main_args
         return eval_main_args(args)
+    elif args.command == "eval" and args.rules:
+        from ..evaluation.rules import main_args
+        return main_args(args)
     elif args.command == "eval" and args.peers:
         from ..evaluation.field import main_args
         return main_args(args)
