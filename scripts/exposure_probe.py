@@ -1,9 +1,10 @@
 """What a low-light (brightening) step does to dark and to normally exposed photos.
 
-Evidence for ``m3unet.auto.restorer.EXPOSURE_CLIP_RISE``: the shipped M3UNet's low-light pass (a
-plan of one ``lowlight`` step, rollback off, so it always runs) on the 256 px centre crops of the
-9 held-out photos, made dark (low light 0.1 / 0.5, and 0.3 with noise 0.4) and left normally
-exposed (as is, and with a Gaussian blur 0.45). Prints, per case, PSNR before and after and the
+Evidence for the restore policy's exposure guard (``exposure_clip_rise``, ``clip_level``: see
+``python -m m3unet policy``): the shipped M3UNet's low-light pass (a plan of one ``lowlight`` step,
+rollback off, so it always runs) on the 256 px centre crops of the 9 validation photos, made dark
+(low light 0.1 / 0.5, and 0.3 with noise 0.4) and left normally exposed (as is, and with a
+Gaussian blur 0.45). Prints, per case, PSNR before and after and the
 share of pixels with a channel at 0.98 or more (clipped) before and after, then a summary.
 
     .venv/bin/python scripts/exposure_probe.py       # about 2 minutes on 2 cores
@@ -20,7 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from m3unet.training import synthesis as deg  # noqa: E402
 from m3unet.evaluation import quality as ev  # noqa: E402
-from m3unet.auto.restorer import AutoRestorer, classifier_or_shipped, clipped_share  # noqa: E402
+from m3unet.auto.guards import clipped_share  # noqa: E402
+from m3unet.auto.restorer import AutoRestorer, classifier_or_shipped  # noqa: E402
 from m3unet.training.classifier import quantise  # noqa: E402
 from m3unet.core.metrics import psnr  # noqa: E402
 from m3unet.restore.pipeline import Restorer  # noqa: E402
