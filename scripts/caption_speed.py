@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""CPU speed of one caption with the real architectures of the README's vision-language models.
+"""CPU speed of one caption with the real architectures of the vision-language models in docs/caption.md.
 
 No weights can be downloaded here, so each model is built from its published architecture (the values
 below are those of its config.json and preprocessor_config.json on the model card) with random weights,
@@ -22,7 +22,7 @@ has the family's special tokens at their real ids (token ids do not change the a
 
 Reported per caption: wall seconds and this process's CPU seconds (``time.process_time``). On a core of
 its own the two agree. When other jobs share the core the wall time grows with their share (6-12x in
-the README's run) and the CPU time much less (~1.35x: caches and memory bandwidth are shared too), so
+the run in docs/caption.md) and the CPU time much less (~1.35x: caches and memory bandwidth are shared too), so
 the CPU columns are the better figure of the model's cost. Run on one core, e.g.
 
     taskset -c 1 nice -n 10 .venv/bin/python scripts/caption_speed.py --threads 1 [--models NAME,...]

@@ -10,7 +10,7 @@ that is nearly clean).
 
     .venv/bin/python scripts/label_overlap.py [--json results/label-overlap.json]
 
-Evidence for issue 3's F1 targets (>= 0.95 on single blur / motion / lowres): see the README.
+Why the classifier's F1 on single blur / motion / lowres stays under 0.95: see docs/classifier.md.
 """
 from __future__ import annotations
 

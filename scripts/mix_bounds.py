@@ -1,7 +1,7 @@
 """How far can restoration go on `eval`'s `mix` setting (Gaussian blur 1.5 px, then noise 15/255,
-then JPEG quality 30)? Issue 2 asks for +3 dB over the input there. On the same 9 held-out
-256 px centre crops and seeds as `python -m m3unet eval`, this prints mean PSNR (dB) against
-the clean photo of:
+then JPEG quality 30)? The quality target there is +3 dB over the input (docs/results.md). On
+the same 9 validation 256 px centre crops and seeds as `python -m m3unet eval`, this prints mean
+PSNR (dB) against the clean photo of:
 
 * the input;
 * the photo blurred alone, with no noise and no JPEG (what perfect noise and JPEG removal

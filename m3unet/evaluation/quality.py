@@ -393,7 +393,7 @@ def ablation_markdown(result: dict) -> str:
     for k, row in result["control"].items():
         lines.append(f"| {k if k != 'input' else '(degraded input)'} | " + " | ".join(f"{row[r]:.2f}" for r in refs) + " |")
     return "\n".join(lines) + "\n"
-# ---------------------------------------------------------------------------- automatic restore (issue 3)
+# ---------------------------------------------------------------------------- automatic restore
 # Held-out mixes for ``eval --auto``: common pairs and triples (different severities and noise
 # from the plan-orders measurement, which uses seed 0; these use seed 1).
 AUTO_SETS = [("jpeg", "noise"), ("blur", "noise"), ("haze", "noise"), ("lowlight", "noise"), ("jpeg", "lowres"),
@@ -524,7 +524,7 @@ def auto_evaluation(model_path: str | None = None, data: str | None = None, spli
 
 
 def auto_markdown(result: dict) -> str:
-    """The ``eval --auto`` tables and the issue's targets."""
+    """The ``eval --auto`` tables and how they compare with the automatic restore's targets."""
     m = result["mean"]
     cols = ["input", "single_blind", "planned_true", "best_fixed", "oracle", "auto_no_retry", "auto"]
     head = ("| mix | n | " + " | ".join(cols) + " | best fixed order |\n|---|---|" + "---|" * (len(cols) + 1) + "\n")

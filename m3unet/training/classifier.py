@@ -41,10 +41,10 @@ def depth_of_field(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """A photo property, not a degradation: part of ``x`` [3, H, W] defocused, part kept sharp.
 
     Macro shots and portraits keep a sharp subject in front of an out-of-focus background (bokeh);
-    such a photo is not blurred, and the automatic restore must not "sharpen" its background (it
-    did: mate-LadyBird read as blurred, issue 2). The in-focus part is a smooth random blob, 15-60 %
-    of the area (a low-resolution random field, up-sampled and thresholded with a soft edge); the
-    rest is a Gaussian defocus of 1.5-6 px. A global blur, which the synthesis always makes, leaves
+    such a photo is not blurred, and the automatic restore must not "sharpen" its background (a
+    classifier fitted without this reads the validation macro shot mate-LadyBird as blurred). The
+    in-focus part is a smooth random blob, 15-60 % of the area (a low-resolution random field,
+    up-sampled and thresholded with a soft edge); the rest is a Gaussian defocus of 1.5-6 px. A global blur, which the synthesis always makes, leaves
     no crop sharp; this leaves the subject's crops sharp, which the image-level head can see.
     """
     _, h, w = x.shape

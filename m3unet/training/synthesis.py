@@ -174,7 +174,7 @@ def sample(gen: torch.Generator, p_clean: float = 0.08, p_mix: float = 0.4,
     return [make(k, float(torch.rand((), generator=gen)), gen) for k in chosen]
 
 
-# Fixed evaluation settings (the issue's acceptance criteria and the eval table).
+# Fixed evaluation settings (the quality targets in docs/results.md and the eval table).
 def eval_settings() -> dict[str, list[Degradation]]:
     """Named degradation settings used by ``python -m m3unet eval`` (deterministic parameters)."""
     g = torch.Generator().manual_seed(0)

@@ -116,8 +116,8 @@ def make_batch(sampler: CropSampler, n: int, gen: torch.Generator, rng: random.R
     return torch.stack(hq), torch.stack(lq), texts, degs
 
 
-# The eval settings validation reports (lowres2x added in session 9; it draws no random numbers, so
-# the other settings' crops and figures match older logs).
+# The eval settings validation reports. lowres2x draws no random numbers, so the other settings'
+# crops and figures are the same with or without it (training logs stay comparable).
 VALIDATION_SETTINGS = ("noise25", "blur2", "jpeg15", "mix", "lowres2x")
 
 
