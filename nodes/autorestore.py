@@ -12,6 +12,7 @@ from ..m3unet.restore import DEFAULT_TILE
 from ..m3unet.auto import TASKS, PlanError, parse_plans
 from ..m3unet.auto import M3UNetPoolModel, PoolError, PoolModel, build_auto_restorer
 from .common import CATEGORY, FileCache, M3UNetHandle, M3UNetModel, file_fingerprint, manage_model
+from .compat import schema, seed_input
 
 log = logging.getLogger("m3unet")
 
@@ -60,10 +61,12 @@ class M3UNetAutoRestore(io.ComfyNode):
 
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
+        return schema(
             node_id="M3UNetAutoRestore",
             display_name="M3UNet Auto Restore",
             category=CATEGORY,
+            search_aliases=["automatic restore", "auto fix photo", "restore old photo", "denoise", "deblur",
+                            "enhance photo"],
             description=(
                 "Restores without a person: the DegradationClassifier detects the degradations (noise, "
                 "blur, motion blur, JPEG, low resolution, low light, haze), the planner orders the steps "
@@ -80,8 +83,8 @@ class M3UNetAutoRestore(io.ComfyNode):
                 io.Image.Input("image", tooltip="Degraded image(s); a batch is restored image by image."),
                 io.Int.Input("budget", default=DEFAULT_BUDGET, min=1, max=MAX_BUDGET, tooltip=(
                     "At most this many restoration steps per image (each step may try several models).")),
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
-                             tooltip="Seed of M3UNet's sampler; the same seed gives the same result."),
+                seed_input("Seed of M3UNet's sampler. Its steps run deterministically (one step, no fresh "
+                           "noise), so the same image gives the same result whatever the seed."),
                 io.Boolean.Input("keep_larger", default=False, tooltip=(
                     "If a pool model upscales (2x, 4x...), return the larger size instead of resizing the "
                     "result back to the input's size.")),
@@ -96,8 +99,8 @@ class M3UNetAutoRestore(io.ComfyNode):
             outputs=[
                 io.Image.Output(display_name="IMAGE", tooltip="The restored image(s)."),
                 io.String.Output(display_name="report", tooltip="What was detected, done and why, per image."),
-                io.String.Output(display_name="plan", tooltip="The plan that ran, as JSON (editable; feed it "
-                                 "back into plan to rerun it)."),
+                io.String.Output(display_name="plan_used", tooltip="The plan that ran, as JSON (editable: "
+                                 "paste it into the plan input to run it again, or change it first)."),
             ],
         )
 

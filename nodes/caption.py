@@ -22,6 +22,7 @@ from comfy_api.latest import io
 
 from ..m3unet import caption as cap
 from .common import CATEGORY
+from .compat import schema, seed_input
 
 log = logging.getLogger("m3unet")
 
@@ -232,10 +233,11 @@ class MLLMCaption(io.ComfyNode):
 
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
+        return schema(
             node_id="M3UNetMLLMCaption",
             display_name="MLLM Caption (M3UNet)",
             category=CATEGORY,
+            search_aliases=["caption", "describe image", "vision language model", "image to text"],
             description=(
                 "A multimodal LLM describes the image; the description is then restored in text space. "
                 "'caption' is the full text, 'content' the same text with the degradation words removed (chain "
@@ -258,8 +260,7 @@ class MLLMCaption(io.ComfyNode):
                     "Longest answer in tokens. Fewer is faster on a CPU.")),
                 io.Float.Input("temperature", default=0.0, min=0.0, max=2.0, step=0.05, tooltip=(
                     "0 = greedy decoding (the same caption every time); above 0 samples with the seed.")),
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
-                             tooltip="Seed of the sampled decoding (only matters with temperature > 0)."),
+                seed_input("Seed of the sampled decoding (only matters with temperature > 0)."),
                 io.Boolean.Input("use_classifier", default=True, tooltip=(
                     "Fuse the DegradationClassifier's findings into degradation_text (and, for backend 'none', "
                     "into the caption). Skipped while the classifier's weights are not installed.")),

@@ -9,8 +9,11 @@ from comfy_api.latest import io, ui
 
 from ..m3unet.auto import DEFAULT_CLASSIFIER, LABELS, Classifier, DegradationClassifier, load_classifier
 from .common import CATEGORY, FOLDER_NAME, Degradation, FileCache, file_fingerprint, is_classifier_name
+from .compat import schema
 
 DEFAULT_CLASSIFIER_NAME = DEFAULT_CLASSIFIER.name
+NODE_ID = "M3UNetDegradationClassifier"
+OLD_NODE_ID = "DegradationClassifier"  # before the pack prefix; still found by search and migrated
 
 _classifiers: FileCache[DegradationClassifier] = FileCache()
 
@@ -39,10 +42,12 @@ class DegradationClassifierNode(io.ComfyNode):
 
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="DegradationClassifier",
+        return schema(
+            node_id=NODE_ID,
             display_name="Degradation Classifier (M3UNet)",
             category=CATEGORY,
+            search_aliases=[OLD_NODE_ID, "detect degradations", "what is wrong with the photo", "image quality",
+                            "noise detector", "blur detector"],
             description=(
                 "Detects which degradations each image has (" + ", ".join(LABELS) + ") and how severe "
                 "(light, moderate, heavy), with a small CNN reading native-resolution crops and a "

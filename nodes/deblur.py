@@ -10,6 +10,12 @@ from comfy_api.latest import io, ui
 from ..m3unet.auto import MAX_SIGMA, KernelDeblur, shipped_estimator
 from ..m3unet.restore import DEFAULT_TILE, InputError
 from .common import CATEGORY, M3UNetHandle, M3UNetModel
+from .compat import schema, seed_input
+
+# The progress bar counts hundredths of an image: the estimate and the deconvolution take the first
+# DECONVOLVED, the M3UNet clean-up pass the rest (one event per tile), so the bar moves during a run.
+PER_IMAGE = 100
+DECONVOLVED = 30
 
 
 class M3UNetKernelDeblur(io.ComfyNode):
@@ -17,10 +23,11 @@ class M3UNetKernelDeblur(io.ComfyNode):
 
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
+        return schema(
             node_id="M3UNetKernelDeblur",
             display_name="M3UNet Kernel Deblur (defocus)",
             category=CATEGORY,
+            search_aliases=["deblur", "out of focus", "defocus", "sharpen", "deconvolution"],
             description=(
                 "Sharpens defocus (Gaussian) blur: a small network estimates the blur's width and the noise "
                 "level from the image, a regularised deconvolution undoes the blur, and one M3UNet pass "
@@ -36,8 +43,8 @@ class M3UNetKernelDeblur(io.ComfyNode):
                 io.Float.Input("noise", default=-1.0, min=-1.0, max=50.0, step=0.5, tooltip=(
                     "Noise level in 1/255 units, which sets how cautious the deconvolution is. -1: "
                     "estimate it. Above 12 the deconvolution is skipped (denoise first).")),
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
-                             tooltip="Seed of the clean-up pass."),
+                seed_input("Seed of the clean-up pass (one deterministic step: the result does not change "
+                           "with it)."),
             ],
             outputs=[
                 io.Image.Output(display_name="IMAGE", tooltip="The deblurred image(s)."),
@@ -53,13 +60,20 @@ class M3UNetKernelDeblur(io.ComfyNode):
         if blur_sigma < 0 or blur_sigma > MAX_SIGMA:
             raise InputError(f"blur_sigma is {blur_sigma}; use 0 (estimate) to {MAX_SIGMA} px")
         tool = KernelDeblur(shipped_estimator(), model.ready())
-        pbar = comfy.utils.ProgressBar(image.shape[0])
+        total = image.shape[0] * PER_IMAGE
+        pbar = comfy.utils.ProgressBar(total)
         outs, lines = [], []
 
-        def tick(_p) -> None:
-            model_management.throw_exception_if_processing_interrupted()
-
         for i in range(image.shape[0]):
+            start = i * PER_IMAGE
+            pbar.update_absolute(start, total)
+
+            def tick(p, start=start) -> None:
+                # None: the blur is estimated and deconvolved; then one event per tile of the clean-up pass
+                share = 0.0 if p is None else p.done / max(p.total, 1)
+                pbar.update_absolute(start + DECONVOLVED + int((PER_IMAGE - DECONVOLVED) * share), total)
+                model_management.throw_exception_if_processing_interrupted()
+
             out = tool.restore(image[i:i + 1], seed=seed, tile=DEFAULT_TILE, progress=tick,
                                sigma=blur_sigma if blur_sigma > 0 else None, noise=noise if noise >= 0 else None)
             outs.append(out.to(model_management.intermediate_device()))
@@ -68,6 +82,6 @@ class M3UNetKernelDeblur(io.ComfyNode):
             skipped = "" if tool.would_deconvolve(est) else \
                 " (deconvolution skipped: slight blur, strong noise or JPEG blocks; clean-up pass only)"
             lines.append((f"image {i + 1}: " if image.shape[0] > 1 else "") + f"{est.describe()} ({given}){skipped}")
-            pbar.update_absolute(i + 1, image.shape[0])
+            pbar.update_absolute(start + PER_IMAGE, total)
         report = "\n".join(lines)
         return io.NodeOutput(torch.cat(outs), report, ui=ui.PreviewText(report))

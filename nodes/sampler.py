@@ -9,6 +9,7 @@ from comfy_api.latest import io
 
 from ..m3unet.restore import DEFAULT_OVERLAP, DEFAULT_STEPS, DEFAULT_TILE, MIN_TILE, InputError, Progress
 from .common import CATEGORY, Degradation, M3UNetControl, M3UNetEmbed, M3UNetHandle, M3UNetModel
+from .compat import schema, seed_input
 
 log = logging.getLogger("m3unet")
 
@@ -30,10 +31,12 @@ class M3UNetSampler(io.ComfyNode):
 
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
+        return schema(
             node_id="M3UNetSampler",
             display_name="M3UNet Sampler (Restore)",
             category=CATEGORY,
+            search_aliases=["restore photo", "denoise", "deblur", "remove JPEG artifacts", "fix image",
+                            "image restoration"],
             description=(
                 "Restores images with M3UNet: a diffusion bridge that starts from the degraded image, "
                 "steered by a restoration text (e.g. 'remove the noise and JPEG artifacts'), the image "
@@ -58,8 +61,7 @@ class M3UNetSampler(io.ComfyNode):
                 io.Int.Input("steps", default=DEFAULT_STEPS, min=1, max=MAX_STEPS, tooltip=(
                     f"Sampler steps. One step is already a full restoration; more steps refine it and "
                     f"cost proportionally more time (default {DEFAULT_STEPS}).")),
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
-                             tooltip="Seed of the sampler's fresh noise (only matters with eta > 0 and more than one step)."),
+                seed_input("Seed of the sampler's fresh noise (only matters with eta > 0 and more than one step)."),
                 io.Float.Input("eta", default=0.0, min=0.0, max=1.0, step=0.05, tooltip=(
                     "Stochasticity: 0 = deterministic sampling, 1 = fresh noise at every step.")),
                 io.Int.Input("tile", default=DEFAULT_TILE, min=MIN_TILE, max=MAX_TILE, step=64, tooltip=(

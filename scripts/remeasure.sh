@@ -34,7 +34,7 @@ lane_a() {  # the automatic path: the order table first, since eval --auto reads
     run eval-auto-1step 0 eval --auto --pool-steps 1 --json out/eval_auto_1step.json
     run eval-auto-rules 0 eval --auto-rules
     run eval-text-ablation 0 eval --text-ablation
-    run example 0 restore examples/coffee_degraded.png -o out --reference examples/coffee_clean.png
+    run example 0 restore assets/examples/coffee_degraded.png -o out --reference assets/examples/coffee_clean.png
     run bench-peers 0 bench --peers --threads 1 --json out/field_bench.json --plot docs/field_speed.png
 }
 

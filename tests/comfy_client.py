@@ -76,10 +76,14 @@ class ComfyHost:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, repo: Path, port: int | None = None, startup_timeout: float = 180.0,
-              pack_target: Path | None = None, host_root: Path | None = None) -> "ComfyHost":
+              pack_target: Path | None = None, host_root: Path | None = None,
+              web_frontend: bool = False) -> "ComfyHost":
         """Build the host if needed and start the server; wait until ``/object_info`` is 200.
 
         ``pack_target`` (default: ``repo``) is what ``custom_nodes/m3unet_pack`` links to.
+        ``web_frontend``: serve the real web front end (the ``comfyui-frontend-package`` installed
+        in the venv, the version ComfyUI's requirements name) instead of an empty folder; raises
+        ``RuntimeError`` when that package is not installed.
         Raises ``RuntimeError`` with the log tail if the server does not come up.
         """
         repo = Path(repo).resolve()
@@ -87,6 +91,9 @@ class ComfyHost:
         comfy = builder.build(Path(host_root) if host_root else repo / ".host")
         frontend = comfy.parent / "frontend"
         frontend.mkdir(parents=True, exist_ok=True)
+        if web_frontend and importlib.util.find_spec("comfyui_frontend_package") is None:
+            raise RuntimeError("the web front end needs comfyui-frontend-package in the venv "
+                               "(scripts/setup.sh installs it from requirements-dev.txt)")
 
         base = Path(tempfile.mkdtemp(prefix="m3unet-comfy-")).resolve()
         for sub in ("custom_nodes", "input", "output", "models"):
@@ -103,8 +110,10 @@ class ComfyHost:
             self.port = port or free_port()
             cmd = [sys.executable, str(comfy / "main.py"), "--cpu", "--listen", "127.0.0.1",
                    "--port", str(self.port), "--disable-auto-launch",
-                   "--base-directory", str(base), "--front-end-root", str(frontend),
-                   "--disable-api-nodes", "--database-url", "sqlite:///:memory:"]
+                   "--base-directory", str(base), "--disable-api-nodes",
+                   "--database-url", "sqlite:///:memory:"]
+            if not web_frontend:  # ComfyUI exits without a front end: serve an empty folder
+                cmd += ["--front-end-root", str(frontend)]
             self._log_file = open(self._log_path, "ab")
             self.proc = subprocess.Popen(cmd, cwd=str(base), env=env, stdout=self._log_file,
                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -464,3 +473,213 @@ def ui_to_api(workflow_ui: dict[str, Any], object_info: dict[str, Any]) -> dict[
 
         api[str(node_id)] = {"class_type": ntype, "inputs": inputs}
     return api
+
+
+# ---------------------------------------------------------------------- the web front end in Chromium
+# Hooks installed before any page script runs: console.error, uncaught errors and rejected promises
+# are kept in window.__m3unet.errors; the front end's events in window.__m3unet.events. The banner
+# that advertises the new node renderer is dismissed (it only moves the layout around).
+PAGE_HOOKS = """
+window.__m3unet = {errors: [], events: []};
+try { localStorage.setItem('vueNodesBannerDismissed', 'true'); } catch (e) {}
+(() => {
+  const keep = (kind, parts) => {
+    try {
+      window.__m3unet.errors.push(kind + ': ' + parts.map(p => (p && p.stack) ? String(p.stack)
+        : (typeof p === 'object' ? JSON.stringify(p) : String(p))).join(' '));
+    } catch (e) { window.__m3unet.errors.push(kind + ': (unprintable)'); }
+  };
+  const original = console.error.bind(console);
+  console.error = (...args) => { keep('console.error', args); original(...args); };
+  window.addEventListener('error', e => keep('uncaught', [e.error || e.message]));
+  window.addEventListener('unhandledrejection', e => keep('unhandled rejection', [e.reason]));
+})();
+"""
+# Messages of the front end and the offline test host that have nothing to do with the pack (each
+# is only ignored when it does not name the pack): the registry look-ups of api.comfy.org that the
+# host's content security policy blocks offline, the optional user stylesheet, the favicon, the
+# core template index (the comfyui-workflow-templates package is not installed in the test host),
+# the user's not yet created workflow and subgraph folders, and a setting the front end stores at
+# start without having registered it (TypeError in onChange ... at load).
+KNOWN_NOISE = (
+    r"https://api\.comfy\.org/",
+    r"/api/userdata/user\.css|/user\.css - Failed to load resource",
+    r"/favicon\.ico - Failed to load resource",
+    r"/templates/index\.json|Error loading core workflow templates",
+    r"/api/userdata\?dir=(workflows|subgraphs)",
+    r"/api/userdata/comfy\.templates\.json",
+    r"TypeError: Cannot read properties of undefined \(reading 'id'\)\s+at onChange",
+)
+FRONT_END_SETTINGS = {"Comfy.TutorialCompleted": True, "Comfy.Minimap.Visible": False}
+
+
+def find_browser() -> tuple[str, str]:
+    """Paths of Chromium and its WebDriver (``M3UNET_CHROMIUM`` / ``M3UNET_CHROMEDRIVER`` or PATH).
+
+    Raises ``RuntimeError`` naming how to install them (Debian: ``apt-get install chromium
+    chromium-driver``, done by scripts/setup.sh)."""
+    chromium = os.environ.get("M3UNET_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = os.environ.get("M3UNET_CHROMEDRIVER") or shutil.which("chromedriver")
+    if not chromium or not driver:
+        raise RuntimeError(f"Chromium ({chromium or 'missing'}) and chromedriver ({driver or 'missing'}) are needed "
+                           "for the browser tests: apt-get install chromium chromium-driver (scripts/setup.sh)")
+    return chromium, driver
+
+
+def is_noise(message: str, pack_names: tuple[str, ...]) -> bool:
+    """True for a known message of the front end or the test host that does not name the pack."""
+    import re
+    if any(name.lower() in message.lower() for name in pack_names):
+        return False
+    return any(re.search(pattern, message) for pattern in KNOWN_NOISE)
+
+
+class ComfyBrowser:
+    """ComfyUI's web front end in headless Chromium (Selenium): what a user does, as calls.
+
+    ``window.app`` is the front end's ComfyApp. Files are given to it the way a drop does (a
+    ``drop`` event with the file on the document), Run is the Run button, and everything the page
+    logs as an error is collected (``errors``)."""
+
+    FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+             "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--window-size=1600,1000", "--force-device-scale-factor=1")
+
+    def __init__(self, host: ComfyHost, pack_names: tuple[str, ...] = ("m3unet",)) -> None:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+
+        self.host = host
+        self.pack_names = pack_names
+        chromium, driver = find_browser()
+        self._profile = tempfile.mkdtemp(prefix="m3unet-chromium-")
+        options = webdriver.ChromeOptions()
+        for flag in self.FLAGS:
+            options.add_argument(flag)
+        options.add_argument(f"--user-data-dir={self._profile}")
+        options.binary_location = chromium
+        options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+        self.driver = webdriver.Chrome(service=Service(driver), options=options)
+        self.driver.set_script_timeout(120)
+        self.driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": PAGE_HOOKS})
+        self.startup_errors: list[str] = []
+
+    # ------------------------------------------------------------------ page
+    def open(self, timeout: float = 120) -> list[str]:
+        """Load the front end and wait until the app is ready; returns what it logged while starting."""
+        r = self.host.session.post(self.host.url + "/api/settings", json=FRONT_END_SETTINGS, timeout=30)
+        r.raise_for_status()
+        self.driver.get(self.host.url)
+        self.wait_ready(timeout)
+        self.startup_errors = self.take_errors(include_noise=True)
+        return self.startup_errors
+
+    def reload(self, timeout: float = 120) -> list[str]:
+        """Reload the page (what a user's F5 does) and wait until the app is ready again."""
+        self.driver.refresh()
+        self.wait_ready(timeout)
+        return self.take_errors()
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        self.wait_for("window.app && window.app.vueAppReady && window.app.graph && window.app.canvas",
+                      timeout, "the front end did not start")
+        time.sleep(1.5)  # extensions, templates and the restored workflow settle after vueAppReady
+
+    def js(self, script: str, *args: Any) -> Any:
+        return self.driver.execute_script(script, *args)
+
+    def wait_for(self, expression: str, timeout: float, what: str, *args: Any) -> Any:
+        """Poll a JavaScript expression (``return`` is added) until it is truthy; return its value."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = self.js(f"return ({expression});", *args)
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{what} (after {timeout:.0f} s)")
+            time.sleep(0.2)
+
+    def take_errors(self, include_noise: bool = False) -> list[str]:
+        """Errors logged since the last call: console errors, uncaught errors, failed requests and
+        blocked connections (known noise left out unless ``include_noise``)."""
+        found = self.js("const e = window.__m3unet ? window.__m3unet.errors.splice(0) : []; return e;") or []
+        for entry in self.driver.get_log("browser"):
+            if entry.get("level") == "SEVERE" and entry.get("source") != "console-api":
+                found.append(f"{entry.get('source')}: {entry.get('message')}")
+        return [m for m in found if include_noise or not is_noise(m, self.pack_names)]
+
+    # ------------------------------------------------------------------ what a user does
+    def drop_file(self, text: str, name: str, expect_nodes: int | None = None, timeout: float = 60) -> None:
+        """Drop a file on the page (the front end's drop handler opens it as a workflow)."""
+        before = self.js("return app.graph.nodes.length")
+        self.js("""
+            const dt = new DataTransfer();
+            dt.items.add(new File([arguments[0]], arguments[1], {type: 'application/json'}));
+            document.dispatchEvent(new DragEvent('drop', {dataTransfer: dt, bubbles: true, cancelable: true}));
+        """, text, name)
+        if expect_nodes is not None:
+            self.wait_for("app.graph.nodes.length === arguments[0]", timeout, f"{name} did not load", expect_nodes)
+        else:
+            time.sleep(1)
+        del before
+        time.sleep(1.0)  # the missing-model check, the tab and the canvas settle after configure
+
+    def serialize(self) -> dict[str, Any]:
+        """``app.graph.serialize()``: the workflow as the front end saves it."""
+        import json
+        return json.loads(self.js("return JSON.stringify(app.graph.serialize())"))
+
+    def click_run(self) -> None:
+        """Press the Run button of the action bar."""
+        from selenium.webdriver.common.by import By
+        self.driver.find_element(By.CSS_SELECTOR, '[data-testid="queue-button"] button').click()
+
+    def run(self, timeout: float = 900) -> tuple[str, str]:
+        """Press Run and wait for the prompt's end; returns ``(prompt_id, "execution_success" | ...)``."""
+        self.js("""
+            window.__m3unet.events = [];
+            if (!window.__m3unet.listening) {
+              window.__m3unet.listening = true;
+              for (const kind of ['execution_start', 'execution_success', 'execution_error',
+                                  'execution_interrupted', 'executed'])
+                app.api.addEventListener(kind, e => window.__m3unet.events.push(
+                  [kind, (e.detail && e.detail.prompt_id) || null]));
+            }""")
+        self.click_run()
+        prompt_id = self.wait_for("(window.__m3unet.events.find(e => e[0] === 'execution_start') || [])[1]",
+                                  60, "Run did not start a prompt")
+        end = self.wait_for(
+            "(window.__m3unet.events.find(e => e[1] === arguments[0] && ['execution_success', 'execution_error',"
+            " 'execution_interrupted'].includes(e[0])) || [])[0]", timeout, f"prompt {prompt_id} did not end",
+            prompt_id)
+        time.sleep(1.0)  # the images of the last executed nodes load
+        return prompt_id, end
+
+    def visible_overlays(self) -> list[str]:
+        """Text of every visible dialog and toast message (a user would have to read or close them)."""
+        return self.js("""
+            const shown = el => !!(el.offsetWidth || el.offsetHeight || el.getClientRects().length);
+            return [...document.querySelectorAll('.p-dialog, .p-toast-message, [role="dialog"], [role="alertdialog"]')]
+              .filter(shown).map(el => (el.className + ': ' + el.innerText).slice(0, 500));""")
+
+    def close_overlays(self) -> None:
+        """Close visible dialogs with their close button (Escape as the fallback)."""
+        from selenium.webdriver.common.keys import Keys
+        self.js("""
+            for (const b of document.querySelectorAll('.p-dialog-close-button, .p-dialog-header-close, '
+                                                      + '.p-toast-close-button'))
+              b.click();""")
+        self.driver.find_element("tag name", "body").send_keys(Keys.ESCAPE)
+        time.sleep(0.5)
+
+    def screenshot(self, path: Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.driver.save_screenshot(str(path))
+        return path
+
+    def close(self) -> None:
+        try:
+            self.driver.quit()
+        finally:
+            shutil.rmtree(self._profile, ignore_errors=True)

@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def clean_coffee() -> torch.Tensor:
     """The held-out coffee photo (never trained on), [3, H, W] in [0, 1]."""
-    return torch.from_numpy(np.array(Image.open(REPO / "examples" / "coffee_clean.png").convert("RGB"))
+    return torch.from_numpy(np.array(Image.open(REPO / "assets" / "examples" / "coffee_clean.png").convert("RGB"))
                             ).permute(2, 0, 1).float() / 255
 
 
@@ -117,7 +117,7 @@ def test_shipped_classifier_detects_a_heavy_degradation(shipped, kind, label):
 
 
 def test_shipped_classifier_on_the_clean_and_the_degraded_example(shipped):
-    clean, degraded = (np.asarray(Image.open(REPO / "examples" / n).convert("RGB"))
+    clean, degraded = (np.asarray(Image.open(REPO / "assets" / "examples" / n).convert("RGB"))
                        for n in ("coffee_clean.png", "coffee_degraded.png"))
     f_clean, f_deg = shipped(torch.from_numpy(np.stack([clean, degraded])))
     assert f_clean.labels == [], f_clean.report()

@@ -44,8 +44,8 @@ def test_restore_keeps_names_sizes_and_modes(tmp_path):
 def test_restore_example_improves_psnr_and_writes_comparison(tmp_path, mode, gain):
     """The README's first command: the bundled example (blur, noise and JPEG) gets better. Shipped
     step-18000 weights: 25.15 -> 25.93 dB automatic (the default), 25.24 dB one blind pass."""
-    r = m3unet("restore", "examples/coffee_degraded.png", "-o", str(tmp_path), "--reference",
-               "examples/coffee_clean.png", "--before-after", "--mode", mode)
+    r = m3unet("restore", "assets/examples/coffee_degraded.png", "-o", str(tmp_path), "--reference",
+               "assets/examples/coffee_clean.png", "--before-after", "--mode", mode)
     assert r.returncode == 0, r.stderr
     before, after = (float(v) for v in
                      __import__("re").search(r"PSNR before ([\d.]+) dB, after ([\d.]+) dB", r.stdout).groups())
@@ -55,7 +55,7 @@ def test_restore_example_improves_psnr_and_writes_comparison(tmp_path, mode, gai
 
 def test_missing_model_is_a_clear_error(tmp_path):
     (tmp_path / "x.pt").write_bytes(b"\x80\x04")
-    r = m3unet("restore", "examples/coffee_degraded.png", "-o", str(tmp_path), "--model", str(tmp_path / "x.pt"))
+    r = m3unet("restore", "assets/examples/coffee_degraded.png", "-o", str(tmp_path), "--model", str(tmp_path / "x.pt"))
     assert r.returncode == 2 and "pickled checkpoints are refused" in r.stderr and "Traceback" not in r.stderr
 
 
@@ -242,9 +242,9 @@ def test_plan_orders_and_eval_auto_smoke(tmp_path):
     assert "auto vs one blind M3UNet pass" in r.stdout and len(res["clean"]) == 2 * len(res["photos"])
 def test_classify_prints_one_json_line_per_image(tmp_path):
     from m3unet.auto.classifier import LABELS
-    Image.open(REPO / "examples" / "coffee_clean.png").convert("L").save(tmp_path / "grey.png")
+    Image.open(REPO / "assets" / "examples" / "coffee_clean.png").convert("L").save(tmp_path / "grey.png")
     (tmp_path / "broken.png").write_bytes(b"not an image")
-    r = m3unet("classify", "examples/coffee_degraded.png", str(tmp_path / "broken.png"), str(tmp_path / "grey.png"),
+    r = m3unet("classify", "assets/examples/coffee_degraded.png", str(tmp_path / "broken.png"), str(tmp_path / "grey.png"),
                str(tmp_path / "missing.png"))
     assert r.returncode == 2, r.stderr  # bad files: reported, the others still classified
     assert "broken.png: not a readable image" in r.stderr and "missing.png: no such image file" in r.stderr
@@ -262,7 +262,7 @@ def test_classify_prints_one_json_line_per_image(tmp_path):
 
 
 def test_classify_bad_classifier_and_threshold(tmp_path):
-    r = m3unet("classify", "examples/coffee_degraded.png", "--classifier", "weights/m3unet-default.safetensors")
+    r = m3unet("classify", "assets/examples/coffee_degraded.png", "--classifier", "weights/m3unet-default.safetensors")
     assert r.returncode == 2 and "not a DegradationClassifier checkpoint" in r.stderr and "Traceback" not in r.stderr
-    r = m3unet("classify", "examples/coffee_degraded.png", "--threshold", "1.5")
+    r = m3unet("classify", "assets/examples/coffee_degraded.png", "--threshold", "1.5")
     assert r.returncode == 2 and "--threshold" in r.stderr

@@ -57,7 +57,7 @@ def images(comfy_host: ComfyHost) -> dict[str, str]:
     arr = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
     Image.fromarray(arr).save(comfy_host.input_dir / "caption_a.png")
     Image.fromarray(arr).save(comfy_host.input_dir / "caption_a_copy.png")  # same pixels, another file
-    shutil.copy(REPO / "examples" / "coffee_degraded.png", comfy_host.input_dir / "caption_coffee.png")
+    shutil.copy(REPO / "assets" / "examples" / "coffee_degraded.png", comfy_host.input_dir / "caption_coffee.png")
     return {"a": "caption_a.png", "a_copy": "caption_a_copy.png", "coffee": "caption_coffee.png"}
 
 

@@ -1,8 +1,10 @@
 """The M3UNet nodes inside a real ComfyUI 0.3.75 host (HTTP API, one server per test session).
 
-Covers: registration (/object_info), the shipped workflows end to end (with PSNR against the
-clean reference), IMAGE batches, clear errors for bad inputs (validation and execution), the
-interrupt button and the progress bar events on the websocket.
+Covers: registration (/object_info: ids with the pack prefix, no input and output sharing a name),
+the shipped workflows end to end (with PSNR against the clean reference; the SD 1.5 workflow refused
+as a whole without its checkpoint), IMAGE batches, clear errors for bad inputs (validation and
+execution), the interrupt button and the progress bar events on the websocket (the Sampler, the
+Kernel Deblur and the Auto Restore move their bars during a run).
 """
 from __future__ import annotations
 
@@ -23,15 +25,17 @@ from PIL import Image
 
 from comfy_client import ComfyHost, PromptRejected, ui_to_api
 
+pytestmark = pytest.mark.host
+
 REPO = Path(__file__).resolve().parent.parent
-EXAMPLES = REPO / "examples"
+EXAMPLES = REPO / "assets" / "examples"
 WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
 EXAMPLE_INPUT = "m3unet_example_degraded.png"
 NODE_IDS = {"M3UNetLoader": None, "M3UNetRefineEncoder": "RefineEncoder (M3UNet)",
             "M3UNetPixelControl": "PixelControl (M3UNet)", "M3UNetSampler": None,
             "M3UNetMLLMLoader": "MLLM Loader (M3UNet)", "M3UNetMLLMCaption": "MLLM Caption (M3UNet)",
             "M3UNetAutoRestore": "M3UNet Auto Restore", "M3UNetKernelDeblur": "M3UNet Kernel Deblur (defocus)",
-            "DegradationClassifier": "Degradation Classifier (M3UNet)"}
+            "M3UNetDegradationClassifier": "Degradation Classifier (M3UNet)"}
 DEFAULT_MODEL = "m3unet-default.safetensors"
 TIMINGS: dict[str, float] = {}
 
@@ -180,11 +184,24 @@ def test_nodes_registered(comfy_object_info: dict[str, Any]) -> None:
     auto = comfy_object_info["M3UNetAutoRestore"]
     assert auto["output"] == ["IMAGE", "STRING", "STRING"]
     assert auto["input"]["optional"]["pool_model_1"][0] == "UPSCALE_MODEL"
-    clf = comfy_object_info["DegradationClassifier"]
+    clf = comfy_object_info["M3UNetDegradationClassifier"]
     assert clf["output"] == ["DEGRADATION", "STRING", "STRING"]
     assert clf["input"]["required"]["classifier_name"][1]["options"][0] == "classifier-default.safetensors"
     assert "classifier-default.safetensors" not in options  # not offered as an M3UNet model
     assert comfy_object_info["M3UNetSampler"]["input"]["optional"]["degradation"][0] == "DEGRADATION"
+
+
+def test_node_ids_carry_the_pack_prefix_and_names_are_unambiguous(comfy_object_info: dict[str, Any]) -> None:
+    """Every node of the pack (category M3UNet) has an id starting with M3UNet, so it cannot clash with
+    another pack's; no node has an input and an output of the same name (a user could not tell which
+    "plan" a link or a tooltip means)."""
+    ours = {k: v for k, v in comfy_object_info.items() if v.get("category") == "M3UNet"}
+    assert set(ours) == set(NODE_IDS), sorted(ours)
+    assert all(k.startswith("M3UNet") for k in ours), sorted(k for k in ours if not k.startswith("M3UNet"))
+    for node_id, info in ours.items():
+        inputs = {n for section in ("required", "optional") for n in (info["input"].get(section) or {})}
+        assert not inputs & set(info["output_name"]), (node_id, inputs & set(info["output_name"]))
+    assert comfy_object_info["M3UNetAutoRestore"]["output_name"] == ["IMAGE", "report", "plan_used"]
 
 
 # ---------------------------------------------------------------------------- 2. workflows
@@ -198,13 +215,14 @@ def sd15_checkpoint(comfy_host: ComfyHost) -> Path:
     With M3UNET_RUN_SD15=1: a random-weight checkpoint in the full SD1.5 layout (tests/sd15_random.py,
     1.9 GB, built once into .host/cache) that ComfyUI loads and samples with. Otherwise a small
     placeholder file, so that /prompt validates the whole graph (the name is in the list); the SD
-    part is then validated but not executed (see test_workflow_restores)."""
+    part is then validated but not executed (see test_workflow_restores). The name is the one the
+    workflow's Load Checkpoint selects."""
     from safetensors.torch import save_file
 
-    from sd15_random import FILE_NAME, cached_checkpoint
+    from sd15_random import cached_checkpoint
     folder = comfy_host.base_dir / "models" / "checkpoints"
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / FILE_NAME
+    path = folder / sd15_checkpoint_name()
     if not path.exists():
         if RUN_SD15:
             path.symlink_to(cached_checkpoint(REPO / ".host" / "ComfyUI", REPO / ".host" / "cache"))
@@ -212,6 +230,24 @@ def sd15_checkpoint(comfy_host: ComfyHost) -> Path:
             import torch
             save_file({"placeholder": torch.zeros(1)}, str(path), metadata={"about": "not a model: validation only"})
     return path
+
+
+def sd15_checkpoint_name() -> str:
+    """The checkpoint the SD 1.5 refinement workflow's Load Checkpoint selects."""
+    ui = json.loads((REPO / "workflows" / "mllm_caption_sd15_refine.json").read_text())
+    (name,) = [n["widgets_values"][0] for n in ui["nodes"] if n["type"] == "CheckpointLoaderSimple"]
+    return name
+
+
+def m3unet_half(api: dict[str, Any], sd_part: set[str]) -> dict[str, Any]:
+    """The graph without its SD 1.5 part: what reaches a side-by-side ImageStitch from the M3UNet
+    side (image1) is saved by a SaveImage of its own."""
+    half = {nid: n for nid, n in api.items() if nid not in sd_part}
+    for nid in sd_part:
+        if api[nid]["class_type"] == "ImageStitch" and api[nid]["inputs"]["image1"][0] not in sd_part:
+            half[f"{nid}_m3unet"] = {"class_type": "SaveImage", "inputs": {
+                "images": api[nid]["inputs"]["image1"], "filename_prefix": f"m3unet_test/{uuid.uuid4().hex[:8]}"}}
+    return half
 
 
 def downstream_of(api: dict[str, Any], class_type: str) -> set[str]:
@@ -245,8 +281,9 @@ def test_workflow_restores(comfy_host: ComfyHost, comfy_object_info: dict[str, A
     """Each shipped UI workflow converts, runs, and writes images of the input's size; the image saved
     straight from the M3UNet Sampler (or Auto Restore) is closer to the clean reference than the degraded input (PSNR).
     Workflows with an SD1.5 refinement (Load Checkpoint): by default the SD part is validated by
-    /prompt but not executed (too slow on a CPU); with M3UNET_RUN_SD15=1 it runs on a random-weight
-    SD1.5 checkpoint and the refined image is checked for size only (random weights make noise)."""
+    /prompt but not executed (too slow on a CPU) and the M3UNet half runs on its own; with
+    M3UNET_RUN_SD15=1 the whole workflow runs on a random-weight SD1.5 checkpoint and the refined
+    image is checked for size only (random weights make noise)."""
     ui = json.loads(workflow.read_text())
     assert ui.get("version") == 0.4 and ui["nodes"] and ui["links"]
     api = ui_to_api(ui, comfy_object_info)
@@ -255,21 +292,33 @@ def test_workflow_restores(comfy_host: ComfyHost, comfy_object_info: dict[str, A
     outputs = {nid for nid, n in api.items() if n["class_type"] in ("SaveImage", "PreviewAny")}
     sd_part = downstream_of(api, "CheckpointLoaderSimple")
     t0 = time.monotonic()
-    if sd_part and not RUN_SD15:
-        # SD1.5 on a 2-core CPU costs minutes (one UNet step at 256 px took over a minute on the shared
-        # development machine; plus the VAE at 600x400 and a 1.9 GB checkpoint build), beyond the suite's budget: run everything else, and have /prompt validate
-        # the whole graph (links, types, widget ranges, the checkpoint name) without executing it.
+    if sd_part:
+        # Every output needs the checkpoint, so that without one /prompt refuses the whole graph instead of
+        # running the M3UNet half and calling it a success. The M3UNet half is checked on its own below.
+        assert outputs <= sd_part, "an output of the SD 1.5 workflow runs without the checkpoint"
         request.getfixturevalue("sd15_checkpoint")
-        prompt_id = comfy_host.queue(api, partial_execution_targets=sorted(outputs - sd_part))
-        full_id = comfy_host.queue(api)  # accepted = valid; dropped before it can start
-        comfy_host.delete_queued(full_id)
-        entry = comfy_host.wait(prompt_id, timeout=900)
-        time.sleep(0.5)
-        assert comfy_host.history(full_id) is None, "the full SD1.5 graph ran although it was removed from the queue"
-        outputs -= sd_part
+        half = m3unet_half(api, sd_part)
+        if RUN_SD15:
+            full = comfy_host.run(api, timeout=3600)
+            assert_success(comfy_host, full)
+            w, h = Image.open(comfy_host.input_dir / EXAMPLE_INPUT).size
+            refined = [Image.open(paths[0]).size for nid, paths in saved_by_node(full, comfy_host).items()
+                       if api[api[nid]["inputs"]["images"][0]]["class_type"] == "VAEDecode"]
+            assert refined == [(w // 8 * 8, h // 8 * 8)], refined
+            entry = comfy_host.run(half, timeout=900)
+        else:
+            # SD1.5 on a 2-core CPU costs minutes (one UNet step at 256 px took over a minute on the shared
+            # development machine; plus the VAE at 600x400 and a 1.9 GB checkpoint build), beyond the suite's
+            # budget: /prompt validates the whole graph (links, types, widget ranges, the checkpoint name)
+            # without executing it. The browser tests run it whole, on a small image.
+            prompt_id = comfy_host.queue(half)
+            full_id = comfy_host.queue(api)  # accepted = valid; dropped before it can start
+            comfy_host.delete_queued(full_id)
+            entry = comfy_host.wait(prompt_id, timeout=900)
+            time.sleep(0.5)
+            assert comfy_host.history(full_id) is None, "the full SD1.5 graph ran although it was removed from the queue"
+        api, outputs = half, {nid for nid, n in half.items() if n["class_type"] in ("SaveImage", "PreviewAny")}
     else:
-        if sd_part:
-            request.getfixturevalue("sd15_checkpoint")
         entry = comfy_host.run(api, timeout=3600)
     TIMINGS[workflow.stem] = time.monotonic() - t0
     assert_success(comfy_host, entry)
@@ -297,7 +346,7 @@ def test_workflow_restores(comfy_host: ComfyHost, comfy_object_info: dict[str, A
 def test_classifier_report_on_the_example(comfy_host: ComfyHost, inputs: dict[str, str]) -> None:
     """The classifier finds the example's degradations; its report reaches the UI (PreviewAny)."""
     g = {"1": load_image_node(inputs["example"]),
-         "2": {"class_type": "DegradationClassifier",
+         "2": {"class_type": "M3UNetDegradationClassifier",
                "inputs": {"image": ["1", 0], "classifier_name": "classifier-default.safetensors", "threshold": 0.5}},
          "3": {"class_type": "PreviewAny", "inputs": {"source": ["2", 1]}},
          "4": {"class_type": "PreviewAny", "inputs": {"source": ["2", 2]}}}
@@ -454,6 +503,67 @@ def test_progress_events(comfy_host: ComfyHost, inputs: dict[str, str]) -> None:
     values = [e["value"] for e in events]
     assert values == sorted(values) and values[-1] == tiles * steps, values
 
+
+
+def progress_of(host: ComfyHost, graph: dict[str, Any], node: str) -> list[tuple[float, float]]:
+    """Run ``graph`` and return the (value, max) progress events of node ``node``, in order."""
+    with WsListener(host) as ws:
+        prompt_id = host.queue(graph)
+        entry = host.wait(prompt_id, timeout=900)
+        deadline = time.monotonic() + 10
+        while not ws.events("executed", prompt_id) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        events = [(e["value"], e["max"]) for e in ws.events("progress", prompt_id) if e["node"] == node]
+    assert_success(host, entry)
+    return events
+
+
+def assert_moves_during_the_run(events: list[tuple[float, float]]) -> None:
+    """At least three distinct values, one max, never backwards, ending at the max: the bar moves
+    while the node works instead of sitting at 0 and jumping at the end."""
+    values = [v for v, _ in events]
+    assert len({m for _, m in events}) == 1, events
+    assert len(set(values)) >= 3 and values == sorted(values) and values[-1] == events[-1][1], events
+    assert values[0] < events[-1][1] / 2, events
+
+
+def test_kernel_deblur_progress_moves_during_the_run(comfy_host: ComfyHost, inputs: dict[str, str]) -> None:
+    g = {"1": load_image_node(inputs["example"]),
+         "2": {"class_type": "M3UNetLoader", "inputs": {"model_name": DEFAULT_MODEL}},
+         "3": {"class_type": "M3UNetKernelDeblur", "inputs": {"model": ["2", 0], "image": ["1", 0],
+                                                               "blur_sigma": 1.5, "noise": -1.0,
+                                                               "seed": int(uuid.uuid4().int % 1000)}},
+         "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "m3unet_test/deblur"}}}
+    assert_moves_during_the_run(progress_of(comfy_host, g, "3"))
+
+
+def test_auto_restore_progress_moves_during_the_run(comfy_host: ComfyHost, inputs: dict[str, str]) -> None:
+    g = {"1": load_image_node(inputs["small"]),
+         "2": {"class_type": "M3UNetLoader", "inputs": {"model_name": DEFAULT_MODEL}},
+         "3": {"class_type": "M3UNetAutoRestore", "inputs": {"model": ["2", 0], "image": ["1", 0], "budget": 2,
+                                                              "seed": int(uuid.uuid4().int % 1000),
+                                                              "keep_larger": False, "plan": ""}},
+         "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "m3unet_test/auto"}}}
+    assert_moves_during_the_run(progress_of(comfy_host, g, "3"))
+
+
+def test_sd15_workflow_without_its_checkpoint_is_refused_whole(comfy_host: ComfyHost,
+                                                               comfy_object_info: dict[str, Any],
+                                                               inputs: dict[str, str]) -> None:
+    """Without the checkpoint Load Checkpoint names, /prompt refuses the whole SD 1.5 workflow (the front
+    end shows the error) instead of running the M3UNet half and reporting success; the refusal names
+    the checkpoint."""
+    ui = json.loads((REPO / "workflows" / "mllm_caption_sd15_refine.json").read_text())
+    api = ui_to_api(ui, comfy_object_info)
+    missing = f"m3unet-absent-{uuid.uuid4().hex[:6]}.safetensors"
+    for n in api.values():
+        if n["class_type"] == "CheckpointLoaderSimple":
+            n["inputs"]["ckpt_name"] = missing
+    with pytest.raises(PromptRejected) as info:
+        comfy_host.queue(api)
+    assert info.value.error.get("type") == "prompt_outputs_failed_validation", info.value.body
+    errors = [e for ne in info.value.node_errors.values() for e in ne.get("errors", [])]
+    assert any(missing in (e.get("details") or "") for e in errors), info.value.body
 
 # ---------------------------------------------------------------------------- 7. automatic restore
 def test_auto_restore_runs_a_spandrel_pool_model(comfy_host: ComfyHost) -> None:

@@ -25,9 +25,12 @@ import torch
 from auto_helpers import NoiseReader, add_noise, noise_sigma, save_compact_blur, smooth_photo
 from comfy_client import load_host_builder
 
+pytestmark = pytest.mark.unit
+
 REPO = Path(__file__).resolve().parent.parent
 NODE_IDS = ["M3UNetLoader", "M3UNetRefineEncoder", "M3UNetPixelControl", "M3UNetSampler", "M3UNetMLLMLoader",
-            "M3UNetMLLMCaption", "M3UNetAutoRestore", "M3UNetKernelDeblur", "DegradationClassifier"]
+            "M3UNetMLLMCaption", "M3UNetAutoRestore", "M3UNetKernelDeblur", "M3UNetDegradationClassifier"]
+SEEDED = ["M3UNetSampler", "M3UNetAutoRestore", "M3UNetKernelDeblur", "M3UNetMLLMCaption"]
 
 
 @pytest.fixture(scope="session")
@@ -57,7 +60,7 @@ def pack(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     from m3unet_pack.m3unet.restore import pipeline
     from m3unet_pack.m3unet.core.unet import M3UNet, M3UNetConfig
     from m3unet_pack.m3unet.core.weights import save_model
-    from m3unet_pack.nodes import common
+    from m3unet_pack.nodes import common, compat
 
     torch.manual_seed(0)
     tiny = M3UNet(M3UNetConfig(width=8, enc_blocks=[1, 1, 1], mid_blocks=1, dec_blocks=[1, 1, 1],
@@ -68,7 +71,7 @@ def pack(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     from m3unet_pack.m3unet.auto.classifier import ClassifierConfig, DegradationClassifier, save_classifier
     save_classifier(DegradationClassifier(ClassifierConfig(widths=[8, 8, 8, 8], global_widths=[8, 8], hidden=16)),
                     user_dir / "tiny-classifier.safetensors")
-    return SimpleNamespace(root=root, nodes=nodes, common=common, pipeline=pipeline, tiling=tiling,
+    return SimpleNamespace(root=root, nodes=nodes, common=common, compat=compat, pipeline=pipeline, tiling=tiling,
                            mm=mm, utils=comfy.utils, folder_paths=folder_paths, user_dir=user_dir)
 
 
@@ -106,9 +109,99 @@ def test_entrypoint_lists_the_nodes_with_tooltips(pack) -> None:
             assert inp.tooltip, f"{node_id}.{inp.id} has no tooltip"
     sampler = {i.id: i for i in schemas["M3UNetSampler"].inputs}
     assert sampler["steps"].default == pack.pipeline.DEFAULT_STEPS
-    assert sampler["seed"].control_after_generate is True
+    assert sampler["seed"].control_after_generate == pack.compat.fixed_control()
     assert (sampler["tile"].min, sampler["tile"].max, sampler["tile"].default) == (128, 2048, 512)
     assert sampler["embedding"].optional and sampler["control"].optional
+
+
+def test_seeds_do_not_change_after_a_run_by_default(pack) -> None:
+    """The seeded nodes' results do not depend on the seed in their default settings: their seed's
+    control-after-generate starts at "fixed" (io.ControlAfterGenerate.fixed where ComfyUI has it; on
+    0.3.75 the control widget is declared and web/js/m3unet_seeds.js sets new nodes to fixed)."""
+    for cls in pack.nodes.NODE_LIST:
+        schema = cls.GET_SCHEMA()
+        seeds = [i for i in schema.inputs if i.id == "seed"]
+        assert bool(seeds) == (schema.node_id in SEEDED), schema.node_id
+        for seed in seeds:
+            control = seed.control_after_generate
+            assert control is True or str(getattr(control, "value", control)) == "fixed", (schema.node_id, control)
+            assert seed.default == 0 and seed.max == 0xFFFFFFFFFFFFFFFF
+    js = (REPO / "web" / "js" / "m3unet_seeds.js").read_text()
+    assert all(f'"{node_id}"' in js for node_id in SEEDED)
+
+
+class _Enum:
+    fixed = "fixed"
+
+
+def test_compat_uses_the_control_mode_where_comfyui_has_it(pack, monkeypatch) -> None:
+    """Simulated newer ComfyUI (io.ControlAfterGenerate exists): the seed asks for "fixed" itself;
+    without it (0.3.75) the control widget is requested with True."""
+    io = pack.compat.io
+    monkeypatch.delattr(io, "ControlAfterGenerate", raising=False)
+    assert pack.compat.fixed_control() is True
+    assert pack.compat.seed_input("s").control_after_generate is True
+    monkeypatch.setattr(io, "ControlAfterGenerate", _Enum, raising=False)
+    assert pack.compat.fixed_control() == "fixed"
+    assert pack.compat.seed_input("s").as_dict()["control_after_generate"] == "fixed"
+
+
+def test_compat_drops_schema_fields_this_comfyui_lacks(pack, monkeypatch) -> None:
+    """search_aliases (newer Schema field) is passed where the Schema has it, dropped where not."""
+    import dataclasses
+    io = pack.compat.io
+    fields = {f.name for f in dataclasses.fields(io.Schema)}
+    kwargs = dict(node_id="M3UNetX", display_name="X", category="M3UNet", inputs=[], outputs=[],
+                  search_aliases=["other name"])
+    if "search_aliases" not in fields:  # ComfyUI 0.3.75
+        schema = pack.compat.schema(**kwargs)
+        assert schema.node_id == "M3UNetX" and not hasattr(schema, "search_aliases")
+    newer = dataclasses.make_dataclass("Schema", [("search_aliases", list, dataclasses.field(default_factory=list))],
+                                       bases=(io.Schema,))
+    monkeypatch.setattr(io, "Schema", newer)
+    assert pack.compat.schema(**kwargs).search_aliases == ["other name"]
+    clf = pack.nodes.DegradationClassifierNode.define_schema()
+    assert clf.node_id == "M3UNetDegradationClassifier" and "DegradationClassifier" in clf.search_aliases
+
+
+def test_compat_registers_the_renamed_node_ids_where_comfyui_can(pack, monkeypatch) -> None:
+    """Newer ComfyUI (io.NodeReplace and ComfyAPI().node_replacement, called from on_load): the old
+    classifier id is registered as replaced by the new one. 0.3.75 lacks both: nothing happens; an
+    API that fails is logged and loading goes on."""
+    import comfy_api.latest as latest
+    io = pack.compat.io
+    monkeypatch.delattr(io, "NodeReplace", raising=False)
+    assert asyncio.run(pack.compat.register_replacements(pack.nodes.RENAMED)) == 0
+
+    registered = []
+
+    class NodeReplace:
+        def __init__(self, new_node_id, old_node_id, old_widget_ids=None, input_mapping=None, output_mapping=None):
+            self.new_node_id, self.old_node_id, self.old_widget_ids = new_node_id, old_node_id, old_widget_ids
+
+    class API:
+        class NodeReplacement:
+            async def register(self, node_replace):
+                registered.append(node_replace)
+
+        def __init__(self):
+            self.node_replacement = self.NodeReplacement()
+
+    monkeypatch.setattr(io, "NodeReplace", NodeReplace, raising=False)
+    monkeypatch.setattr(latest, "ComfyAPI", API)
+    asyncio.run(asyncio.run(pack.root.comfy_entrypoint()).on_load())
+    assert [(r.new_node_id, r.old_node_id, r.old_widget_ids) for r in registered] == [
+        ("M3UNetDegradationClassifier", "DegradationClassifier", ["classifier_name", "threshold"])]
+    widgets = [i.id for i in pack.nodes.DegradationClassifierNode.GET_SCHEMA().inputs if i.id != "image"]
+    assert widgets == registered[0].old_widget_ids
+
+    class Broken(API):
+        class NodeReplacement:
+            async def register(self, node_replace):
+                raise TypeError("register() got an unexpected keyword argument")
+
+    monkeypatch.setattr(latest, "ComfyAPI", Broken)
+    assert asyncio.run(pack.compat.register_replacements(pack.nodes.RENAMED)) == 0
 
 
 # ---------------------------------------------------------------------------- models folder
@@ -269,7 +362,7 @@ def test_autorestore_schema(pack) -> None:
     for i in (1, 2, 3):
         assert inputs[f"pool_model_{i}"].optional and inputs[f"pool_model_{i}"].get_io_type() == "UPSCALE_MODEL"
         assert list(inputs[f"pool_task_{i}"].options) == list(pack.root.m3unet.auto.plan.TASKS)
-    assert inputs["plan"].optional and inputs["seed"].control_after_generate is True
+    assert inputs["plan"].optional and inputs["seed"].control_after_generate == pack.compat.fixed_control()
     assert all(i.tooltip for i in schema.inputs)
     assert [o.get_io_type() for o in schema.outputs] == ["IMAGE", "STRING", "STRING"]
 
