@@ -50,19 +50,38 @@ def imported_modules(path: Path, package: str) -> list[tuple[int, str]]:
 
 
 def library_graph() -> dict[str, set[str]]:
-    """Module -> the project modules it imports (only names that are modules of the library)."""
+    """Module -> the project modules it imports (only names that are modules of the library).
+
+    ``from . import guards`` imports the submodule, not the package's ``__init__``: when every
+    imported name is a module, only those count."""
     modules = {module_name(p): p for p in LIB.rglob("*.py")}
     graph: dict[str, set[str]] = {}
     for name, path in modules.items():
-        package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+        anchor = name + ".x" if path.name == "__init__.py" else name
+        tree = ast.parse(path.read_text(), str(path))
+        found: list[str] = []
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                base = _resolve(node, anchor)
+                subs = [f"{base}.{a.name}" for a in node.names]
+                found += [s for s in subs if s in modules] if all(s in modules for s in subs) else [base] + subs
+            elif isinstance(node, ast.Import):
+                found += [a.name for a in node.names]
         deps = set()
-        for _, mod in imported_modules(path, package + ".x" if path.name == "__init__.py" else name):
+        for mod in found:
             while mod and mod not in modules:
                 mod = mod.rsplit(".", 1)[0] if "." in mod else ""
             if mod and mod != name:
                 deps.add(mod)
         graph[name] = deps
     return graph
+
+
+def _resolve(node: ast.ImportFrom, module: str) -> str:
+    if not node.level:
+        return node.module or ""
+    base = module.split(".")[: len(module.split(".")) - node.level]
+    return ".".join(base + ([node.module] if node.module else []))
 
 
 def layer(module: str) -> str | None:

@@ -23,6 +23,10 @@ from m3unet.auto.pool import Pool, PoolError, PoolModel, load_pool_model, parse_
 from m3unet.core.weights import DEFAULT_WEIGHTS
 
 
+# Every rule of the policy switched on (some are off by default): the tests check each mechanism.
+ALL_RULES = RestorePolicy(retry=True, prefer_margin=0.05, solo_specialists=True, exposure_guard=True)
+
+
 def finding(**labels: float) -> Finding:
     """A reading with the given labels detected (p = 0.9) at the given severities."""
     return Finding({k: 0.9 if k in labels else 0.01 for k in LABELS}, {k: labels.get(k, 0.0) for k in LABELS})
@@ -318,14 +322,14 @@ def test_a_rolled_back_step_is_retried_first():
                        PoolModel(lambda t: t + 0.2, "lowlight", "brighten")])
     flat = torch.full((1, 32, 32, 3), 0.30)
     table = OrderTable({("noise", "lowlight"): 1.0})
-    result = AutoRestorer(pool, reader, table).run(flat)
+    result = AutoRestorer(pool, reader, table, policy=ALL_RULES).run(flat)
     rep = result.reports[0]
     assert [(s.task, s.outcome) for s in rep.steps] == [("lowlight", "kept")]
     assert rep.stopped.code == "clean" and rep.removed == 2
     assert rep.retry.code == "retry_better" and rep.retry.facts["rolled"] == ["lowlight"]
     assert "**Second try:** the usual order left darkness (low light); trying it first did better" in result.text()
     torch.testing.assert_close(result.image, flat + 0.2)
-    once = AutoRestorer(pool, reader, table).run(flat, retry=False).reports[0]
+    once = AutoRestorer(pool, reader, table, policy=ALL_RULES).run(flat, retry=False).reports[0]
     assert [(s.task, s.outcome) for s in once.steps] == [("noise", "kept"), ("lowlight", "rolled back")]
     assert once.retry is None and once.removed == 1
     no_retry = AutoRestorer(pool, reader, table, policy=RestorePolicy(retry=False)).run(flat).reports[0]
@@ -333,7 +337,7 @@ def test_a_rolled_back_step_is_retried_first():
     # A rolled-back step for a degradation the first reading did not show triggers no retry.
     reader.script.update({0.30: {"noise": (0.9, 0.5)}, 0.40: {"lowres": (0.9, 0.5)}, 0.60: {"lowres": (0.9, 0.5)}})
     pool.models["brighten"].tasks = ("lowres",)
-    other = AutoRestorer(pool, reader, table).run(flat).reports[0]
+    other = AutoRestorer(pool, reader, table, policy=ALL_RULES).run(flat).reports[0]
     assert [(s.task, s.outcome) for s in other.steps] == [("noise", "kept"), ("lowres", "rolled back")]
     assert other.retry is None
 
@@ -349,10 +353,10 @@ def test_the_first_candidate_wins_unless_another_is_clearly_better():
     for first_out, chosen in ((0.30, "specialist"), (0.40, "other")):
         pool = Pool(None, [PoolModel(lambda t, v=first_out: torch.full_like(t, v), "noise", "specialist"),
                            PoolModel(lambda t: torch.full_like(t, 0.20), "noise", "other")])
-        rep = AutoRestorer(pool, reader, OrderTable()).run(flat, retry=False).reports[0]
+        rep = AutoRestorer(pool, reader, OrderTable(), policy=ALL_RULES).run(flat, retry=False).reports[0]
         assert [a.model for a in rep.steps[0].attempts] == ["specialist", "other"]
         assert rep.steps[0].chosen == chosen, (first_out, rep.steps[0])
-    assert DEFAULT_POLICY.prefer_margin == DEFAULT_POLICY.min_gain
+    assert ALL_RULES.prefer_margin == ALL_RULES.min_gain and DEFAULT_POLICY.prefer_margin == 0.0
     # Without the margin the best candidate wins outright.
     pool = Pool(None, [PoolModel(lambda t: torch.full_like(t, 0.30), "noise", "specialist"),
                        PoolModel(lambda t: torch.full_like(t, 0.20), "noise", "other")])
@@ -489,10 +493,10 @@ def test_a_degradation_read_just_under_the_threshold_after_another_step_is_still
                        PoolModel(lambda t: t + 0.2, "lowlight", "brighten")])
     flat = torch.full((1, 32, 32, 3), 0.30)
     table = OrderTable({("noise", "lowlight"): 1.0})
-    once = AutoRestorer(pool, reader, table).run(flat, retry=False).reports[0]
+    once = AutoRestorer(pool, reader, table, policy=ALL_RULES).run(flat, retry=False).reports[0]
     assert [(s.task, s.outcome) for s in once.steps] == [("noise", "kept"), ("lowlight", "rolled back")]
     assert once.final_labels == ["lowlight"] and once.removed == 1  # held, not counted as removed
-    result = AutoRestorer(pool, reader, table).run(flat)
+    result = AutoRestorer(pool, reader, table, policy=ALL_RULES).run(flat)
     assert [(s.task, s.outcome) for s in result.reports[0].steps] == [("lowlight", "kept")]
     torch.testing.assert_close(result.image, flat + 0.2)
     # Under KEEP_THRESHOLD, or once a step for it was tried, a label is no longer held.
@@ -500,7 +504,7 @@ def test_a_degradation_read_just_under_the_threshold_after_another_step_is_still
     assert 0.36 >= KEEP_THRESHOLD and pending(f, ["lowlight"], set()) == ["lowlight"]
     assert pending(f, ["lowlight"], {"lowlight"}) == [] and pending(f, [], set()) == []
     reader.script[0.40] = {"lowlight": (KEEP_THRESHOLD - 0.05, 0.8)}
-    gone = AutoRestorer(pool, reader, table).run(flat).reports[0]
+    gone = AutoRestorer(pool, reader, table, policy=ALL_RULES).run(flat).reports[0]
     assert [(s.task, s.outcome) for s in gone.steps] == [("noise", "kept")] and gone.stopped.code == "clean"
 
 
@@ -716,20 +720,20 @@ def test_a_solo_specialist_serves_only_images_with_its_degradation_alone():
     reader = ScriptedReader({0.50: {"jpeg": (0.9, 0.8)},                       # JPEG alone
                              0.60: {"jpeg": (0.9, 0.8), "noise": (0.9, 0.5)},  # JPEG and noise
                              0.30: {}, 0.20: {}})
-    alone = AutoRestorer(pool, reader, OrderTable()).run(torch.full((1, 32, 32, 3), 0.50)).reports[0]
+    alone = AutoRestorer(pool, reader, OrderTable(), policy=ALL_RULES).run(torch.full((1, 32, 32, 3), 0.50)).reports[0]
     assert [(s.task, s.chosen, [a.model for a in s.attempts]) for s in alone.steps] == \
         [("jpeg", "m3unet-jpeg", ["m3unet-jpeg"])]
     assert alone.steps[0].reason.code == "specialist_alone" and alone.stopped.code == "clean"
     off = AutoRestorer(pool, reader, OrderTable(), policy=RestorePolicy(solo_specialists=False))
     assert off.run(torch.full((1, 32, 32, 3), 0.50)).reports[0].steps[0].chosen == "m3unet"  # the rule switched off
-    mixed = AutoRestorer(pool, reader, OrderTable()).run(torch.full((1, 32, 32, 3), 0.60)).reports[0]
+    mixed = AutoRestorer(pool, reader, OrderTable(), policy=ALL_RULES).run(torch.full((1, 32, 32, 3), 0.60)).reports[0]
     assert all("m3unet-jpeg" not in [a.model for a in s.attempts] for s in mixed.steps)
     assert mixed.steps[0].chosen == "m3unet" and mixed.stopped.code == "clean"
     # Denoised first, JPEG then reads alone: the image is no longer as given, the specialist waits.
     reader.script.update({0.20: {"jpeg": (0.9, 0.8)}, 0.40: {}})
     pool = Pool(_FlatRestorer(0.20), [spec, PoolModel(lambda t: torch.full_like(t, 0.40), "jpeg", "deblock")])
     table = OrderTable({("noise", "jpeg"): 1.0})
-    later = AutoRestorer(pool, reader, table).run(torch.full((1, 32, 32, 3), 0.60), retry=False).reports[0]
+    later = AutoRestorer(pool, reader, table, policy=ALL_RULES).run(torch.full((1, 32, 32, 3), 0.60), retry=False).reports[0]
     assert [(s.task, s.outcome) for s in later.steps][:2] == [("noise", "kept"), ("jpeg", "kept")]
     assert [a.model for a in later.steps[1].attempts] == ["deblock", "m3unet"]
 
@@ -747,8 +751,11 @@ def test_shipped_specialists_share_the_main_text_encoder_and_device(identity_res
         assert isinstance(m, M3UNetPoolModel) and m.tasks == table[file]
         assert (m.solo, m.small) == ((False, True) if file in SMALL_SPECIALISTS else (True, False))
         assert m.restorer.text_encoder is identity_restorer.text_encoder
-    assert [type(m).__name__ for m in shipped_tools(identity_restorer, kernel_deblur=False)] == \
+    assert [type(m).__name__ for m in shipped_tools(identity_restorer, kernel_deblur=False, policy=ALL_RULES)] == \
         ["M3UNetPoolModel"] * len(specs)
+    # The default policy leaves the single-task specialists out (it does not use them): only the small-print one.
+    assert [m.name for m in shipped_tools(identity_restorer, kernel_deblur=False)] == \
+        [m.name for m in specs if m.small]
     assert shipped_tools(identity_restorer, kernel_deblur=False, specialists=False) == []
     from m3unet.auto.pool import is_shipped_default
     assert is_shipped_default(None) and is_shipped_default(DEFAULT_WEIGHTS)
@@ -756,7 +763,8 @@ def test_shipped_specialists_share_the_main_text_encoder_and_device(identity_res
     # beside another main model the specialists stay out (they are fine-tuned from the default)
     other = DEFAULT_WEIGHTS.parent / "m3unet-deblur.safetensors"
     assert shipped_tools(identity_restorer, kernel_deblur=False, model_path=other) == []
-    assert len(shipped_tools(identity_restorer, kernel_deblur=False, model_path=DEFAULT_WEIGHTS)) == len(specs)
+    assert len(shipped_tools(identity_restorer, kernel_deblur=False, model_path=DEFAULT_WEIGHTS,
+                              policy=ALL_RULES)) == len(specs)
 
 
 def test_looks_like_print_wants_paper_and_ink():
@@ -919,7 +927,7 @@ def test_a_brightening_step_that_clips_a_normally_exposed_photo_is_rolled_back()
     the step stays."""
     assert clipped_share(torch.full((3, 4, 4), 0.99)) == 1.0 and clipped_share(torch.zeros(1, 3, 4, 4)) == 0.0
     pool = Pool(None, [PoolModel(_brighten, "lowlight", "brighten")])
-    auto = AutoRestorer(pool, _DarkReader())
+    auto = AutoRestorer(pool, _DarkReader(), policy=ALL_RULES)
     normal = smooth_photo() * torch.tensor([0.55, 0.55, 0.9])  # mean under 0.5, highlights near 0.9
     dark = smooth_photo() * 0.45
     res = auto.run(normal)

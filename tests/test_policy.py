@@ -64,9 +64,11 @@ def test_accept_needs_a_gain_when_automatic_and_no_harm_when_planned_by_the_user
 
 
 def test_preferred_keeps_the_first_candidate_within_the_margin():
-    assert guards.preferred([0.80, 0.84]) == 0
-    assert guards.preferred([0.80, 0.90]) == 1
-    assert guards.preferred([0.80, 0.84], RestorePolicy(prefer_margin=0.0)) == 1
+    margin = RestorePolicy(prefer_margin=0.05)
+    assert guards.preferred([0.80, 0.84], margin) == 0
+    assert guards.preferred([0.80, 0.90], margin) == 1
+    assert guards.preferred([0.80, 0.84]) == 1  # the shipped policy: the best wins
+    assert guards.preferred([0.80, 0.80]) == 0  # ties: the first
 
 
 def test_pending_holds_a_first_reading_by_hysteresis_until_tried():
@@ -79,10 +81,11 @@ def test_pending_holds_a_first_reading_by_hysteresis_until_tried():
 def test_overexposure_only_judges_brightening_steps():
     dark, bright = torch.full((3, 8, 8), 0.2), torch.full((3, 8, 8), 0.2)
     bright[:, :4] = 1.0
-    assert guards.overexposure(dark, bright, ["lowlight"]) == pytest.approx(0.5)
-    assert guards.overexposure(dark, bright, ["noise"]) is None
-    assert guards.overexposure(dark, bright, ["lowlight"], RestorePolicy(exposure_guard=False)) is None
-    assert guards.overexposure(dark, bright, ["lowlight"], RestorePolicy(exposure_clip_rise=0.6)) is None
+    on = RestorePolicy(exposure_guard=True)
+    assert guards.overexposure(dark, bright, ["lowlight"], on) == pytest.approx(0.5)
+    assert guards.overexposure(dark, bright, ["noise"], on) is None
+    assert guards.overexposure(dark, bright, ["lowlight"]) is None  # off in the shipped policy
+    assert guards.overexposure(dark, bright, ["lowlight"], on.replace(exposure_clip_rise=0.6)) is None
 
 
 def test_print_guard_ignores_haze_and_low_light_only_on_print():
@@ -154,7 +157,9 @@ def test_factory_builds_the_pool_and_hands_every_loaded_network_to_the_host(tmp_
     assert any(isinstance(m, torch.nn.Module) and m is auto.classifier.model for m in managed)
     assert any(m is auto.pool.models["kernel-deblur"].estimator for m in managed)
     shipped = build_auto_restorer(restorer, classifier=None, kernel_deblur=False)
-    assert shipped.classifier is None and {"m3unet-jpeg", "m3unet-noise"} <= set(shipped.pool.models)
+    assert shipped.classifier is None and set(shipped.pool.models) == {"m3unet-smallprint"}
+    solo = build_auto_restorer(restorer, classifier=None, kernel_deblur=False, policy=RestorePolicy(solo_specialists=True))
+    assert {"m3unet-jpeg", "m3unet-noise", "m3unet-smallprint"} == set(solo.pool.models)
 
 
 def test_policy_command_prints_and_writes_the_table(tmp_path):

@@ -59,7 +59,8 @@ def build_auto_restorer(restorer: Restorer | None = None, *, model_path: str | P
     policy = policy or DEFAULT_POLICY
     if restorer is None:
         restorer = Restorer(load_model(model_path))
-    tools = shipped_tools(restorer, kernel_deblur=kernel_deblur, specialists=specialists, model_path=model_path)
+    tools = shipped_tools(restorer, kernel_deblur=kernel_deblur, specialists=specialists, model_path=model_path,
+                          policy=policy)
     if manage is not None:
         for tool in tools:
             network = getattr(tool, "estimator", None)

@@ -315,35 +315,39 @@ def is_shipped_default(path) -> bool:
     return path is None or Path(path).resolve() == DEFAULT_WEIGHTS.resolve()
 
 
-def shipped_specialists(restorer) -> list[M3UNetPoolModel]:
+def shipped_specialists(restorer, solo: bool = True, small: bool = True) -> list[M3UNetPoolModel]:
     """The shipped specialists (:data:`SPECIALISTS`, then :data:`SMALL_SPECIALISTS`) whose files are present, on ``restorer``'s
     device and sharing its text encoder; [] without a restorer. They are fine-tuned from the
     shipped default: callers add them only when it is the main model (:func:`is_shipped_default`),
-    so a model the user chose is not replaced on its single-degradation steps."""
+    so a model the user chose is not replaced on its single-degradation steps. ``solo`` / ``small``:
+    include the single-task specialists / the small-print one (the policy decides whether they are used)."""
     if restorer is None:
         return []
     from ..restore.pipeline import Restorer
     from ..core.weights import DEFAULT_WEIGHTS, load_model
     out = []
-    for small, table in ((False, SPECIALISTS), (True, SMALL_SPECIALISTS)):
+    for is_small, table in ((False, SPECIALISTS if solo else {}), (True, SMALL_SPECIALISTS if small else {})):
         for file, tasks in table.items():
             path = DEFAULT_WEIGHTS.parent / file
             if path.is_file():
                 model = _specialist_models.get(path, lambda p=path: load_model(p)).to(restorer.device)
                 out.append(M3UNetPoolModel(Restorer(model, restorer.text_encoder), tasks, path.stem,
-                                           solo=not small, small=small))
+                                           solo=not is_small, small=is_small))
     return out
 
 
-def shipped_tools(restorer, kernel_deblur: bool = True, specialists: bool = True, model_path=None) -> list:
+def shipped_tools(restorer, kernel_deblur: bool = True, specialists: bool = True, model_path=None,
+                  policy: RestorePolicy = DEFAULT_POLICY) -> list:
     """The default pool's members beside M3UNet (what ``restore``, the Auto Restore node and eval's
     ``auto`` column use): the kernel-aware deblur (:mod:`m3unet.auto.deblur`, the defocus step) and the
     shipped specialists, each when asked for and its weights file is present. ``model_path`` is the
     main model's file (None: the shipped default); the specialists join only beside the shipped
-    default (:func:`is_shipped_default`)."""
+    default (:func:`is_shipped_default`), and only those the ``policy`` uses (the single-task ones with
+    ``solo_specialists``, the small-print one with ``small_image_routes``)."""
     from .deblur import shipped_kernel_deblur
     return (shipped_kernel_deblur(restorer) if kernel_deblur else []) + \
-        (shipped_specialists(restorer) if specialists and is_shipped_default(model_path) else [])
+        (shipped_specialists(restorer, solo=policy.solo_specialists, small=policy.small_image_routes)
+         if specialists and is_shipped_default(model_path) else [])
 
 
 def parse_pool_arg(arg: str) -> tuple[str, list[str]]:
