@@ -136,6 +136,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--model", default=None)
     b.add_argument("--steps", type=int, default=None)
     b.add_argument("--json", default=None)
+    b.add_argument("--auto", action="store_true", help="also the automatic restore of a noisy, compressed "
+                   "photo at each size (where its time goes, peak memory) and one pass through the command line")
     b.add_argument("--kernel-deblur", dest="kernel_deblur", action="store_true",
                    help="time the kernel-aware deblur (estimate, deconvolution at sigma 2 px, clean-up pass) instead")
     b.add_argument("--peers", action="store_true", help="M3UNet side by side with BM3D, NLM, Real-ESRGAN and "
