@@ -61,7 +61,7 @@ def test_crops_sit_on_the_jpeg_grid(h, w):
 
 # ---------------------------------------------------------------------------- trainability
 def test_pixel_level_signal_survives_the_local_branch():
-    """Regression (issue 3): the first classifier's plain conv stack let a heavy noise or blur
+    """Regression: the first classifier's plain conv stack let a heavy noise or blur
     change its final crop features by 1e-4..1e-6 relative (the biases dominated), so it never
     learned the local labels. With BatchNorm the change must be of order one."""
     torch.manual_seed(0)

@@ -162,7 +162,7 @@ def test_ablate_dilation_smoke(tmp_path):
     assert "| D=[3,4,5] | 29.99 / 0.723 |" in table and "Ordering by PSNR" in table
     r = m3unet(*args)
     assert r.returncode == 0 and "training" not in r.stdout, r.stdout
-# ---------------------------------------------------------------------------- automatic restore (issue 3)
+# ---------------------------------------------------------------------------- automatic restore
 def _auto_inputs(tmp_path):
     """A noisy smooth PNG, an (untrained) classifier file and a spandrel Compact blur (1x and 2x)."""
     import torch

@@ -70,7 +70,7 @@ class ClassifierConfig:
 
 def _cbr(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
     """Conv 3x3 -> BatchNorm -> GELU. BatchNorm keeps the tiny pixel-level signals (light noise, a
-    slight blur) alive through the stack; without it they vanished under the biases (issue 3)."""
+    slight blur) alive through the stack; without it they vanish under the biases."""
     return [nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.GELU()]
 
 
@@ -361,8 +361,8 @@ def default_plan(finding: Finding) -> list[dict]:
     """A simple restoration plan: one M3UNet step per detected label, most severe first.
 
     Each step is ``{"task", "strength", "model": "m3unet", "text"}`` with the label's level as
-    strength and the canonical restoration text for that label alone. The measured, adaptive
-    ordering of issue 3 (``m3unet.auto.plan``) replaces this when available.
+    strength and the canonical restoration text for that label alone. The automatic restore uses
+    the measured, adaptive ordering of :mod:`m3unet.auto.plan` instead.
     """
     from ..core.text import describe
     return [{"task": k, "strength": level(finding.severity[k]), "model": "m3unet",

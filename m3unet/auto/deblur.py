@@ -1,7 +1,7 @@
 """Kernel-aware deblurring: estimate the Gaussian (defocus) blur, deconvolve it, clean up with M3UNet.
 
-A small M3UNet restores noise well but sharpens defocus blur little (issue 2's eval: +0.56 dB
-blind on blur sigma=2 px). Deconvolution with the right kernel recovers most of what the blur
+A small M3UNet restores noise well but sharpens defocus blur little (``eval``: +0.56 dB blind on
+blur sigma=2 px, validation photos). Deconvolution with the right kernel recovers most of what the blur
 removed, and a learned restorer then removes what deconvolution leaves (amplified noise, ringing):
 the two-stage scheme of Schuler et al., "A machine learning approach for non-blind image
 deconvolution" (CVPR 2013) and of DPIR / USRNet (Zhang et al. 2020-21), where the kernel is known.
@@ -108,7 +108,7 @@ BLOCKY = 1.2  # from this blockiness on the deconvolution is skipped: it would a
 def blockiness(x: torch.Tensor) -> float:
     """JPEG blockiness of ``[3, H, W]``: mean luminance step across the columns and rows of an 8 px
     grid relative to the mean step anywhere, at the grid phase where it is largest (a crop of a
-    JPEG need not start on its grid). About 1.0 without blocks; measured on the held-out photos at
+    JPEG need not start on its grid). About 1.0 without blocks; measured on the validation photos at
     64-1024 px: Gaussian blur (sigma 2-3 px) at most 1.17, JPEG q15 at least 1.25, q50 1.07-2.2.
     Only directions of at least 64 px count; 1.0 if none does."""
     g = grey(x.float())[0]
@@ -170,7 +170,7 @@ def _deconvolve_whole(y: torch.Tensor, sigma: float, balance: float) -> torch.Te
 
 
 def balance_for(noise: float) -> float:
-    """Wiener balance for a noise level (1/255). Measured on the 9 held-out photos with the true
+    """Wiener balance for a noise level (1/255). Measured on the 9 validation photos with the true
     kernel and a clean-up pass (``out`` of ``eval --deblur``): 0.003 is best at 2/255 for sigma 1, 2
     and 3 px; at 5/255 about 0.03, at 10/255 about 0.1."""
     return float(min(0.1, max(0.003, 0.003 * (noise / 2.0) ** 2)))

@@ -18,16 +18,17 @@ and the field.
 
 The automatic plan removes the degradations of the camera and the file (:attr:`m3unet.auto.policy.RestorePolicy.joint_tasks`:
 noise, blur, motion, JPEG, low resolution) in one joint step when it reads two or more of them:
-measured on ``eval --auto``'s 30 held-out mixes (session 11), one M3UNet pass told about all of
+measured on ``eval --auto``'s 30 validation mixes, one M3UNet pass told about all of
 them matched or beat the best fixed order of single-task passes on every such mix type (e.g.
 JPEG + low resolution + noise 24.83 vs 24.35 dB, blur + JPEG + noise 24.67 vs 24.50), while
 haze and low light stay steps of their own (a joint pass told of low light and noise lost
 1.3 dB). From a reading, the joint step's tasks are sized by their expected severity (probability
-x severity), so a doubtful one is told as lighter (chosen on other mixes than ``eval --auto``'s).
+x severity), so a doubtful one is told as lighter (chosen on other validation mixes than
+``eval --auto``'s). ``eval --rules`` re-checks the joint step on the validation suite (docs/rules.md).
 
 The ORDER of the steps is learned from measurements, not taste (RestoreAgent / AgenticIR make the
 same point: the order of restoration steps matters and depends on the degradations).
-``python -m m3unet plan-orders`` (:mod:`m3unet.evaluation.orders`) restores held-out photos with mixed
+``python -m m3unet plan-orders`` (:mod:`m3unet.evaluation.orders`) restores validation photos with mixed
 degradations in every order of single-task M3UNet passes and records, for every pair of tasks,
 how many dB doing ``a`` before ``b`` gains over ``b`` before ``a``. :func:`order_tasks` picks the
 order that maximises the summed pairwise gains (a Kemeny-style ranking of the measured

@@ -10,7 +10,7 @@ so x_1 = y is the degraded image itself and x_0 the clean one. The model predict
 already a full restoration; further steps re-noise to smaller t and refine. Each update is the
 bridge posterior given the predicted x0 (a DDIM-like step): the noise re-used from x_t is mixed
 with fresh seeded noise by ``eta`` (0 = deterministic, 1 = fully stochastic). Measured on
-held-out photos, the deterministic path is clearly better than re-noising with fresh noise after
+validation photos, the deterministic path is clearly better than re-noising with fresh noise after
 the first step (e.g. noise sigma 25 at 3 steps: 27.5 vs 25.8 dB, early checkpoint).
 """
 from __future__ import annotations
