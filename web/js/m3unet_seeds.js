@@ -5,7 +5,7 @@
 // Newer ComfyUI versions take the mode from the node definition (io.ControlAfterGenerate.fixed); the
 // front end of ComfyUI 0.3.75 (1.32) always starts at "randomize", so this sets new nodes to "fixed".
 // Nodes loaded from a workflow keep the mode saved in it: loading applies the saved values after this.
-import { app } from "../../scripts/app.js";
+import { app } from "../../../scripts/app.js";
 
 const SEEDED = new Set(["M3UNetSampler", "M3UNetAutoRestore", "M3UNetKernelDeblur", "M3UNetMLLMCaption"]);
 const MODES = ["fixed", "increment", "decrement", "randomize"];
