@@ -9,7 +9,11 @@ The host runs with the project venv (the same interpreter that runs the tests).
 Usage::
 
     python scripts/comfy_host.py build [--root DIR]
-    python scripts/comfy_host.py serve --port 8188 --base-dir DIR [--root DIR]
+    python scripts/comfy_host.py serve --port 8188 --base-dir DIR [--root DIR] [--web]
+
+``serve --web`` serves ComfyUI's web front end (``comfyui-frontend-package``, in the venv from
+requirements-dev.txt) at http://127.0.0.1:<port>; without it the server runs headless with an empty
+front-end folder.
 
 Stdlib only.
 """
@@ -96,22 +100,27 @@ def build(root: Path = DEFAULT_ROOT) -> Path:
     return comfy
 
 
-def server_command(comfy: Path, port: int, base_dir: Path, frontend: Path,
+def server_command(comfy: Path, port: int, base_dir: Path, frontend: Path | None,
                    python: str | None = None) -> list[str]:
-    """Command line that starts the ComfyUI server headless on CPU."""
-    return [python or sys.executable, str(comfy / "main.py"), "--cpu",
-            "--listen", "127.0.0.1", "--port", str(port), "--disable-auto-launch",
-            "--base-directory", str(base_dir), "--front-end-root", str(frontend),
-            "--disable-api-nodes", "--database-url", "sqlite:///:memory:"]
+    """Command line that starts the ComfyUI server on CPU; ``frontend`` None serves the installed
+    web front end package, a folder serves that folder (an empty one: headless)."""
+    cmd = [python or sys.executable, str(comfy / "main.py"), "--cpu",
+           "--listen", "127.0.0.1", "--port", str(port), "--disable-auto-launch",
+           "--base-directory", str(base_dir), "--disable-api-nodes", "--database-url", "sqlite:///:memory:"]
+    return cmd + (["--front-end-root", str(frontend)] if frontend is not None else [])
 
 
-def serve(root: Path, port: int, base_dir: Path) -> int:
-    """Build if needed, then exec the server in the foreground (does not return)."""
+def serve(root: Path, port: int, base_dir: Path, web: bool = False) -> int:
+    """Build if needed, link the pack into ``custom_nodes/m3unet_pack`` and exec the server in the
+    foreground (does not return)."""
     comfy = build(root)
     base_dir = Path(base_dir).resolve()
     for sub in ("custom_nodes", "input", "output", "models"):
         (base_dir / sub).mkdir(parents=True, exist_ok=True)
-    cmd = server_command(comfy, port, base_dir, Path(root).resolve() / "frontend",
+    link = base_dir / "custom_nodes" / "m3unet_pack"
+    if not link.exists() and not link.is_symlink():
+        link.symlink_to(REPO, target_is_directory=True)  # the pack, as the tests install it
+    cmd = server_command(comfy, port, base_dir, None if web else Path(root).resolve() / "frontend",
                          python=venv_python())
     print(" ".join(cmd), flush=True)
     os.chdir(base_dir)
@@ -128,11 +137,12 @@ def main(argv: list[str] | None = None) -> int:
     sp = sub.add_parser("serve", help="start the server in the foreground")
     sp.add_argument("--port", type=int, default=8188)
     sp.add_argument("--base-dir", type=Path, required=True)
+    sp.add_argument("--web", action="store_true", help="serve the web front end (comfyui-frontend-package)")
     args = ap.parse_args(argv)
     if args.cmd == "build":
         print(build(args.root))
         return 0
-    return serve(args.root, args.port, args.base_dir)
+    return serve(args.root, args.port, args.base_dir, web=args.web)
 
 
 if __name__ == "__main__":

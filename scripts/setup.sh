@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
-# Fresh machine -> working project: creates .venv (torch from the local wheel cache, the pack's and
-# the dev/test requirements), builds the headless ComfyUI test host in .host/, then restores the
-# bundled degraded example with the shipped model, printing PSNR before/after and writing
-# out/coffee_degraded_before_after.png.
+# Fresh machine -> working project: installs Debian's Chromium and its WebDriver for the browser
+# tests (apt, when missing), creates .venv (torch from the local wheel cache, the pack's and the
+# dev/test requirements, among them ComfyUI's web front end and Selenium), builds the headless
+# ComfyUI test host in .host/, then restores the bundled degraded example with the shipped model,
+# printing PSNR before/after and writing out/coffee_degraded_before_after.png.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver fonts-dejavu-core
+fi
 PY="${PYTHON:-}"
 if [ -z "$PY" ]; then
   for cand in python3.11 python3; do command -v "$cand" >/dev/null && { PY="$cand"; break; }; done

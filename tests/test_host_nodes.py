@@ -204,6 +204,20 @@ def test_node_ids_carry_the_pack_prefix_and_names_are_unambiguous(comfy_object_i
     assert comfy_object_info["M3UNetAutoRestore"]["output_name"] == ["IMAGE", "report", "plan_used"]
 
 
+
+def test_help_pages_are_served_where_the_front_end_looks(comfy_host: ComfyHost,
+                                                         comfy_object_info: dict[str, Any]) -> None:
+    """The front end fetches a custom node's help from /extensions/<pack folder>/docs/<node id>.md
+    (the pack folder read from the node's python_module): every node of the pack has its page there."""
+    for node_id, info in comfy_object_info.items():
+        if info.get("category") != "M3UNet":
+            continue
+        module = info["python_module"].split(".")
+        assert module[0] == "custom_nodes", info["python_module"]
+        r = comfy_host.session.get(f"{comfy_host.url}/extensions/{module[1]}/docs/{node_id}.md", timeout=30)
+        assert r.status_code == 200 and r.text.startswith(f"# {info['display_name']}"), (node_id, r.status_code)
+
+
 # ---------------------------------------------------------------------------- 2. workflows
 RUN_SD15 = os.environ.get("M3UNET_RUN_SD15") == "1"
 

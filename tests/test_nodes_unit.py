@@ -204,6 +204,29 @@ def test_compat_registers_the_renamed_node_ids_where_comfyui_can(pack, monkeypat
     assert asyncio.run(pack.compat.register_replacements(pack.nodes.RENAMED)) == 0
 
 
+
+HELP_SECTIONS = ("## What it does", "## When to use it", "## Inputs", "## Tip")
+
+
+def test_every_node_has_a_help_page_for_artists(pack) -> None:
+    """web/docs/<node id>.md (ComfyUI's custom-node help pages, served under WEB_DIRECTORY) for every
+    registered node: a title, what it does, when to use it, every input by name, and a tip."""
+    assert pack.root.WEB_DIRECTORY == "./web"
+    docs = REPO / "web" / "docs"
+    ids = [cls.GET_SCHEMA().node_id for cls in pack.nodes.NODE_LIST]
+    assert sorted(p.stem for p in docs.glob("*.md")) == sorted(ids)
+    for cls in pack.nodes.NODE_LIST:
+        schema = cls.GET_SCHEMA()
+        text = (docs / f"{schema.node_id}.md").read_text()
+        assert text.startswith(f"# {schema.display_name}\n"), schema.node_id
+        assert all(section in text for section in HELP_SECTIONS), schema.node_id
+        inputs = text[text.index("## Inputs"):]
+        # numbered inputs may be named together: **pool_model_1..3**
+        missing = [i.id for i in schema.inputs if f"**{i.id}**" not in inputs
+                   and f"**{i.id.rstrip('0123456789')}" not in inputs]
+        assert not missing, (schema.node_id, missing)
+        assert "m3unet." not in text and "TODO" not in text, schema.node_id
+
 # ---------------------------------------------------------------------------- models folder
 def test_model_folder_extends_an_existing_entry(pack) -> None:
     fnp = pack.folder_paths.folder_names_and_paths
