@@ -160,15 +160,16 @@ class AutoRestorer:
             raise InputError(f"got {len(plans)} plans for a batch of {b} images; give one plan or one per image")
         scale = self.pool.max_scale if upscale else 1
         target = (h * scale, w * scale)
-        outs, reports = [], []
+        out = torch.empty((b, *target, c), dtype=image.dtype)  # written image by image: flat memory
+        reports = []
         ticker = _Progress(progress)
         for i in range(b):
             rgb, report = self._restore_one(to_rgb_float(image[i]), plans[i], int(budget), int(seed) + 104_729 * i,
                                             target, rollback, retry, ticker)
-            outs.append(resize(rgb, target))
+            out[i] = like_input(resize(rgb, target).permute(1, 2, 0), image[i])
+            del rgb
             reports.append(report)
-        return AutoResult(torch.stack([like_input(y.permute(1, 2, 0), image[i]) for i, y in enumerate(outs)]),
-                          reports)
+        return AutoResult(out, reports)
 
     # ------------------------------------------------------------------ one image
     def _restore_one(self, x: torch.Tensor, plan: Plan | None, budget: int, seed: int, target: tuple[int, int],

@@ -69,7 +69,7 @@ def like_input(rgb: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
     """An RGB float result ``[H', W', 3]`` -> the layout of ``original`` ``[H, W, C]``: its channels
     (grey by Rec. 601 luma; RGBA with the original alpha, resized if the size changed) and dtype."""
     c = original.shape[-1]
-    y = rgb.clamp(0, 1)
+    y = rgb.clamp(0, 1)  # a new tensor: the conversions below work in place on it (flat memory)
     if c == 1:
         y = (y * torch.tensor(LUMA, dtype=y.dtype, device=y.device)).sum(-1, keepdim=True)
     elif c == 4:
@@ -78,5 +78,5 @@ def like_input(rgb: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
             a = resize(a.permute(2, 0, 1), tuple(y.shape[:2])).permute(1, 2, 0)
         y = torch.cat([y, a.to(y.device, y.dtype)], -1)
     if original.dtype == torch.uint8:
-        return (y * 255 + 0.5).clamp(0, 255).to(torch.uint8)
+        return y.mul_(255).add_(0.5).clamp_(0, 255).to(torch.uint8)
     return y.to(original.dtype)
