@@ -1,8 +1,9 @@
 """Regenerate the bundled example pair (assets/examples/*.png) from a held-out scikit-image photo,
-and the workflows' thumbnails for ComfyUI's Templates dialog (workflows/<name>.jpg: the example's
-degraded left half beside the shipped model's automatic restoration, with the workflow's title).
+the workflows' thumbnails for ComfyUI's Templates dialog (workflows/<name>.jpg: the example's
+degraded left half beside the shipped model's automatic restoration, with the workflow's title)
+and the pack's registry icon (assets/icon.png: a grainy, blocky half beside a clean one).
 
-    .venv/bin/python scripts/make_example.py [--thumbnails]
+    .venv/bin/python scripts/make_example.py [--thumbnails] [--icon]
 """
 import argparse
 import subprocess
@@ -53,11 +54,44 @@ def thumbnails() -> None:
         print(path.with_suffix(".jpg"))
 
 
+def icon(size: int = 256) -> None:
+    """assets/icon.png: a rounded tile whose left half is noisy and blocky, the right half clean."""
+    from PIL import ImageDraw
+
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    sky = np.stack([40 + 60 * yy, 90 + 80 * yy, 170 + 60 * (1 - yy)], -1)  # blue to teal
+    sun = ((xx - 0.5) ** 2 + (yy - 0.42) ** 2) < 0.2 ** 2
+    sky[sun] = (250, 200, 90)
+    hill = yy > 0.68 + 0.08 * np.sin(xx * 6.3)
+    sky[hill] = (40, 120, 70)
+    clean = sky.clip(0, 255)
+    noisy = clean + rng.normal(0, 38, clean.shape)
+    blocks = 16  # JPEG-like blocks on the damaged half
+    small = noisy[::blocks, ::blocks].repeat(blocks, 0).repeat(blocks, 1)
+    damaged = 0.55 * noisy + 0.45 * small
+    art = np.where(xx[..., None] < 0.5, damaged, clean).clip(0, 255).astype(np.uint8)
+    tile = Image.fromarray(art).convert("RGBA")
+    draw = ImageDraw.Draw(tile)
+    draw.line([(size // 2, 0), (size // 2, size)], fill=(255, 255, 255, 255), width=max(2, size // 64))
+    mask = Image.new("L", (size, size), 0)
+    ImageDraw.Draw(mask).rounded_rectangle([0, 0, size - 1, size - 1], radius=size // 6, fill=255)
+    tile.putalpha(mask)
+    out = REPO / "assets" / "icon.png"
+    tile.quantize(colors=96, method=Image.Quantize.FASTOCTREE).save(out, optimize=True)  # a small file
+    print(out, out.stat().st_size, "bytes")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--thumbnails", action="store_true", help="only remake workflows/*.jpg")
-    if ap.parse_args().thumbnails:
-        thumbnails()
+    ap.add_argument("--icon", action="store_true", help="only remake assets/icon.png")
+    args = ap.parse_args()
+    if args.thumbnails or args.icon:
+        if args.thumbnails:
+            thumbnails()
+        if args.icon:
+            icon()
         return
     photo = skimage_validation()["skimage-coffee"]  # held out: never used in training
     clean = torch.from_numpy(photo.copy()).permute(2, 0, 1).float() / 255
