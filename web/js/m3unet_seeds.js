@@ -5,7 +5,8 @@
 // Newer ComfyUI versions take the mode from the node definition (io.ControlAfterGenerate.fixed); the
 // front end of ComfyUI 0.3.75 (1.32) always starts at "randomize", so this sets new nodes to "fixed".
 // Nodes loaded from a workflow keep the mode saved in it: loading applies the saved values after this.
-import { app } from "../../../scripts/app.js";
+// The app from the front end's API object (newer front ends deprecate the scripts/ shims), else the shim.
+const { app } = window.comfyAPI?.app?.app ? window.comfyAPI.app : await import("../../../scripts/app.js");
 
 const SEEDED = new Set(["M3UNetSampler", "M3UNetAutoRestore", "M3UNetKernelDeblur", "M3UNetMLLMCaption"]);
 const MODES = ["fixed", "increment", "decrement", "randomize"];
