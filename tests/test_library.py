@@ -270,3 +270,17 @@ def test_out_of_memory_halves_the_tile_and_restores_the_whole_image():
     limit["side"] = 100  # even MIN_TILE's tiles (120 px here) do not fit
     with pytest.raises(torch.OutOfMemoryError):
         restorer.restore(image, tile=512, on_oom=freed.append)
+
+
+def test_the_shipped_empty_text_embedding_is_the_encoders_and_saves_loading_it():
+    """A blind pass (empty text) uses the shipped embedding of "" instead of loading the sentence
+    encoder; it must be exactly what the encoder computes."""
+    from m3unet.core.text import default_encoder, empty_text_embedding
+    shipped = empty_text_embedding()
+    assert shipped is not None and shipped.shape == (384,)
+    torch.testing.assert_close(shipped, default_encoder().encode([""])[0], atol=1e-6, rtol=0)
+    model = M3UNet(M3UNetConfig(width=8, enc_blocks=[1, 1, 1], mid_blocks=1, dec_blocks=[1, 1, 1],
+                                cond_dim=32, embed_dim=32, heads=1)).eval()
+    r = Restorer(model)
+    assert torch.equal(r.embed_text(["", " "]), shipped.expand(2, -1)) and r._text_encoder is None
+    assert r.embed_text(["remove the noise"]).shape == (1, 384) and r._text_encoder is not None

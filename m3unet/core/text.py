@@ -114,7 +114,34 @@ class TextEncoder:
         return torch.stack([self._cache[t] for t in texts])
 
 
+# The embedding of the empty text (what a blind pass is told), computed once by the encoder and shipped
+# (``python -m m3unet.core.text`` rewrites it), so a blind pass needs no encoder: loading one costs
+# seconds, more than restoring a small image.
+EMPTY_TEXT_FILE = Path(__file__).with_name("empty_text.safetensors")
+
+
+@functools.lru_cache(maxsize=1)
+def empty_text_embedding() -> torch.Tensor | None:
+    """The shipped ``[384]`` embedding of ``""`` (None if the file is missing)."""
+    if not EMPTY_TEXT_FILE.is_file():
+        return None
+    from safetensors.torch import load_file
+    return load_file(str(EMPTY_TEXT_FILE))["empty"].float()
+
+
+def write_empty_text_embedding(encoder: "TextEncoder | None" = None) -> Path:
+    """Compute the embedding of ``""`` with the encoder and write :data:`EMPTY_TEXT_FILE`."""
+    from safetensors.torch import save_file
+    save_file({"empty": (encoder or default_encoder()).encode([""])[0].contiguous()}, str(EMPTY_TEXT_FILE))
+    empty_text_embedding.cache_clear()
+    return EMPTY_TEXT_FILE
+
+
 @functools.lru_cache(maxsize=1)
 def default_encoder() -> TextEncoder:
     """The process-wide sentence encoder (loaded on first use, ~3 s)."""
     return TextEncoder()
+
+
+if __name__ == "__main__":
+    print(write_empty_text_embedding())

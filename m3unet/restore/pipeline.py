@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from ..core import diffusion, tiling
 from ..core.control import Control
-from ..core.text import TextEncoder, default_encoder
+from ..core.text import TextEncoder, default_encoder, empty_text_embedding
 from ..core.image import MAX_SIDE, MIN_SIDE, InputError, check_image, like_input, to_rgb_float  # noqa: F401
 from ..core.unet import M3UNet
 
@@ -60,8 +60,13 @@ class Restorer:
         return next(self.model.parameters()).device
 
     def embed_text(self, texts: Sequence[str]) -> torch.Tensor:
-        """Sentence embeddings ``[N, 384]`` of the restoration texts."""
-        return self.text_encoder.encode([t.strip() for t in texts])
+        """Sentence embeddings ``[N, 384]`` of the restoration texts (only empty texts: the shipped
+        embedding of ``""``, with no encoder to load, unless one is already loaded)."""
+        texts = [t.strip() for t in texts]
+        empty = empty_text_embedding() if self._text_encoder is None and not any(texts) else None
+        if empty is not None:
+            return empty.expand(len(texts), -1).clone()
+        return self.text_encoder.encode(texts)
 
     @torch.inference_mode()
     def embed_image(self, image: torch.Tensor) -> torch.Tensor:
