@@ -680,6 +680,11 @@ class ComfyBrowser:
         self.driver.find_element("tag name", "body").send_keys(Keys.ESCAPE)
         time.sleep(0.5)
 
+    def fit_view(self) -> None:
+        """Zoom and pan so that the whole workflow is in view (the canvas' "fit view")."""
+        self.js("if (app.graph.nodes.length) app.canvas.fitViewToSelectionAnimated({duration: 1});")
+        time.sleep(0.5)
+
     def screenshot(self, path: Path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)

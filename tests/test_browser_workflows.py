@@ -93,6 +93,8 @@ def browser(web_host: ComfyHost) -> ComfyBrowser:
 
 
 def shot(browser: ComfyBrowser, name: str) -> Path:
+    """Screenshot artifact of the whole workflow in view."""
+    browser.fit_view()
     return browser.screenshot(SCREENSHOTS / f"{name}.png")
 
 

@@ -11,6 +11,8 @@ from PIL import Image
 
 from comfy_client import ComfyHost, PromptRejected, ui_to_api, widget_layout
 
+pytestmark = pytest.mark.host
+
 
 def _write_input_image(host: ComfyHost, seed: int = 0) -> tuple[str, np.ndarray]:
     """Save a random RGB PNG into the host's input folder; return (name, pixels)."""

@@ -22,6 +22,8 @@ from comfy_client import ComfyHost, PromptRejected
 from fake_vlm_server import FakeVLMServer
 from tiny_mllm import cached_model
 
+pytestmark = pytest.mark.host
+
 REPO = Path(__file__).resolve().parent.parent
 EXPECTED_TEXT = "remove the heavy noise, then remove the light blur"
 FAMILIES = ["blip", "qwen2_vl", "idefics3", "llava"]
