@@ -50,6 +50,11 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="PSNR/SSIM table per degradation on validation photos")
     e.add_argument("--auto", action="store_true", help="instead: automatic restore vs one blind pass vs the best "
                    "fixed order on validation mixes, and clean photos through auto restore")
+    e.add_argument("--stress", action="store_true", help="instead: the stress set (test photos by default: wider "
+                   "ranges than training, mixes in random order): classifier F1 per family and the automatic "
+                   "restore's gain per kind and severity band (--json, --plot)")
+    e.add_argument("--per-kind", dest="per_kind", type=int, default=2,
+                   help="--stress: cases per kind and photo (default 2)")
     e.add_argument("--rules", action="store_true", help="instead: each special-case rule of the restore policy "
                    "switched off where it fired, over a seeded suite (mixes, single settings, clean, small crops, text "
                    "pages); --settings limits it to some rules, --per-set sets the mixes per set")
@@ -88,10 +93,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="--auto: seed of the validation mixes (default 1, the reported ones; plan-orders measures seed 0)")
     e.add_argument("--data", default=None, help="prepared photo folder (default: data/photos if present, "
                    "else the validation photos bundled with scikit-image)")
-    e.add_argument("--split", choices=("validation", "test"), default="validation",
+    e.add_argument("--split", choices=("validation", "test"), default=None,
                    help="photos to measure on: validation (chooses thresholds and rules; the default, and "
                    "the scikit-image photos when nothing is prepared) or test (never used to choose; the "
-                   "published figures; needs prepare-data)")
+                   "published figures, and the default of --stress; needs prepare-data)")
     e.add_argument("--model", default=None)
     e.add_argument("--crop", type=int, default=None, help="centre crop size per photo (0: whole photo; "
                    "default 256, with --peers 288)")
@@ -128,7 +133,7 @@ def _parser() -> argparse.ArgumentParser:
                       "checkpoints (--settings: one OCR degradation, default lowres); never the test lines")
     e.add_argument("--lines", type=int, default=None, help="with --ocr: first N text lines (default all)")
     e.add_argument("--threads", type=int, default=2, help="with --peers/--ocr: torch and ncnn threads")
-    e.add_argument("--plot", default=None, help="with --peers/--ocr: write a PNG plot here")
+    e.add_argument("--plot", default=None, help="with --peers/--ocr/--stress: write a PNG plot here")
 
     b = sub.add_parser("bench", help="seconds per megapixel and peak memory by image size")
     b.add_argument("--sizes", default=None, help="comma list of sizes in px (default 512,1024,2048,4096; "
@@ -300,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args) -> int:
+    if args.command == "eval" and args.split is None:
+        args.split = "test" if args.stress else "validation"
     if args.command == "train":
         from ..training.train import main_args
         main_args(args)
@@ -337,6 +344,9 @@ def _dispatch(args) -> int:
     elif args.command == "eval-classifier":
         from ..training.classifier import eval_main_args
         return eval_main_args(args)
+    elif args.command == "eval" and args.stress:
+        from ..evaluation.stress import main_args
+        return main_args(args)
     elif args.command == "eval" and args.rules:
         from ..evaluation.rules import main_args
         return main_args(args)

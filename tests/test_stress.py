@@ -1,0 +1,58 @@
+"""The stress set: seeded, over the documented ranges, mixes of different families; F1 per family."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from m3unet.evaluation import stress
+
+pytestmark = pytest.mark.unit
+
+
+def photos() -> dict[str, np.ndarray]:
+    g = np.random.default_rng(0)
+    base = np.linspace(0, 255, 96 * 96 * 3).reshape(96, 96, 3)
+    return {f"p{i}": np.clip(base + g.normal(0, 20, base.shape), 0, 255).astype(np.uint8) for i in range(3)}
+
+
+def test_the_stress_set_is_seeded_covers_every_kind_and_keeps_the_size():
+    a, b = stress.stress_set(photos(), per_kind=3, crop=64), stress.stress_set(photos(), per_kind=3, crop=64)
+    assert len(a) == 3 * (1 + 3 * (len(stress.KINDS) + 2))
+    assert all(torch.equal(x.degraded, y.degraded) for x, y in zip(a, b))  # the same seed, the same set
+    other = stress.stress_set(photos(), per_kind=3, crop=64, seed=stress.STRESS_SEED + 1)
+    assert not all(torch.equal(x.degraded, y.degraded) for x, y in zip(a, other))
+    for c in a:
+        assert c.degraded.shape == c.clean.shape == (3, 64, 64)
+        assert 0 <= float(c.degraded.min()) and float(c.degraded.max()) <= 1
+        if c.name.startswith("mix"):
+            assert len(c.applied) == int(c.name[-1]) == len(c.families)  # each kind from another family
+        elif c.name == "clean":
+            assert c.applied == [] and torch.equal(c.degraded, c.clean)
+        else:
+            assert [x.kind for x in c.applied] == [c.name]
+    assert {x.kind for c in a for x in c.applied} == set(stress.KINDS)
+
+
+@pytest.mark.parametrize("kind, key, lo, hi", [("gaussian noise", "sigma", 5 / 255, 50 / 255),
+                                               ("defocus", "sigma", 0.8, 3.5), ("linear motion", "length", 5, 25),
+                                               ("jpeg", "quality", 5, 70), ("downsampling", "factor", 2, 4),
+                                               ("low light", "gain", 0.15, 0.5), ("haze", "density", 0.25, 0.75)])
+def test_draws_stay_in_the_documented_ranges(kind, key, lo, hi):
+    g = torch.Generator().manual_seed(1)
+    draws = [stress.draw(kind, g) for _ in range(200)]
+    values = [d.params[key] for d in draws]
+    assert lo - 1e-9 <= min(values) and max(values) <= hi + 1e-9
+    assert {d.band for d in draws} == set(stress.BANDS)
+    if kind == "linear motion":
+        assert all(d.params["curve"] == 0 for d in draws)
+
+
+def test_f1_per_family_and_the_soft_family():
+    c = lambda fams: stress.StressCase("p", "x", [], torch.zeros(1), torch.zeros(1), set(fams))  # noqa: E731
+    cases = [c({"noise"}), c({"soft"}), c({"soft", "jpeg"}), c(set())]
+    readings = [{"noise"}, {"soft"}, {"jpeg"}, {"noise"}]
+    f1 = stress.f1_scores(cases, readings)
+    assert f1["noise"] == pytest.approx(2 / 3, abs=1e-3) and f1["jpeg"] == 1.0 and f1["soft"] == pytest.approx(2 / 3, abs=1e-3)
+    assert np.isnan(f1["haze"])
+    assert stress.FAMILY_OF_LABEL["blur"] == stress.FAMILY_OF_LABEL["lowres"] == "soft"
