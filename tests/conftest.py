@@ -45,3 +45,13 @@ def comfy_host() -> Iterator[ComfyHost]:
 def comfy_object_info(comfy_host: ComfyHost) -> dict[str, Any]:
     """``/object_info`` of the session host (fetched once)."""
     return comfy_host.object_info()
+
+
+CATEGORIES = {"unit", "cli", "host", "slow", "browser"}
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """A test with no category marker is a unit test (``-m unit`` selects the fast in-process ones)."""
+    for item in items:
+        if not {m.name for m in item.iter_markers()} & CATEGORIES:
+            item.add_marker(pytest.mark.unit)

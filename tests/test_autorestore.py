@@ -22,6 +22,8 @@ from m3unet.auto.plan import FALLBACK_ORDER, ORDER_TABLE, TASKS, OrderTable, Pla
 from m3unet.auto.pool import Pool, PoolError, PoolModel, load_pool_model, parse_pool_arg
 from m3unet.core.weights import DEFAULT_WEIGHTS
 
+pytestmark = pytest.mark.unit
+
 
 # Every rule of the policy switched on (some are off by default): the tests check each mechanism.
 ALL_RULES = RestorePolicy(retry=True, prefer_margin=0.05, solo_specialists=True, exposure_guard=True)

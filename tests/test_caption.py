@@ -13,6 +13,8 @@ from m3unet.auto.classifier import Finding
 from m3unet.core.degradations import Degradation
 from tiny_mllm import SENTENCE, cached_model
 
+pytestmark = pytest.mark.unit
+
 EXPECTED_TEXT = "remove the heavy noise, then remove the light blur"
 
 

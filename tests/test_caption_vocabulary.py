@@ -13,6 +13,8 @@ from m3unet.core.degradations import Degradation
 from m3unet.core.text import describe
 from m3unet.caption.vocabulary import Vocabulary, degradation_sentence, fuse, parse_degradations, restoration_text, split_caption
 
+pytestmark = pytest.mark.unit
+
 CASES = [
     # (caption, content, restoration text)
     ("A slightly blurry photo of a cat sitting on a wooden table. The image also has visible JPEG artifacts.",

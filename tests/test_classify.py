@@ -13,6 +13,7 @@ from m3unet.training.classifier import quantise
 from m3unet.auto.classifier import DEFAULT_CLASSIFIER, LABELS, Classifier, ClassifierConfig, DegradationClassifier, Finding, crop_positions, default_plan, load_classifier, save_classifier, targets, views
 from m3unet.core.weights import CheckpointError
 
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -334,6 +335,7 @@ def test_fit_heads_command_records_the_minimum_side(tmp_path, monkeypatch):
     assert Classifier(load_classifier(tmp_path / "init.safetensors")).min_side == 0
 
 
+@pytest.mark.cli
 def test_set_classifier_min_side_keeps_the_tensors(tmp_path):
     import subprocess
     import sys

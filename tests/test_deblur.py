@@ -14,6 +14,7 @@ from m3unet.auto.pool import Pool
 from m3unet.auto.plan import Step
 
 
+
 def _photo(size: int = 192) -> torch.Tensor:
     import skimage.data  # astronaut: a held-out photo, never used to train anything shipped
     a = skimage.data.astronaut()[100:100 + size, 150:150 + size]
@@ -141,6 +142,7 @@ def test_kernel_deblur_runs_in_the_pool_when_named():
     assert shipped_kernel_deblur(None) == []
 
 
+@pytest.mark.cli
 def test_train_blur_estimator_smoke(tmp_path):
     from test_cli import _tiny_photos, m3unet
     data = _tiny_photos(tmp_path)

@@ -17,6 +17,8 @@ from m3unet.evaluation.noref import brisque, niqe
 from m3unet.training.textimage import render_line
 from test_cli import m3unet
 
+pytestmark = pytest.mark.cli
+
 
 def _photo(name: str = "chelsea", size: int = 288) -> torch.Tensor:
     return center_crop(getattr(data, name)(), size)

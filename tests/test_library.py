@@ -15,6 +15,8 @@ from m3unet.core.text import describe, training_text
 from m3unet.core.unet import M3UNet, M3UNetConfig
 from m3unet.core.weights import CheckpointError, load_model, save_model
 
+pytestmark = pytest.mark.unit
+
 
 class FakeText:
     """A deterministic stand-in for the sentence encoder (fast, for mechanics tests only)."""
