@@ -613,7 +613,7 @@ def test_auto_restore_runs_a_spandrel_pool_model(comfy_host: ComfyHost) -> None:
     entry = comfy_host.run(graph(1, plan, False), timeout=600)
     assert_success(comfy_host, entry)
     report = entry["outputs"]["6"]["text"][0]
-    assert "step 1 noise:" in report and "pool_model_1" in report, report
+    assert "Step 1, noise:" in report and "pool_model_1" in report, report
     assert json.loads(entry["outputs"]["7"]["text"][0])["steps"][0]["model"] == "pool_model_1"
     saved = load_rgb(comfy_host.output_images(entry)[0])
     assert saved.shape == noisy.shape
