@@ -10,9 +10,27 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m m3unet", description="M3UNet text-guided image restoration")
     sub = p.add_subparsers(dest="command", required=True)
 
-    r = sub.add_parser("restore", help="restore image files into a folder (PNG, same file names)")
-    r.add_argument("inputs", nargs="+", help="image files (PNG/JPEG/WebP...), grey/RGB/RGBA, any size")
-    r.add_argument("-o", "--out", required=True, help="output folder")
+    r = sub.add_parser("restore", help="restore image files, folders and globs into a folder (PNG, same names; "
+                       "resumable; docs/batch.md)")
+    r.add_argument("inputs", nargs="+", help="image files (PNG/JPEG/WebP/TIFF...), folders (recursive, mirrored "
+                   "into the output folder) or quoted globs such as 'scans/**/*.tif'")
+    r.add_argument("-o", "--out", required=True, help="output folder (outputs that exist there are kept and "
+                   "skipped: a rerun resumes)")
+    r.add_argument("--overwrite", action="store_true", help="redo and replace outputs that exist (never an input)")
+    r.add_argument("--allow-input-folder", dest="allow_input_folder", action="store_true",
+                   help="allow an output folder that holds inputs (an input is still never replaced: a clashing "
+                   "name keeps its extension, x.png -> x.png.png)")
+    r.add_argument("--log", default=None, help="JSON-lines log, one record per image (default: OUT/restore-log.jsonl, "
+                   "appended)")
+    r.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="local: this process (default); ray: a Ray cluster's workers (pip install 'ray[data]'; "
+                   "docs/batch.md)")
+    r.add_argument("--address", default=None, help="--engine ray: address of a running Ray cluster, e.g. "
+                   "10.0.0.5:6379 (default: start a local one)")
+    r.add_argument("--workers", type=int, default=None, help="--engine ray: restoring workers (default: one per "
+                   "--threads CPUs of the cluster)")
+    r.add_argument("--threads", type=int, default=None, help="torch threads per worker (default: all cores "
+                   "locally, 1 per Ray worker)")
     r.add_argument("--mode", choices=["auto", "single"], default="auto",
                    help="auto: fully automatic (default); single: exactly one M3UNet pass steered only by --text")
     r.add_argument("--text", default=None, help="restoration text, e.g. 'remove the heavy noise' (given: one "

@@ -44,16 +44,84 @@ def read_metadata(path: Path) -> dict:
                               "incomplete or corrupt: download or copy it again.") from e
 
 
+_INT_FIELDS = ("width", "mid_blocks", "cond_dim", "embed_dim", "text_dim", "text_tokens", "image_tokens", "heads")
+_LIST_FIELDS = ("enc_blocks", "dec_blocks", "dilations", "attn_levels")
+_MAX_SIZE, _MAX_ITEM, _MAX_LEVELS = 4096, 64, 8  # far above any trained network; a damaged file is not built
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def check_config(config: dict, name: str) -> M3UNetConfig:
+    """The :class:`M3UNetConfig` of a checkpoint's ``m3unet_config`` metadata, checked: every key
+    known (an unknown one would silently build a different network), sizes positive whole numbers,
+    lists of the right lengths. Raises :class:`CheckpointError` naming ``name``."""
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{name}: its 'm3unet_config' metadata is not a JSON object; the file is damaged "
+                              "or not an M3UNet checkpoint")
+    known = set(M3UNetConfig.__dataclass_fields__)
+    unknown = sorted(set(config) - known)
+    if unknown:
+        raise CheckpointError(f"{name}: unknown config keys {unknown} (known: {sorted(known)}); the file was written "
+                              "by another version of M3UNet or edited: update the pack or use a matching checkpoint")
+    problems = []
+    for key in _INT_FIELDS:
+        if key in config and (type(config[key]) is not int or not 1 <= config[key] <= _MAX_SIZE):
+            problems.append(f"{key}={config[key]!r} (a whole number from 1 to {_MAX_SIZE})")
+    for key in _LIST_FIELDS:
+        if key not in config:
+            continue
+        v = config[key]
+        low = 0 if key == "attn_levels" else 1
+        if (not isinstance(v, list) or not all(type(x) is int and low <= x <= _MAX_ITEM for x in v)
+                or len(v) > _MAX_LEVELS or (key != "attn_levels" and not v)):
+            problems.append(f"{key}={v!r} (a list of at most {_MAX_LEVELS} whole numbers from {low} to {_MAX_ITEM})")
+    if problems:
+        raise CheckpointError(f"{name}: invalid config values: {'; '.join(problems)}; the file is damaged or edited")
+    cfg = M3UNetConfig.from_dict(config)
+    if len(cfg.dec_blocks) != len(cfg.enc_blocks):
+        raise CheckpointError(f"{name}: invalid config: enc_blocks {cfg.enc_blocks} and dec_blocks {cfg.dec_blocks} "
+                              "must have the same length")
+    if cfg.width % cfg.heads:
+        raise CheckpointError(f"{name}: invalid config: width {cfg.width} must be a multiple of heads {cfg.heads}")
+    return cfg
+
+
+def check_state(state: dict[str, torch.Tensor], name: str) -> None:
+    """Every tensor of a checkpoint floating point and finite, else :class:`CheckpointError` naming
+    ``name`` and the first tensors at fault (an integer or NaN network gives a black or unchanged image)."""
+    not_float = sorted(k for k, v in state.items() if v.dtype not in FLOAT_DTYPES)
+    if not_float:
+        raise CheckpointError(f"{name}: {len(not_float)} tensors are not floating point (e.g. {not_float[0]}: "
+                              f"{state[not_float[0]].dtype}); the file is not M3UNet weights or was converted "
+                              "wrongly: use the original .safetensors file")
+    bad = sorted(k for k, v in state.items() if not torch.isfinite(v).all())
+    if bad:
+        raise CheckpointError(f"{name}: {len(bad)} tensors hold NaN or infinite values (e.g. {bad[0]}); the training "
+                              "run diverged or the file is damaged: use an earlier checkpoint or the shipped weights")
+
+
 def load_model(path: Path | str | None = None, device: str | torch.device = "cpu") -> M3UNet:
-    """Load an M3UNet from a safetensors file (default: the shipped weights), in eval mode."""
+    """Load an M3UNet from a safetensors file (default: the shipped weights), in eval mode.
+
+    The file is checked first (:func:`check_config`, :func:`check_state`, the tensors' names and
+    shapes against the config): anything wrong is a :class:`CheckpointError` naming the file.
+    """
     path = Path(path) if path else DEFAULT_WEIGHTS
     meta = read_metadata(path)
     if "m3unet_config" not in meta:
         raise CheckpointError(f"{path.name} has no 'm3unet_config' metadata: it is not an M3UNet checkpoint "
                               "(for Real-ESRGAN/SwinIR-style models use ComfyUI's UpscaleModelLoader).")
-    config = M3UNetConfig.from_dict(json.loads(meta["m3unet_config"]))
-    model = M3UNet(config)
+    try:
+        raw = json.loads(meta["m3unet_config"])
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path.name}: its 'm3unet_config' metadata is not JSON ({e}); the file is damaged") from e
+    config = check_config(raw, path.name)
+    try:
+        model = M3UNet(config)
+    except (RuntimeError, ValueError, TypeError, ZeroDivisionError) as e:
+        raise CheckpointError(f"{path.name}: its config does not build a network ({e}); the file is damaged or "
+                              "edited") from e
     state = load_file(str(path))
+    check_state(state, path.name)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     bad = sorted(k for k in expected.keys() & state.keys() if expected[k].shape != state[k].shape)
