@@ -356,15 +356,15 @@ def settings_from_args(args) -> Settings:
             raise UsageError(str(e)) from None
     if args.classifier and not Path(args.classifier).is_file():
         raise UsageError(f"--classifier {args.classifier}: no such file")
-    if args.model and not Path(args.model).exists():
-        from ..core.weights import DEFAULT_WEIGHTS
-        raise UsageError(f"--model: model file not found: {args.model}. Put an M3UNet .safetensors file there or "
-                         f"leave --model out for the shipped default ({DEFAULT_WEIGHTS.name}).")
     if args.reference:
         try:
             load_image(args.reference)
         except (FileNotFoundError, ValueError) as e:
             raise UsageError(f"--reference: {e}") from None
+    if args.model and not Path(args.model).exists():
+        from ..core.weights import DEFAULT_WEIGHTS
+        raise UsageError(f"--model: model file not found: {args.model}. Put an M3UNet .safetensors file there or "
+                         f"leave --model out for the shipped default ({DEFAULT_WEIGHTS.name}).")
     return Settings(mode=args.mode, text=args.text, steps=args.steps, seed=args.seed, eta=args.eta,
                     strength=args.strength, model=_abs(args.model), tile=args.tile, budget=args.budget, plan=plan_text,
                     pool=pool, classifier=_abs(args.classifier), no_kernel_deblur=bool(getattr(args, "no_kernel_deblur", False)),

@@ -26,14 +26,14 @@ def _check_engine_flags(args) -> None:
         raise UsageError("--address and --workers belong to --engine ray")
     if engine == "ray":
         from .ray_engine import check_ray
-        check_ray()
+        check_ray(getattr(args, "address", None))
 
 
 def run(args) -> int:
     out = Path(args.out)
     try:
-        settings = settings_from_args(args)
         _check_engine_flags(args)
+        settings = settings_from_args(args)
         if out.exists() and not out.is_dir():
             raise UsageError(f"-o {out}: exists and is not a folder")
         jobs, missing, notes = plan_jobs(args.inputs, out, getattr(args, "allow_input_folder", False),
