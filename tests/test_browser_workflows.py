@@ -187,6 +187,9 @@ def test_workflow_dropped_runs_and_survives_a_reload(browser: ComfyBrowser, web_
 
     # what the front end saves survives a reload (it restores the open workflow) and loads again
     errors = browser.reload()
+    browser.wait_for("app.graph.nodes.length === arguments[0]", 60, f"{workflow.name} was not restored after a reload",
+                     len(finished["nodes"]))
+    errors += browser.take_errors()
     assert not errors, f"reload with {workflow.name} open: {errors}"
     restored = browser.serialize()
     assert not widget_differences(finished, restored) and link_set(restored) == link_set(finished)
@@ -282,6 +285,8 @@ def test_missing_sd15_checkpoint_is_announced_and_stops_run(browser: ComfyBrowse
     ui, missing = sd15_with_missing_checkpoint()
     new_tab(browser)
     browser.drop_file(json.dumps(ui), "sd15_missing_checkpoint.json", expect_nodes=len(ui["nodes"]))
+    browser.wait_for("[...document.querySelectorAll('.p-dialog')].some(d => d.innerText.includes(arguments[0]))",
+                     30, f"no missing-model dialog names {missing}", missing)
     overlays = browser.visible_overlays()
     assert any(missing in text for text in overlays), overlays
     shot(browser, "mllm_caption_sd15_refine_missing_checkpoint")
