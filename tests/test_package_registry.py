@@ -41,17 +41,36 @@ def pyproject() -> dict:
     return tomllib.loads((REPO / "pyproject.toml").read_text())
 
 
+def ignore_spec():
+    """.comfyignore as comfy-cli reads it (gitwildmatch patterns, comments and blank lines dropped)."""
+    import pathspec
+
+    lines = [line.strip() for line in (REPO / ".comfyignore").read_text().splitlines()]
+    return pathspec.PathSpec.from_lines("gitwildmatch", [ln for ln in lines if ln and not ln.startswith("#")])
+
+
 def tracked_files() -> list[str]:
-    out = subprocess.run(["git", "-C", str(REPO), "ls-files"], check=True, capture_output=True, text=True).stdout
-    return [line for line in out.splitlines() if line.strip()]
+    """The git-tracked files; in a copy without git, every file of the folder (as comfy-cli falls back),
+    leaving out ignored folders while walking."""
+    try:
+        out = subprocess.run(["git", "-C", str(REPO), "ls-files"], check=True, capture_output=True, text=True).stdout
+        files = [line for line in out.splitlines() if line.strip()]
+    except (OSError, subprocess.CalledProcessError):
+        files = []
+    if files:
+        return files
+    spec = ignore_spec()
+    found = []
+    for root, dirs, names in os.walk(REPO):
+        rel_root = Path(root).relative_to(REPO)
+        dirs[:] = [d for d in dirs if d != ".git" and not spec.match_file(f"{(rel_root / d).as_posix()}/")]
+        found += [(rel_root / n).as_posix() for n in names]
+    return found
 
 
 def build_zip(target: Path) -> list[str]:
     """Zip the pack the way ``comfy node pack`` does (git-tracked files, .comfyignore, includes)."""
-    import pathspec
-
-    lines = [line.strip() for line in (REPO / ".comfyignore").read_text().splitlines()]
-    spec = pathspec.PathSpec.from_lines("gitwildmatch", [ln for ln in lines if ln and not ln.startswith("#")])
+    spec = ignore_spec()
     includes = [str(Path(i.lstrip("/"))) for i in pyproject()["tool"]["comfy"].get("includes", [])]
     names = []
     with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as zf:
@@ -136,11 +155,10 @@ def test_comfy_cli_builds_the_same_zip(package, tmp_path: Path) -> None:
             ["git", "-C", str(clone), "ls-files"], check=True, capture_output=True, text=True).stdout.split())}
         assert theirs == committed, (sorted(theirs - committed), sorted(committed - theirs))
     else:
-        import pathspec
-        lines = [ln.strip() for ln in (REPO / ".comfyignore").read_text().splitlines()]
-        spec = pathspec.PathSpec.from_lines("gitwildmatch", [ln for ln in lines if ln and not ln.startswith("#")])
+        spec = ignore_spec()
         for ignored in ("tests/test_cli.py", "docs/field.md", "weights/m3unet-default.train-log.jsonl",
-                        "m3unet/training/train.py", "m3unet/evaluation/bench.py", "results/x.json", ".ci/run"):
+                        "m3unet/training/train.py", "m3unet/evaluation/bench.py", "results/x.json", ".ci/run",
+                        ".venv/bin/python", "nodes/__pycache__/common.cpython-311.pyc"):
             assert spec.match_file(ignored), ignored
         for kept in ("nodes/sampler.py", "m3unet/auto/plan.py", "m3unet/cli/main.py", "weights/m3unet-default.md",
                      "weights/m3unet-default.safetensors", "workflows/m3unet_auto_restore.jpg", "web/docs/M3UNetSampler.md"):
