@@ -186,7 +186,7 @@ def test_restore_auto_with_pool_plan_and_report(tmp_path):
                str(tmp_path / "classifier.safetensors"), "--pool", f"{tmp_path / 'compact.safetensors'}=noise,jpeg",
                "--plan", plan, "--report-json", str(tmp_path / "report.jsonl"), "--seed", "2")
     assert r.returncode == 0, r.stderr
-    assert "step 1 noise:" in r.stdout and "automatic" in r.stdout
+    assert "Step 1, noise:" in r.stdout and "automatic" in r.stdout
     rep = json.loads((tmp_path / "report.jsonl").read_text().splitlines()[0])
     assert rep["file"].endswith("noisy.png") and rep["plan"]["steps"][0]["model"] == "compact"
     assert [a["model"] for a in rep["steps"][0]["attempts"]] == ["compact"]
