@@ -402,13 +402,13 @@ class BatchRestorer:
     log record, with ``status`` ok, skipped or failed.
     """
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, model=None):
         from ..core.weights import load_model
         from ..restore.pipeline import Restorer
         self.s = settings
         if settings.threads:
             torch.set_num_threads(settings.threads)
-        self.restorer = Restorer(load_model(settings.model))
+        self.restorer = Restorer(model if model is not None else load_model(settings.model))
         self.auto = None
         self.plan = None
         self.notes: list[str] = []
@@ -680,9 +680,10 @@ def report_record(rec: dict, bar: Bar, reports, log: Log, tally: Tally, verbose:
             bar.print(line)
 
 
-def run_local(jobs: list[Job], settings: Settings, bar: Bar, log: Log, tally: Tally, reports=None) -> None:
-    """Restore ``jobs`` one after another in this process (the default engine)."""
-    worker = BatchRestorer(settings)
+def run_local(jobs: list[Job], settings: Settings, bar: Bar, log: Log, tally: Tally, reports=None,
+              model=None) -> None:
+    """Restore ``jobs`` one after another in this process (the default engine; ``model``: already loaded)."""
+    worker = BatchRestorer(settings, model)
     for note in worker.notes:
         bar.print(f"note: {note}", err=True)
     with StopRequest(lambda line: bar.print(line, err=True)) as stop:

@@ -75,8 +75,6 @@ def run_ray(jobs: list[Job], settings: Settings, bar: Bar, log: Log, tally: Tall
     """Restore ``jobs`` on the Ray cluster at ``address`` (None: a local one) with ``workers`` actors."""
     import ray
     import ray.data
-    from ..core.weights import load_model
-    load_model(settings.model)  # a bad checkpoint is one clear error here, not one per worker
     threads = settings.threads or 1
     settings = replace(settings, threads=threads)
     path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)

@@ -38,6 +38,13 @@ def run(args) -> int:
             raise UsageError(f"-o {out}: exists and is not a folder")
         jobs, missing, notes = plan_jobs(args.inputs, out, getattr(args, "allow_input_folder", False),
                                          args.before_after)
+        model = None
+        if jobs:  # the checkpoint is checked before anything is written (CheckpointError names the file)
+            from ..core.weights import CheckpointError, load_model
+            try:
+                model = load_model(settings.model)
+            except CheckpointError as e:
+                raise UsageError(str(e)) from None
         if getattr(args, "reference", None) and len(jobs) > 1:
             notes.append("--reference is compared with every image; only images of its size get a PSNR")
         try:
@@ -88,7 +95,7 @@ def run(args) -> int:
                 from .ray_engine import run_ray
                 run_ray(todo, settings, bar, log, tally, reports, address=args.address, workers=args.workers)
             else:
-                run_local(todo, settings, bar, log, tally, reports)
+                run_local(todo, settings, bar, log, tally, reports, model=model)
         cleanup_partials(jobs)
     except KeyboardInterrupt:
         tally.interrupted = True
