@@ -556,7 +556,12 @@ class Bar:
     """One overall progress bar (count, rate, time left) on stderr; off when stderr is not a terminal."""
 
     def __init__(self, total: int, quiet: bool = False):
-        from tqdm import tqdm
+        try:
+            from tqdm import tqdm  # installed with transformers, a dependency of the pack
+        except ImportError:  # pragma: no cover - no bar, lines only
+            from types import SimpleNamespace
+            self.done, self.tq = 0, SimpleNamespace(n=0, update=lambda n: None, close=lambda: None)
+            return
         self.done = 0
         self.tq = tqdm(total=total, unit="img", file=sys.stderr, disable=True if quiet else None, dynamic_ncols=True,
                        smoothing=0.1, bar_format="{percentage:3.0f}%|{bar}| {n:.0f}/{total} images "
@@ -573,9 +578,13 @@ class Bar:
         self.tq.update(self.done - self.tq.n)
 
     def print(self, line: str, err: bool = False) -> None:
-        from tqdm import tqdm
-        tqdm.write(line, file=sys.stderr if err else sys.stdout)
-        (sys.stderr if err else sys.stdout).flush()
+        stream = sys.stderr if err else sys.stdout
+        try:
+            from tqdm import tqdm
+            tqdm.write(line, file=stream)
+        except ImportError:  # pragma: no cover
+            print(line, file=stream)
+        stream.flush()
 
     def close(self) -> None:
         self.tq.close()
