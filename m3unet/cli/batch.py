@@ -522,7 +522,7 @@ class BatchRestorer:
             rec.update(status="failed", error=_error_text(e, job.output if stage == "write" else job.source),
                        seconds=round(time.time() - t0, 3))
         finally:
-            rec.update(pid=os.getpid(), host=self.host, rss_mb=_rss_mb(),
+            rec.update(end=round(time.time(), 3), pid=os.getpid(), host=self.host, rss_mb=_rss_mb(),
                        peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))
         return rec
 

@@ -175,6 +175,15 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--clock", choices=["cpu", "wall"], default="cpu", help="with --peers: report process CPU "
                    "time (robust on a shared machine) or wall time")
     b.add_argument("--plot", default=None, help="with --peers: write a PNG bar chart here")
+    b.add_argument("--batch", type=int, default=None, metavar="N",
+                   help="instead: restore's throughput on a folder of N small images (images/s, memory per worker) "
+                   "with each of --batch-engines (m3unet/cli/batch_bench.py; docs/batch.md)")
+    b.add_argument("--batch-side", dest="batch_side", type=int, default=64, help="with --batch: image side in px")
+    b.add_argument("--batch-engines", dest="batch_engines", default=None, metavar="ENGINE:WxT[,...]",
+                   help="with --batch: settings to compare (default local:1x2,ray:1x2,ray:2x1: engine, workers x "
+                   "torch threads)")
+    b.add_argument("--batch-mode", dest="batch_mode", choices=["single", "auto"], default="single",
+                   help="with --batch: restore mode (default single: one M3UNet pass)")
 
     t = sub.add_parser("train", help="train M3UNet (paper recipe as defaults; resumable)")
     t.add_argument("--data", default="data/photos")
@@ -385,6 +394,9 @@ def _dispatch(args) -> int:
         from ..evaluation.orders import DEFAULT_MD, DEFAULT_OUT, main_args
         args.out = args.out or DEFAULT_OUT
         args.md = DEFAULT_MD if args.md is None else args.md
+        return main_args(args)
+    elif args.command == "bench" and args.batch is not None:
+        from .batch_bench import main_args
         return main_args(args)
     elif args.command == "bench" and args.peers:
         from ..evaluation.field_bench import main_args

@@ -207,8 +207,23 @@ def to_markdown(rows: list[dict]) -> str:
     return "\n".join(out) + "\n"
 
 
+def check_args(args) -> list[int]:
+    """The sizes of ``--sizes``, with ``--sizes`` and ``--steps`` checked (ValueError names the flag)."""
+    from ..core.image import MAX_SIDE, MIN_SIDE
+    try:
+        sizes = [int(s) for s in (args.sizes or "512,1024,2048,4096").split(",")]
+    except ValueError:
+        raise ValueError(f"--sizes must be a comma list of whole numbers of pixels; got {args.sizes!r}") from None
+    bad = [s for s in sizes if not MIN_SIDE <= s <= MAX_SIDE]
+    if bad:
+        raise ValueError(f"--sizes must be between {MIN_SIDE} and {MAX_SIDE} px; got {bad}")
+    if args.steps is not None and not 1 <= args.steps <= 1000:
+        raise ValueError(f"--steps must be between 1 and 1000; got {args.steps}")
+    return sizes
+
+
 def main_args(args) -> int:
-    sizes = [int(s) for s in (args.sizes or "512,1024,2048,4096").split(",")]
+    sizes = check_args(args)
     steps = sorted({1, args.steps or DEFAULT_STEPS})
     rows = run(sizes, steps, args.model, kernel_deblur=getattr(args, "kernel_deblur", False))
     if getattr(args, "auto", False):
