@@ -755,8 +755,9 @@ def test_shipped_specialists_share_the_main_text_encoder_and_device(identity_res
         assert m.restorer.text_encoder is identity_restorer.text_encoder
     assert [type(m).__name__ for m in shipped_tools(identity_restorer, kernel_deblur=False, policy=ALL_RULES)] == \
         ["M3UNetPoolModel"] * len(specs)
-    # The default policy leaves the single-task specialists out (it does not use them): only the small-print one.
-    assert [m.name for m in shipped_tools(identity_restorer, kernel_deblur=False)] == \
+    # A policy without solo specialists leaves the single-task ones out (it does not use them).
+    assert [m.name for m in shipped_tools(identity_restorer, kernel_deblur=False,
+                                          policy=RestorePolicy(solo_specialists=False))] == \
         [m.name for m in specs if m.small]
     assert shipped_tools(identity_restorer, kernel_deblur=False, specialists=False) == []
     from m3unet.auto.pool import is_shipped_default
@@ -945,3 +946,21 @@ def test_a_brightening_step_that_clips_a_normally_exposed_photo_is_rolled_back()
     assert [s.outcome for s in res.reports[0].steps] == ["rolled back"]
     res = auto.run(normal, rollback=False)
     assert [s.outcome for s in res.reports[0].steps] == ["kept"]
+
+
+def test_a_solo_specialist_never_serves_print():
+    """The photo-trained classifier reads clean text pages as JPEG: there the JPEG specialist lost 2.5-4.4 dB
+    on the validation suite (docs/rules.md), so print goes to M3UNet, photos to the specialist."""
+    from m3unet.auto.pool import M3UNetPoolModel
+    from m3unet.training.textimage import render_line
+
+    class JpegUntilFlat:  # reads JPEG on anything textured, nothing on the flat outputs below
+        def __call__(self, image):
+            return [Finding({k: (0.9 if k == "jpeg" and float(x.float().std()) > 0.01 else 0.01) for k in LABELS},
+                            {k: (0.8 if k == "jpeg" else 0.0) for k in LABELS}) for x in image]
+
+    spec = M3UNetPoolModel(_FlatRestorer(0.30), ("jpeg",), "m3unet-jpeg", solo=True)
+    auto = AutoRestorer(Pool(_FlatRestorer(0.20), [spec]), JpegUntilFlat(), OrderTable())
+    page = torch.from_numpy(render_line("Received with thanks", "DejaVuSans.ttf", 24)).float()[None] / 255
+    assert auto.run(page).reports[0].steps[0].chosen == "m3unet"
+    assert auto.run(smooth_photo(64, 120)).reports[0].steps[0].chosen == "m3unet-jpeg"

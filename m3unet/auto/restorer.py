@@ -103,6 +103,7 @@ class _State:
     tried: set[str] = field(default_factory=set)
     executed: int = 0
     read: list[str] = field(default_factory=list)  # what the latest reading (with hysteresis) shows
+    print_like: bool = False    # the image looks like print (guards.looks_like_print)
 
 
 _STOP = object()  # _narrow: the image reads clean, stop the run
@@ -225,7 +226,8 @@ class AutoRestorer:
     def _begin(self, x: torch.Tensor, plan: Plan | None, order: list[str] | None) -> _State:
         """Read the image (print guard), plan (measured order, then ``order`` first), open the defocus gate."""
         fixed = plan is not None
-        unread = guards.unread_on_print(x, self.policy) if not fixed and self.classifier is not None else ()
+        print_like = not fixed and self.classifier is not None and guards.looks_like_print(x, self.policy)
+        unread = tuple(self.policy.print_unread) if print_like and self.policy.print_guard else ()
         raw = self._read(x)
         f = self._hide(raw, unread)
         if not fixed:
@@ -245,7 +247,7 @@ class AutoRestorer:
         if defocus is not None:
             report.fired("defocus_gate")
         return _State(x, f, report.score, fixed, unread, list(f.labels) if f is not None else [], report,
-                      list(plan.steps), defocus)
+                      list(plan.steps), defocus, print_like=print_like)
 
     def _runs(self, st: _State, steps: Sequence[Step]) -> int:
         """Model runs the given steps will take (also checks that every named model exists)."""
@@ -307,7 +309,9 @@ class AutoRestorer:
         st.tried.update(step.tasks)
         read = st.read if not st.fixed else (f.labels if f is not None else [])
         untouched = not any(r.outcome in ("kept", "applied") for r in st.report.steps)
-        alone = (self.policy.solo_specialists and untouched and not st.fixed
+        # A solo specialist (fine-tuned on one degradation of photos) serves a photo as given on which that
+        # degradation is the only one read; never print, which the photo-trained classifier misreads.
+        alone = (self.policy.solo_specialists and untouched and not st.fixed and not st.print_like
                  and set(read) == {step.task} == set(step.tasks))
         names = self.pool.candidates(step, strict=st.fixed, alone=alone)
         if alone and any(getattr(self.pool.models.get(n), "solo", False) for n in names):
