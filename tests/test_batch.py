@@ -107,7 +107,7 @@ def test_globs_and_missing_inputs(tmp_path):
                "--mode", "single")
     assert r.returncode == 1, r.stderr  # two inputs named nothing: reported, the rest done
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*.png")) == ["a/one.png", "b/two.png"]
-    assert "nothere.png: no such image file" in r.stderr and "*.webp: no such image file" in r.stderr
+    assert "nothere.png: no such image file" in r.stderr and "*.webp: no image file matches" in r.stderr
     assert "Traceback" not in r.stderr
     failed = [x for x in records(out / "restore-log.jsonl") if x["status"] == "failed"]
     assert len(failed) == 2

@@ -76,7 +76,7 @@ class Job:
 @dataclass
 class Expansion:
     sources: list[Source]
-    missing: list[str]  # inputs that name nothing (reported as failed images)
+    missing: list[tuple[str, str]]  # (input, why): inputs that give no image (reported as failed)
     folders: list[Path]  # folders the inputs were read from (for the output-folder check)
     notes: list[str]
 
@@ -95,9 +95,8 @@ def _glob_base(spec: str) -> Path:
     return Path(*fixed) if fixed else Path(".")
 
 
-def _listed_outputs(out: Path) -> set[Path]:
-    """Outputs the output folder's log says were written there (not to be read back as inputs)."""
-    log = out / LOG_NAME
+def _listed_outputs(log: Path) -> set[Path]:
+    """Outputs a restore log says were written (not to be read back as inputs); none if it is absent."""
     found: set[Path] = set()
     try:
         with open(log, encoding="utf-8", errors="replace") as f:
@@ -125,63 +124,70 @@ def _walk(folder: Path, exclude: Path | None, suffixes: set[str]):
                 yield rootp / name
 
 
-def expand_inputs(specs: list[str], out: Path) -> Expansion:
-    """Files, folders and globs -> :class:`Source` list (input order, duplicates removed)."""
+def expand_inputs(specs: list[str], out: Path, skip_outputs: bool = True, logs: tuple[Path, ...] = ()) -> Expansion:
+    """Files, folders and globs -> :class:`Source` list (input order, duplicates removed).
+
+    ``skip_outputs``: folders and globs leave out the files a restore log lists as outputs (the
+    log of ``out``, those of ``logs`` and any ``restore-log.jsonl`` in a found file's folder or
+    above); a file named on the command line is always taken.
+    """
     suffixes = image_suffixes()
     out_r = out.resolve()
-    written = _listed_outputs(out)
+    written: set[Path] = set()
+    logs_read: set[Path] = set()
+    if skip_outputs:
+        for log in (out / LOG_NAME, *logs):
+            written.update(_listed_outputs(Path(log)))
+        logs_read.add(out_r)
     sources: list[Source] = []
     seen: set[Path] = set()
-    missing, folders, notes = [], [], []
+    missing: list[tuple[str, str]] = []
+    folders, notes = [], []
 
-    logs_read = {out_r}
-
-    def add(path: Path, rel: PurePath) -> None:
+    def add(path: Path, rel: PurePath, explicit: bool = False) -> bool:
         r = path.resolve()
-        if r.parent not in logs_read:  # a folder that is (or was) an output folder: its log lists outputs
-            for folder in (r.parent, *r.parent.parents):
+        if skip_outputs and not explicit and r.parent not in logs_read:
+            for folder in (r.parent, *r.parent.parents):  # a folder that is (or was) an output folder
                 if folder not in logs_read and (folder / LOG_NAME).is_file():
-                    written.update(_listed_outputs(folder))
+                    written.update(_listed_outputs(folder / LOG_NAME))
                 logs_read.add(folder)
-        if r in seen or r in written:
-            return
+        if r in seen or (not explicit and r in written):
+            return False
         seen.add(r)
         sources.append(Source(path, rel))
+        return True
 
-    def add_folder(folder: Path, base: Path) -> None:
+    def add_tree(folder: Path, base: Path) -> int:
         fr = folder.resolve()
         folders.append(fr)
         exclude = out_r if out_r != fr and out_r.is_relative_to(fr) else None
         if exclude is not None:
             notes.append(f"the output folder {out} is inside the input folder {folder}: files under it are not "
                          "read as inputs")
-        for f in _walk(folder, exclude, suffixes):
-            add(f, f.relative_to(base))
+        return sum(add(f, f.relative_to(base)) for f in _walk(folder, exclude, suffixes))
 
     for spec in specs:
         p = Path(spec)
         if p.is_dir():
-            add_folder(p, p)
+            if not add_tree(p, p):
+                missing.append((spec, f"{spec}: no image files in this folder (or only outputs of an earlier restore)"))
         elif p.is_file():
-            add(p, PurePath(p.name))
+            add(p, PurePath(p.name), explicit=True)
         elif _has_magic(spec):
             base = _glob_base(spec)
-            matches = sorted(glob.glob(spec, recursive=True))
-            n = len(sources)
-            for m in matches:
+            found = 0
+            for m in sorted(glob.glob(spec, recursive=True)):
                 mp = Path(m)
                 if any(part.startswith(".") for part in mp.relative_to(base).parts):
                     continue
                 if mp.is_dir():
-                    for f in _walk(mp, out_r if out_r.is_relative_to(mp.resolve()) else None, suffixes):
-                        add(f, f.relative_to(base))
-                    folders.append(mp.resolve())
+                    found += add_tree(mp, base)
                 elif mp.is_file() and mp.suffix.lower() in suffixes:
-                    add(mp, mp.relative_to(base))
-            if len(sources) == n:
-                missing.append(spec)
+                    found += add(mp, mp.relative_to(base))
+            if not found:
+                missing.append((spec, f"{spec}: no image file matches this pattern"))
         else:
-            missing.append(spec)
+            missing.append((spec, f"{spec}: no such image file, folder or matching glob"))
     return Expansion(sources, missing, folders, notes)
 
 
@@ -247,10 +253,11 @@ def check_output_folder(out: Path, expansion: Expansion, allow_input_folder: boo
                          "clashing name keeps its extension, e.g. x.png -> x.png.png)")
 
 
-def plan_jobs(specs: list[str], out: Path, allow_input_folder: bool = False,
-              before_after: bool = False) -> tuple[list[Job], list[str], list[str]]:
-    """Inputs -> (jobs, inputs that name nothing, notes); raises :class:`UsageError` for a refused output folder."""
-    exp = expand_inputs(specs, out)
+def plan_jobs(specs: list[str], out: Path, allow_input_folder: bool = False, before_after: bool = False,
+              logs: tuple[Path, ...] = ()) -> tuple[list[Job], list[tuple[str, str]], list[str]]:
+    """Inputs -> (jobs, (input, why) of inputs that give no image, notes); raises :class:`UsageError`
+    for a refused output folder. ``logs``: further restore logs whose outputs are not inputs."""
+    exp = expand_inputs(specs, out, logs=logs)
     check_output_folder(out, exp, allow_input_folder)
     return assign_outputs(exp.sources, out, before_after), exp.missing, exp.notes
 
@@ -385,11 +392,13 @@ def _rss_mb() -> float:
     return float("nan")
 
 
-def _error_text(e: BaseException, source: str) -> str:
+def _error_text(e: BaseException, source: str, writing: str | None = None) -> str:
+    """One line naming the file: ``source`` (or ``writing``, the output being written) and what went wrong."""
     msg = str(e) or type(e).__name__
     if isinstance(e, OSError) and e.strerror:
-        target = e.filename if e.filename else source
-        msg = f"{target}: {e.strerror}"
+        if writing is not None:
+            return f"cannot write {writing}: {e.strerror} (the input {source} is untouched)"
+        msg = f"{e.filename or source}: {e.strerror}"
     elif not isinstance(e, ValueError):
         msg = f"{type(e).__name__}: {msg}"
     return msg if source in msg else f"{source}: {msg}"
@@ -519,7 +528,7 @@ class BatchRestorer:
         except KeyboardInterrupt:
             raise
         except Exception as e:  # noqa: BLE001 - one image's failure is logged, the batch goes on
-            rec.update(status="failed", error=_error_text(e, job.output if stage == "write" else job.source),
+            rec.update(status="failed", error=_error_text(e, job.source, job.output if stage == "write" else None),
                        seconds=round(time.time() - t0, 3))
         finally:
             rec.update(end=round(time.time(), 3), pid=os.getpid(), host=self.host, rss_mb=_rss_mb(),

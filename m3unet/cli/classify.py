@@ -39,11 +39,11 @@ def run(args) -> int:
         return EXIT_USAGE
     from ..auto.classifier import Classifier, load_classifier
     from ..auto.plan import plan_from_finding
-    exp = expand_inputs(args.inputs, Path(".nonexistent-output-folder"))
+    exp = expand_inputs(args.inputs, Path(".nonexistent-output-folder"), skip_outputs=False)
     clf = Classifier(load_classifier(args.classifier), threshold=args.threshold)
     failures = 0
-    for spec in exp.missing:
-        print(f"error: {spec}: no such image file, folder or matching glob", file=sys.stderr)
+    for _, why in exp.missing:
+        print(f"error: {why}", file=sys.stderr)
         failures += 1
     for s in exp.sources:
         src = s.path

@@ -36,8 +36,9 @@ def run(args) -> int:
         settings = settings_from_args(args)
         if out.exists() and not out.is_dir():
             raise UsageError(f"-o {out}: exists and is not a folder")
+        log_path = Path(getattr(args, "log", None) or out / LOG_NAME)
         jobs, missing, notes = plan_jobs(args.inputs, out, getattr(args, "allow_input_folder", False),
-                                         args.before_after)
+                                         args.before_after, logs=(log_path,))
         model = None
         if jobs:  # the checkpoint is checked before anything is written (CheckpointError names the file)
             from ..core.weights import CheckpointError, load_model
@@ -51,7 +52,6 @@ def run(args) -> int:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise UsageError(f"-o {out}: cannot create the output folder ({e.strerror})") from None
-        log_path = Path(getattr(args, "log", None) or out / LOG_NAME)
         try:
             log = Log(log_path, new_run_id())
         except OSError as e:
@@ -70,9 +70,8 @@ def run(args) -> int:
     tally = Tally(total)
     bar = Bar(total, quiet=getattr(args, "quiet", False))
     try:
-        for spec in missing:
-            rec = {"source": spec, "output": None, "status": "failed", "plan": None, "seconds": None,
-                   "error": f"{spec}: no such image file, folder or matching glob"}
+        for spec, why in missing:
+            rec = {"source": spec, "output": None, "status": "failed", "plan": None, "seconds": None, "error": why}
             bar.advance()
             report_record(rec, bar, reports, log, tally)
         cleanup_partials(jobs)
