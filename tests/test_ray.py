@@ -151,3 +151,28 @@ def test_ray_is_optional_and_said_so(tmp_path):
     assert not any(d.startswith("ray") for d in project["dependencies"])
     assert any(d.startswith("ray[data]") for d in project["optional-dependencies"]["ray"])
     assert any(line.startswith("ray[data]") for line in (REPO / "requirements-dev.txt").read_text().splitlines())
+
+
+def test_ray_ctrl_c_stops_with_a_summary_and_a_rerun_resumes(tmp_path):
+    import signal
+    need_ray()
+    make_photos(tmp_path / "in", 60, side=64, seed=2)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "m3unet", "restore", str(tmp_path / "in"), "-o", str(out), "--mode", "single"]
+    proc = subprocess.Popen(cmd + ["--engine", "ray", "--workers", "2"], cwd=REPO,
+                            env=dict(os.environ, RAY_USAGE_STATS_ENABLED="0"), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    while len(list(out.rglob("p*.png"))) < 4 and proc.poll() is None and time.time() - t0 < 600:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 130 and "Traceback" not in stderr, stderr
+    (summary,) = [line for line in stderr.splitlines() if line.startswith("stopped by Ctrl-C")]
+    written = sorted(out.rglob("p*.png"))
+    assert f"{len(written)} restored" in summary and "run the same command again to resume" in summary, summary
+    for p in written:
+        Image.open(p).load()
+    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and f"{len(written)} skipped" in r.stderr, r.stderr
+    assert len(list(out.rglob("p*.png"))) == 60

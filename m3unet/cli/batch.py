@@ -605,17 +605,20 @@ class StopRequest:
     Installed only in the main thread; outside it (or as a library), Ctrl-C stays KeyboardInterrupt.
     """
 
-    def __init__(self, say=None):
+    FIRST = ("Ctrl-C: stopping after the current image (Ctrl-C again to stop at once; nothing half-written is "
+             "left either way)")
+
+    def __init__(self, say=None, first: str | None = None):
         self.requested = False
         self.say = say or (lambda line: print(line, file=sys.stderr, flush=True))
+        self.first = first or self.FIRST
         self._old = None
 
     def _handler(self, signum, frame):
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        self.say("Ctrl-C: stopping after the current image (Ctrl-C again to stop at once; nothing half-written "
-                 "is left either way)")
+        self.say(self.first)
 
     def __enter__(self) -> "StopRequest":
         if threading.current_thread() is threading.main_thread():
@@ -671,9 +674,11 @@ def describe(rec: dict) -> tuple[list[str], list[str]]:
     if rec.get("text"):
         out.append(f"{src}:\n  " + rec["text"].replace("\n", "\n  "))
     plan = rec.get("plan") or {}
+    if not plan:
+        return [f"{src} -> {dst} ({rec.get('note', 'done')})"], []
     how = "automatic" if plan.get("mode") == "auto" else f"{plan.get('steps')} steps"
     w, h = rec.get("size", ["?", "?"])
-    msg = f"{src} -> {dst} ({w}x{h}, {how}, {rec.get('seconds', 0):.1f}s)"
+    msg = f"{src} -> {dst} ({w}x{h}, {how}, {rec.get('seconds') or 0:.1f}s)"
     msg += rec.get("psnr", "")
     if rec.get("comparison"):
         msg += f"; comparison {rec['comparison']}"

@@ -28,7 +28,8 @@ import warnings
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from .batch import Bar, BatchRestorer, Job, Log, Settings, StopRequest, Tally, UsageError, report_record
+from .batch import (Bar, BatchRestorer, Job, Log, Settings, StopRequest, Tally, UsageError, output_state,
+                    report_record)
 
 MAX_PASSES = 4
 BATCH = 4  # images per Ray task: small, so a lost worker loses little and the bar moves smoothly
@@ -103,7 +104,9 @@ def run_ray(jobs: list[Job], settings: Settings, bar: Bar, log: Log, tally: Tall
         ctx.max_errored_blocks = -1  # a lost worker's batches are redone in the next pass, not fatal
         ctx.enable_progress_bars = False
         remaining = dict(enumerate(jobs))
-        with StopRequest(lambda line: bar.print(line, err=True)) as stop:
+        first = ("Ctrl-C: stopping; the images in flight on the workers are finished or dropped (nothing "
+                 "half-written is left)")
+        with StopRequest(lambda line: bar.print(line, err=True), first) as stop:
             try:
                 for attempt in range(1, MAX_PASSES + 1):
                     if not remaining or stop.requested:
@@ -116,7 +119,17 @@ def run_ray(jobs: list[Job], settings: Settings, bar: Bar, log: Log, tally: Tall
                 stop.requested = True
             if stop.requested:
                 tally.interrupted = True
-        if not tally.interrupted:
+        if tally.interrupted:  # outputs the workers finished while the driver stopped listening
+            ray.shutdown()  # the workers stop: what is written now stays as it is
+            for i, job in list(remaining.items()):
+                if output_state(job.output) == "complete":
+                    del remaining[i]
+                    bar.advance()
+                    report_record({"source": job.source, "output": job.output, "status": "ok", "error": None,
+                                   "plan": None, "seconds": None,
+                                   "note": "written by a Ray worker while the run stopped (its record was not "
+                                           "received)"}, bar, reports, log, tally, verbose=False)
+        else:
             for job in remaining.values():
                 rec = {"source": job.source, "output": job.output, "status": "failed", "plan": None, "seconds": None,
                        "error": f"{job.source}: no Ray worker finished it in {MAX_PASSES} passes (workers lost)"}
