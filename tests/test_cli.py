@@ -205,7 +205,7 @@ def test_restore_auto_default_runs(tmp_path):
     _auto_inputs(tmp_path)
     r = m3unet("restore", str(tmp_path / "noisy.png"), "-o", str(tmp_path / "out"))
     assert r.returncode == 0, r.stderr
-    assert "detected:" in r.stdout and "stopped:" in r.stdout
+    assert "**Found:** not read: the image is too small" in r.stdout and "**Stopped:**" in r.stdout  # 80x64 px
     assert Image.open(tmp_path / "out" / "noisy.png").size == (80, 64)
 
 

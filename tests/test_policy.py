@@ -169,3 +169,10 @@ def test_policy_command_prints_and_writes_the_table(tmp_path):
                        text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert DEFAULT_POLICY.table() in r.stdout and DEFAULT_POLICY.table() in out.read_text()
+
+
+def test_a_report_of_an_image_too_small_to_read_says_so():
+    rep = AutoReport(None, None, Plan([]), stopped=Reason("blind", {"why": "small", "steps": 1}))
+    assert render(rep).startswith("**Found:** not read: the image is too small for the classifier")
+    rep = AutoReport(None, None, Plan([]), stopped=Reason("blind", {"why": "no_classifier", "steps": 1}))
+    assert render(rep).startswith("**Found:** not read (no degradation classifier)")

@@ -101,7 +101,10 @@ def reason(r) -> str:
 
 def render(report) -> str:
     """One image's report: found, plan, steps, result, why it stopped."""
-    out = [f"**Found:** {reading(report.first)}."]
+    if report.first is None and report.stopped.facts.get("why") == "small":
+        out = ["**Found:** not read: the image is too small for the classifier to judge reliably."]
+    else:
+        out = [f"**Found:** {reading(report.first)}."]
     if report.plan.steps:
         plan = "; ".join(f"{i}. {' and '.join(ACTIONS.get(t, t) for t in s.tasks)}"
                          + (f" ({model(s.model)})" if s.model not in ("auto",) else "")
