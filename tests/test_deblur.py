@@ -128,9 +128,9 @@ def test_kernel_deblur_runs_in_the_pool_when_named():
     assert pool.candidates(Step("blur", model="kernel-deblur")) == ["kernel-deblur"]
     x = _photo(96)
     checks = []
-    out = pool.run("kernel-deblur", x, Step("blur"), seed=0, check=lambda: checks.append(1))
+    out = pool.run("kernel-deblur", x, Step("blur"), seed=0, check=lambda fraction=None: checks.append(fraction))
     assert out.shape == x.shape and torch.isfinite(out).all()
-    assert rec.texts == ["remove the light noise"] and checks
+    assert rec.texts == ["remove the light noise"] and checks and all(0 <= c <= 1 for c in checks)
     assert tool.last is not None and "blur sigma" in tool.last.describe()
     assert KernelDeblur(est, rec).restore(x.permute(1, 2, 0)[None]).shape == (1, 96, 96, 3)
     # grey and RGBA uint8 batches keep their channels and dtype; alpha passes through the deconvolution
