@@ -1,7 +1,6 @@
 """Image files read as a viewer shows them, and written back without loss or truncation."""
 from __future__ import annotations
 
-import io
 import os
 import struct
 import subprocess

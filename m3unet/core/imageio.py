@@ -3,7 +3,9 @@
 Reading (:func:`load_image`) gives ``[H, W, C]`` (C = 1 grey, 3 RGB, 4 RGBA) as the image is shown
 by a viewer:
 
-* the EXIF orientation is applied (a phone's portrait photo is upright, not sideways);
+* the EXIF orientation is applied (a phone's portrait photo is upright, not sideways; the same
+  transposition as Pillow's ``ImageOps.exif_transpose``, done on the array so that 16-bit samples
+  keep their precision);
 * an embedded ICC profile is converted to sRGB (Pillow's ImageCms, the working space of the
   models); where that is not possible (16-bit and float images, a broken profile) the pixels are
   kept, the profile is written into the output unchanged and a note says so;
@@ -40,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageCms, UnidentifiedImageError
 
 from .image import MAX_SIDE
 
