@@ -138,20 +138,25 @@ def cli_seconds(size: int, model: str | None, folder: Path) -> dict:
     return {"size": size, "steps": "cli", "seconds": round(wall, 2), "sec_per_mp": round(wall / (size * size / 1e6), 2)}
 
 
+def _in_fresh_process(call: str, failure: str) -> dict:
+    """Run ``call`` (a worker of this module) in a fresh Python process, so its peak memory is its own;
+    returns the JSON row it prints."""
+    code = f"import json; from m3unet.evaluation.bench import auto_worker, worker; print(json.dumps({call}))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[2])
+    if proc.returncode != 0:
+        raise RuntimeError(f"{failure}:\n{proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def run(sizes: list[int], steps_list: list[int], model: str | None = None, log=print,
         kernel_deblur: bool = False) -> list[dict]:
     rows = []
     for steps in ([1] if kernel_deblur else steps_list):
         for size in sizes:
-            code = ("import json,sys; from m3unet.evaluation.bench import worker; "
-                    f"print(json.dumps(worker({size}, {steps}, {model!r}, kernel_deblur={kernel_deblur})))")
-            proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                                  cwd=Path(__file__).resolve().parents[2])
-            if proc.returncode != 0:
-                raise RuntimeError(f"bench worker failed at {size}px:\n{proc.stderr[-2000:]}")
-            row = json.loads(proc.stdout.strip().splitlines()[-1])
-            log(json.dumps(row))
-            rows.append(row)
+            rows.append(_in_fresh_process(f"worker({size}, {steps}, {model!r}, kernel_deblur={kernel_deblur})",
+                                          f"bench worker failed at {size}px"))
+            log(json.dumps(rows[-1]))
     return rows
 
 
@@ -161,13 +166,7 @@ def run_auto(sizes: list[int], model: str | None = None, cli: bool = True, log=p
     import tempfile
     rows = []
     for size in sizes:
-        code = ("import json; from m3unet.evaluation.bench import auto_worker; "
-                f"print(json.dumps(auto_worker({size}, {model!r})))")
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                              cwd=Path(__file__).resolve().parents[2])
-        if proc.returncode != 0:
-            raise RuntimeError(f"bench auto worker failed at {size}px:\n{proc.stderr[-2000:]}")
-        rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        rows.append(_in_fresh_process(f"auto_worker({size}, {model!r})", f"bench auto worker failed at {size}px"))
         log(json.dumps(rows[-1]))
     if cli:
         with tempfile.TemporaryDirectory() as tmp:
