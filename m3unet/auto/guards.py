@@ -28,9 +28,13 @@ def looks_like_print(x: torch.Tensor, policy: RestorePolicy = DEFAULT_POLICY) ->
     return share >= policy.paper_share and float(paper - ink) >= policy.ink_contrast
 
 
-def unread_on_print(x: torch.Tensor, policy: RestorePolicy = DEFAULT_POLICY) -> tuple[str, ...]:
-    """Print guard: the classifier readings to ignore on ``x`` (those it misreads on paper), or ()."""
-    return tuple(policy.print_unread) if policy.print_guard and looks_like_print(x, policy) else ()
+def unread_on_print(x: torch.Tensor, policy: RestorePolicy = DEFAULT_POLICY,
+                    print_like: bool | None = None) -> tuple[str, ...]:
+    """Print guard: the classifier readings to ignore on ``x`` (those it misreads on paper), or ().
+    ``print_like``: :func:`looks_like_print` of ``x`` if already known."""
+    if not policy.print_guard:
+        return ()
+    return tuple(policy.print_unread) if (looks_like_print(x, policy) if print_like is None else print_like) else ()
 
 
 def clipped_share(x: torch.Tensor, level: float = DEFAULT_POLICY.clip_level) -> float:

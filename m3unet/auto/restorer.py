@@ -227,7 +227,7 @@ class AutoRestorer:
         """Read the image (print guard), plan (measured order, then ``order`` first), open the defocus gate."""
         fixed = plan is not None
         print_like = not fixed and self.classifier is not None and guards.looks_like_print(x, self.policy)
-        unread = tuple(self.policy.print_unread) if print_like and self.policy.print_guard else ()
+        unread = guards.unread_on_print(x, self.policy, print_like)
         raw = self._read(x)
         f = self._hide(raw, unread)
         if not fixed:
