@@ -496,14 +496,14 @@ class AutoRestorer:
         st.x, st.finding, st.score = y, fy, sy
         ticker.finish_run(f"step {index}: blur with {step.model}")
 
-    def _check(self, ticker: _Progress, step: Step):
-        message = f"{step.label} with {step.model}"
+    @staticmethod
+    def _check(ticker: _Progress, step: Step, name: str | None = None):
+        """A pool member's ``check(fraction)``: progress inside the run of ``step`` by ``name`` (its model)."""
+        message = f"{step.label} with {name or step.model}"
         return lambda fraction=None: ticker.within(fraction if fraction is not None else ticker.inside, message)
 
     def _run(self, name: str, x: torch.Tensor, step: Step, seed: int, ticker: _Progress) -> torch.Tensor:
-        message = f"{step.label} with {name}"
-        return self.pool.run(name, x, step, seed, check=lambda fraction=None: ticker.within(
-            fraction if fraction is not None else ticker.inside, message))
+        return self.pool.run(name, x, step, seed, check=self._check(ticker, step, name))
 
     @staticmethod
     def _fit(y: torch.Tensor, size, target: tuple[int, int]) -> torch.Tensor:
