@@ -4,7 +4,7 @@ One module per concept: ``loader`` (checkpoint), ``refine`` (RefineEncoder embed
 ``control`` (PixelControl), ``sampler`` (restoration), ``classify`` (DegradationClassifier),
 ``caption`` (MLLM Loader + MLLM Caption: the multimodal-LLM text prior), ``autorestore``
 (automatic restore with the classifier, planner and model pool), ``deblur`` (kernel-aware
-deblurring); ``common`` holds the socket types, the ``m3unet`` models folder and the
+deblurring), ``motion`` (camera-shake deblurring); ``common`` holds the socket types, the ``m3unet`` models folder and the
 model-management glue, ``compat`` what differs between ComfyUI versions.
 """
 from .caption import register_llm_folder
@@ -21,11 +21,12 @@ from .compat import register_replacements  # noqa: E402
 from .control import M3UNetPixelControl  # noqa: E402
 from .deblur import M3UNetKernelDeblur  # noqa: E402
 from .loader import M3UNetLoader  # noqa: E402
+from .motion import M3UNetMotionDeblur  # noqa: E402
 from .refine import M3UNetRefineEncoder  # noqa: E402
 from .sampler import M3UNetSampler  # noqa: E402
 
 NODE_LIST = [M3UNetLoader, M3UNetRefineEncoder, M3UNetPixelControl, M3UNetSampler, DegradationClassifierNode,
-             M3UNetAutoRestore, M3UNetKernelDeblur, MLLMLoader, MLLMCaption]
+             M3UNetAutoRestore, M3UNetKernelDeblur, M3UNetMotionDeblur, MLLMLoader, MLLMCaption]
 
 # Node ids renamed since workflows were first shared: (new id, old id, the old node's widget names in order).
 RENAMED = [(CLASSIFIER_ID, OLD_CLASSIFIER_ID, ["classifier_name", "threshold"])]
@@ -38,4 +39,4 @@ async def on_load() -> None:
 
 
 __all__ = ["NODE_LIST", "RENAMED", "on_load", "M3UNetLoader", "M3UNetRefineEncoder", "M3UNetPixelControl",
-           "M3UNetSampler", "DegradationClassifierNode", "M3UNetAutoRestore", "M3UNetKernelDeblur", "MLLMLoader", "MLLMCaption"]
+           "M3UNetSampler", "DegradationClassifierNode", "M3UNetAutoRestore", "M3UNetKernelDeblur", "M3UNetMotionDeblur", "MLLMLoader", "MLLMCaption"]

@@ -39,7 +39,7 @@ EXAMPLE_INPUT = "m3unet_example_degraded.png"
 CROP = (200, 120, 392, 248)  # 192x128 px of the example: a cup edge with noise, blur and JPEG blocks
 SCREENSHOTS = Path(os.environ.get("M3UNET_SCREENSHOT_DIR") or REPO / "out" / "screenshots")
 FRONT_END_NOTES = ("Note", "MarkdownNote")
-SEEDED = ["M3UNetSampler", "M3UNetAutoRestore", "M3UNetKernelDeblur", "M3UNetMLLMCaption"]
+SEEDED = ["M3UNetSampler", "M3UNetAutoRestore", "M3UNetKernelDeblur", "M3UNetMotionDeblur", "M3UNetMLLMCaption"]
 PACK_NAMES = ("m3unet",)  # how the pack's own URLs, nodes and files are recognised in messages
 
 

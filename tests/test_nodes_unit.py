@@ -29,8 +29,8 @@ pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parent.parent
 NODE_IDS = ["M3UNetLoader", "M3UNetRefineEncoder", "M3UNetPixelControl", "M3UNetSampler", "M3UNetMLLMLoader",
-            "M3UNetMLLMCaption", "M3UNetAutoRestore", "M3UNetKernelDeblur", "M3UNetDegradationClassifier"]
-SEEDED = ["M3UNetSampler", "M3UNetAutoRestore", "M3UNetKernelDeblur", "M3UNetMLLMCaption"]
+            "M3UNetMLLMCaption", "M3UNetAutoRestore", "M3UNetKernelDeblur", "M3UNetMotionDeblur", "M3UNetDegradationClassifier"]
+SEEDED = ["M3UNetSampler", "M3UNetAutoRestore", "M3UNetKernelDeblur", "M3UNetMotionDeblur", "M3UNetMLLMCaption"]
 
 
 @pytest.fixture(scope="session")

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:GitWildMatchPattern:DeprecationW
 
 REPO = Path(__file__).resolve().parent.parent
 NODE_IDS = {"M3UNetLoader", "M3UNetRefineEncoder", "M3UNetPixelControl", "M3UNetSampler", "M3UNetMLLMLoader",
-            "M3UNetMLLMCaption", "M3UNetAutoRestore", "M3UNetKernelDeblur", "M3UNetDegradationClassifier"}
+            "M3UNetMLLMCaption", "M3UNetAutoRestore", "M3UNetKernelDeblur", "M3UNetMotionDeblur", "M3UNetDegradationClassifier"}
 # What must never be in the package (development, training, evaluation, CI, local state).
 FORBIDDEN = re.compile(r"^(tests|scripts|docs|results|data|checkpoints|logs|out|\.host|\.ci|m3unet/training|"
                        r"m3unet/evaluation)/|\.train-log\.jsonl$|\.log$|^requirements-dev\.txt$")

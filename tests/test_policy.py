@@ -121,7 +121,7 @@ def test_small_image_routes():
 def test_every_reason_renders_in_words_without_internal_names():
     facts = {"count": 2, "tasks": ["noise", "jpeg"], "task": "jpeg", "clip_rise": 0.12, "sigma": 2.0, "noise": 3.0,
              "labels": ["lowres"], "budget": 4, "not_run": ["haze"], "why": "small", "steps": 2, "rolled": ["lowlight"],
-             "blocky": 1.3, "model": "m3unet", "own_change": -0.4, "side_change": 0.0, "limit": 0.05}
+             "blocky": 1.3, "model": "m3unet", "own_change": -0.4, "side_change": 0.0, "limit": 0.05, "length": 12.0, "angle": 30.0}
     for code, sentence in REASONS.items():
         text = sentence(facts)
         assert text and "_" not in text and "m3unet." not in text and "score" not in text, (code, text)
@@ -152,8 +152,8 @@ def test_factory_builds_the_pool_and_hands_every_loaded_network_to_the_host(tmp_
     policy = RestorePolicy(print_guard=False)
     auto = build_auto_restorer(restorer, model_path=tmp_path / "user.safetensors", classifier="shipped",
                                policy=policy, manage=managed.append)
-    # A user's model: no shipped specialists; the kernel deblur's estimator and the classifier are managed.
-    assert set(auto.pool.models) == {"kernel-deblur"} and auto.policy is policy and auto.pool.policy is policy
+    # A user's model: no shipped specialists; the deblur tools join; the estimator and the classifier are managed.
+    assert set(auto.pool.models) == {"kernel-deblur", "motion-deblur"} and auto.policy is policy and auto.pool.policy is policy
     assert any(isinstance(m, torch.nn.Module) and m is auto.classifier.model for m in managed)
     assert any(m is auto.pool.models["kernel-deblur"].estimator for m in managed)
     shipped = build_auto_restorer(restorer, classifier=None, kernel_deblur=False)

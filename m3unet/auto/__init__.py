@@ -6,6 +6,7 @@ from .classifier import (DEFAULT_CLASSIFIER, LABELS, Classifier, ClassifierError
 from .factory import build_auto_restorer
 from .policy import DEFAULT_POLICY, PolicyError, RestorePolicy, policy_from
 from .deblur import MAX_SIGMA, BlurEstimatorError, KernelDeblur, is_estimator_file, shipped_estimator
+from .motion import MotionDeblur, MotionDeblurError, MotionEstimate, estimate_motion
 from .plan import TASKS, Plan, PlanError, Step, parse_plans, plan_from_finding
 from .pool import M3UNetPoolModel, Pool, PoolError, PoolModel, load_pool_model, parse_pool_arg, shipped_tools
 from .restorer import (DEFAULT_BUDGET, MAX_BUDGET, SHIPPED_CLASSIFIER, AutoProgress, AutoRestorer, AutoResult,
@@ -17,4 +18,5 @@ __all__ = ["DEFAULT_CLASSIFIER", "LABELS", "Classifier", "ClassifierError", "Deg
            "plan_from_finding", "M3UNetPoolModel", "Pool", "PoolError", "PoolModel", "load_pool_model",
            "parse_pool_arg", "shipped_tools", "DEFAULT_BUDGET", "MAX_BUDGET", "SHIPPED_CLASSIFIER", "AutoProgress",
            "AutoRestorer", "AutoResult", "classifier_or_shipped", "load_shipped_classifier",
-           "build_auto_restorer", "DEFAULT_POLICY", "PolicyError", "RestorePolicy", "policy_from"]
+           "build_auto_restorer", "DEFAULT_POLICY", "PolicyError", "RestorePolicy", "policy_from",
+           "MotionDeblur", "MotionDeblurError", "MotionEstimate", "estimate_motion"]

@@ -92,6 +92,14 @@ def estimator_reads_defocus(est, would_deconvolve: bool, policy: RestorePolicy =
     return est.sigma >= policy.defocus_sigma and would_deconvolve
 
 
+def cepstrum_reads_motion(est, policy: RestorePolicy = DEFAULT_POLICY) -> bool:
+    """Motion gate, estimator half: a cepstral motion kernel (:class:`m3unet.auto.motion.MotionEstimate`)
+    at least ``motion_min_length`` px long, ``motion_confidence`` deep and directional (its
+    perpendicular offset under ``motion_max_symmetry`` of the peak)."""
+    return (est.length >= policy.motion_min_length and est.confidence >= policy.motion_confidence
+            and est.symmetry < policy.motion_max_symmetry)
+
+
 def is_too_small(x: torch.Tensor, min_side: int) -> bool:
     """Under the classifier's minimum side (from its weights) its reading is not trusted."""
     return min(x.shape[-2:]) < min_side

@@ -94,6 +94,34 @@ class RestorePolicy:
     defocus_sigma: float = _entry(
         1.2, "the gate needs an estimated Gaussian blur of at least this many px",
         "validation photos: lower readings come from sharp photos too (a smooth subject, a soft background)")
+    # --- the motion deblur -------------------------------------------------------------------------
+    motion_gate: bool = _entry(
+        True, "run the motion deblur first (cepstrum kernel, Wiener deconvolution, clean-up pass) when the "
+        "classifier reads one of motion_labels and the cepstrum finds a long, confident, directional motion "
+        "kernel; it then takes the place of the blur-like steps",
+        "scripts/motion_probe.py and eval --stress --split validation (docs/motion.md)")
+    motion_labels: tuple[str, ...] = _entry(
+        ("blur", "lowres", "motion"), "classifier labels that open the motion gate",
+        "eval --stress --split validation (docs/motion.md): the classifier reads some motion blurs as defocus "
+        "or down-sampling; the cepstrum tells them apart")
+    motion_confidence: float = _entry(
+        9.0, "the gate needs a cepstral peak at least this deep (in standard deviations of the cepstrum)",
+        "scripts/motion_probe.py (validation photos, results/motion-probe-validation.json): clean, noisy, low-light "
+        "and hazy photos read at most 5.0; from 9 on no other degradation opened the gate (at 8 a JPEG did), and "
+        "the 40 of 54 motion cases it opened lost 2.4 dB in all against 136 dB gained (docs/motion.md)")
+    motion_min_length: float = _entry(
+        5.0, "the gate needs an estimated motion of at least this many px",
+        "scripts/motion_probe.py (validation photos): defocus and JPEG put their cepstral peak within 4.7 px")
+    motion_max_symmetry: float = _entry(
+        0.3, "the gate closes when the cepstrum is this deep or more at the perpendicular offset (a share of the "
+        "peak's depth): a resampled photo has the same comb along both axes, a motion blur along one",
+        "scripts/motion_probe.py (validation photos): motion blurs read 0-0.14, down-sampled photos 0.46-0.99; "
+        "0.3 leaves a margin on both sides")
+    motion_balance: float = _entry(
+        0.01, "Wiener balance of the motion deconvolution for a clean 10 px blur (in proportion to the length, "
+        "more with noise); larger is smoother and safer",
+        "scripts/motion_probe.py --balances 0.01,0.015,0.025 (validation photos): linear motion +3.36 / +3.29 / "
+        "+3.10 dB, camera shake +1.89 / +1.91 / +1.85 dB with the clean-up pass")
     # --- images under the classifier's minimum side ------------------------------------------------
     small_image_routes: bool = _entry(
         True, "under the classifier's minimum side, let the blur estimator route the image: kernel deblur, "

@@ -208,8 +208,9 @@ class Pool:
         self.restorer = restorer
         self.models = {}
         from .deblur import KernelDeblur
+        from .motion import MotionDeblur
         for m in models:
-            if not isinstance(m, (PoolModel, M3UNetPoolModel, KernelDeblur)):
+            if not isinstance(m, (PoolModel, M3UNetPoolModel, KernelDeblur, MotionDeblur)):
                 raise PoolError(f"pool entries must be PoolModel(model, task); got {type(m).__name__}")
             if m.name in self.models:
                 raise PoolError(f"two pool models are named {m.name!r}; give them distinct names")
@@ -339,13 +340,17 @@ def shipped_specialists(restorer, solo: bool = True, small: bool = True) -> list
 def shipped_tools(restorer, kernel_deblur: bool = True, specialists: bool = True, model_path=None,
                   policy: RestorePolicy = DEFAULT_POLICY) -> list:
     """The default pool's members beside M3UNet (what ``restore``, the Auto Restore node and eval's
-    ``auto`` column use): the kernel-aware deblur (:mod:`m3unet.auto.deblur`, the defocus step) and the
+    ``auto`` column use): the kernel-aware deblur (:mod:`m3unet.auto.deblur`, the defocus step), the motion
+    deblur (:mod:`m3unet.auto.motion`, the motion step, with the policy's ``motion_gate``) and the
     shipped specialists, each when asked for and its weights file is present. ``model_path`` is the
     main model's file (None: the shipped default); the specialists join only beside the shipped
     default (:func:`is_shipped_default`), and only those the ``policy`` uses (the single-task ones with
     ``solo_specialists``, the small-print one with ``small_image_routes``)."""
     from .deblur import shipped_kernel_deblur
-    return (shipped_kernel_deblur(restorer) if kernel_deblur else []) + \
+    from .motion import MotionDeblur
+    motion = [MotionDeblur(restorer, base_balance=policy.motion_balance)] if kernel_deblur and restorer is not None \
+        and policy.motion_gate else []
+    return (shipped_kernel_deblur(restorer) if kernel_deblur else []) + motion + \
         (shipped_specialists(restorer, solo=policy.solo_specialists, small=policy.small_image_routes)
          if specialists and is_shipped_default(model_path) else [])
 

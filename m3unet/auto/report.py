@@ -17,6 +17,7 @@ ACTIONS = {"noise": "remove the noise", "blur": "sharpen the blur", "motion": "u
            "jpeg": "remove the JPEG artefacts", "lowres": "restore lost detail", "lowlight": "brighten",
            "haze": "remove the haze"}
 MODELS = {"m3unet": "M3UNet", "kernel-deblur": "the blur remover (deconvolution + M3UNet)",
+          "motion-deblur": "the camera-shake remover (deconvolution + M3UNet)",
           "m3unet-jpeg": "the JPEG specialist", "m3unet-noise": "the noise specialist",
           "m3unet-smallprint": "the small-print specialist"}
 
@@ -77,6 +78,8 @@ REASONS: dict[str, Callable[[dict[str, Any]], str]] = {
     "not_judged": lambda f: "applied as planned (no classifier to judge it)",
     "defocus": lambda f: (f"the blur looked like an out-of-focus blur of {f['sigma']:.1f} px: it was deconvolved, then "
                           "cleaned up by M3UNet"),
+    "motion_kernel": lambda f: (f"the blur looked like camera shake of {f['length']:.0f} px: it was deconvolved, "
+                                "then cleaned up by M3UNet"),
     "enlarged_print": lambda f: "it looks like small print that was enlarged: the small-print specialist restored it",
     # why it stopped
     "clean": lambda f: "nothing wrong is found any more",

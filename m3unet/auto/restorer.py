@@ -245,7 +245,7 @@ class AutoRestorer:
         if unread and any(k in raw.labels for k in unread):
             report.fired("print_guard")  # the guard hid a reading that would have been acted on
         if defocus is not None:
-            report.fired("defocus_gate")
+            report.fired("motion_gate" if defocus[0].task == "motion" else "defocus_gate")
         return _State(x, f, report.score, fixed, unread, list(f.labels) if f is not None else [], report,
                       list(plan.steps), defocus, print_like=print_like)
 
@@ -446,7 +446,24 @@ class AutoRestorer:
         return tuple(t for t in self.policy.joint_tasks if t not in served)
 
     def _deblur_tool(self):
-        return next((m for m in self.pool.models.values() if hasattr(m, "deblur")), None)
+        return next((m for m in self.pool.models.values()
+                     if hasattr(m, "deblur") and getattr(m, "kind", "defocus") == "defocus"), None)
+
+    def _motion_tool(self):
+        return next((m for m in self.pool.models.values() if getattr(m, "kind", None) == "motion"), None)
+
+    def _motion_step(self, x: torch.Tensor, f):
+        """``(Step, reading)`` for the motion deblur when the motion gate opens (policy ``motion_gate``:
+        one of ``motion_labels`` read and a confident directional kernel in the cepstrum), else None."""
+        tool = self._motion_tool()
+        if tool is None or not self.policy.motion_gate or f is None or \
+                not any(k in f.labels for k in self.policy.motion_labels):
+            return None
+        est = tool.reading(x)
+        if not guards.cepstrum_reads_motion(est, self.policy):
+            return None
+        strength = round(min(1.0, max(0.0, (est.length - 5.0) / 20.0)), 2)  # the motion severity scale
+        return Step("motion", strength, tool.name, est.describe()), est
 
     def _estimator_reading(self, x: torch.Tensor):
         """The blur estimator's reading of ``x``, or None when the pool has no kernel-aware deblur."""
@@ -467,6 +484,8 @@ class AutoRestorer:
     def _defocus_step(self, x: torch.Tensor, f, reading=None):
         """``(Step, reading)`` for the kernel-aware deblur when the defocus gate opens (policy
         ``defocus_gate``: a blur-like reading and an estimated Gaussian blur it can undo), else None."""
+        if reading is None and (motion := self._motion_step(x, f)) is not None:
+            return motion
         tool = self._deblur_tool()
         if tool is None or not self.policy.defocus_gate or not guards.reads_blur_like(f, self.policy):
             return None
@@ -486,12 +505,14 @@ class AutoRestorer:
                       st.x.shape[-2:], target)
         fy = self.classify(y, st.unread)
         sy = degradation_score(fy)
-        e = effect(st.finding, fy, "blur", self.policy.side_weight)
+        e = effect(st.finding, fy, step.task, self.policy.side_weight)
         attempts = [Attempt(step.model, sy, round(e.own_drop, 4), round(e.side_rise, 4), fy.labels)]
         labels = [k for k in st.finding.labels if k in self.policy.defocus_labels]
-        st.report.steps.append(StepRecord(index, ["blur"], step.strength, step.text, attempts, step.model, "kept",
-                                          st.score, sy, Reason("defocus", {"labels": labels, "sigma": est.sigma,
-                                                                           "noise": est.noise})))
+        reason = (Reason("motion_kernel", {"labels": labels, "length": est.length, "angle": est.angle})
+                  if step.task == "motion" else
+                  Reason("defocus", {"labels": labels, "sigma": est.sigma, "noise": est.noise}))
+        st.report.steps.append(StepRecord(index, list(step.tasks), step.strength, step.text, attempts, step.model,
+                                          "kept", st.score, sy, reason))
         st.tried.update(self.policy.defocus_labels)
         st.x, st.finding, st.score = y, fy, sy
         ticker.finish_run(f"step {index}: blur with {step.model}")

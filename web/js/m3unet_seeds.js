@@ -8,7 +8,7 @@
 // The app from the front end's API object (newer front ends deprecate the scripts/ shims), else the shim.
 const { app } = window.comfyAPI?.app?.app ? window.comfyAPI.app : await import("../../../scripts/app.js");
 
-const SEEDED = new Set(["M3UNetSampler", "M3UNetAutoRestore", "M3UNetKernelDeblur", "M3UNetMLLMCaption"]);
+const SEEDED = new Set(["M3UNetSampler", "M3UNetAutoRestore", "M3UNetKernelDeblur", "M3UNetMotionDeblur", "M3UNetMLLMCaption"]);
 const MODES = ["fixed", "increment", "decrement", "randomize"];
 
 function seedControl(node) {

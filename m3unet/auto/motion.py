@@ -1,0 +1,273 @@
+"""Motion deblur: estimate a linear camera-shake kernel from the cepstrum, deconvolve, clean up with M3UNet.
+
+A straight motion blur of length ``L`` along direction ``d`` multiplies the image spectrum by a
+sinc whose zeros repeat every ``1/L`` along ``d``; the log spectrum is periodic there, so the
+*cepstrum* (the inverse Fourier transform of the log power spectrum) has a sharp negative peak at
+the offset ``L d`` (Rom, "On the cepstrum of two-dimensional functions", IEEE Trans. IT 1975;
+Moghaddam & Jamzad, "Motion blur identification in noisy images using mathematical models and
+statistical measures", Pattern Recognition 2007). The power spectrum is averaged over
+overlapping Hann-windowed tiles (Welch), the peak is found beyond a few pixels from the origin and
+refined to sub-pixel by the centroid of its neighbourhood. Its depth in units of the cepstrum's
+spread is the reading's ``confidence``: defocus, down-sampling, noise and clean photos have no
+such peak.
+
+The kernel is then undone by a Wiener / constrained least-squares filter (gradient penalty, as in
+:func:`m3unet.auto.deblur.wiener_deconvolve`) and a blind M3UNet pass removes what deconvolution
+leaves (ringing, amplified noise): the two-stage scheme of Schuler et al. (CVPR 2013) and DPIR
+(Zhang et al., TPAMI 2021) with an estimated kernel. :class:`MotionDeblur` is the pool's motion
+step (policy ``motion_gate``); the **M3UNet Kernel Deblur** node offers it as its motion mode.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from ..core.image import like_input, luminance
+
+TILE = 128          # cepstrum tile side (px): holds kernels up to ~40 px
+STRIDE = 48         # tile step
+MAX_TILES = 64      # at most this many tiles (spread over the image) feed the averaged spectrum
+MIN_OFFSET = 3.0    # cepstral peaks closer to the origin than this are the image's own structure
+MAX_LENGTH = 40.0   # longest blur searched (px)
+CLEANUP_TEXT = "remove the light noise"
+
+
+class MotionDeblurError(ValueError):
+    """A clear error about a motion deblur input (length, angle, image)."""
+
+
+@dataclass
+class MotionEstimate:
+    """A linear motion blur: ``length`` px along ``angle`` degrees (0-180, clockwise from the
+    x axis with y pointing down), the cepstral peak's ``confidence`` and the noise level (1/255)."""
+    length: float
+    angle: float
+    confidence: float = 0.0
+    noise: float = 0.0
+    symmetry: float = 0.0   # depth of the cepstrum at the perpendicular offset over the peak's: ~1 for
+                            # resampling (the same comb along both axes), ~0 for a directional blur
+
+    def describe(self) -> str:
+        return f"motion {self.length:.1f} px at {self.angle:.0f} degrees, noise {self.noise:.1f}/255"
+
+
+def _tiles(h: int, w: int, t: int) -> list[tuple[int, int]]:
+    ys = list(range(0, h - t + 1, STRIDE)) or [0]
+    xs = list(range(0, w - t + 1, STRIDE)) or [0]
+    pos = [(y, x) for y in ys for x in xs]
+    if len(pos) > MAX_TILES:  # spread evenly over the image
+        idx = torch.linspace(0, len(pos) - 1, MAX_TILES).round().long().tolist()
+        pos = [pos[i] for i in idx]
+    return pos
+
+
+def cepstrum(grey: torch.Tensor, tile: int = TILE) -> torch.Tensor:
+    """Centred power cepstrum ``[t, t]`` of a ``[H, W]`` image from its Welch-averaged log spectrum."""
+    h, w = grey.shape
+    t = min(tile, h, w)
+    win = torch.hann_window(t, periodic=False, dtype=torch.float64)
+    win2 = win[:, None] * win[None, :]
+    acc = torch.zeros(t, t, dtype=torch.float64)
+    pos = _tiles(h, w, t)
+    for y, x in pos:
+        p = grey[y:y + t, x:x + t].double()
+        acc += torch.fft.fft2((p - p.mean()) * win2).abs() ** 2
+    c = torch.fft.ifft2(torch.log(acc / len(pos) + 1e-12)).real
+    return torch.fft.fftshift(c)
+
+
+def noise_level(grey: torch.Tensor) -> float:
+    """Noise sigma (1/255) from the median absolute diagonal Haar detail (Donoho & Johnstone 1994)."""
+    g = grey.double()
+    h, w = (g.shape[0] // 2) * 2, (g.shape[1] // 2) * 2
+    g = g[:h, :w]
+    hh = (g[0::2, 0::2] - g[0::2, 1::2] - g[1::2, 0::2] + g[1::2, 1::2]) / 2
+    return float(hh.abs().median() / 0.6745 * 255)
+
+
+def estimate_motion(x: torch.Tensor) -> MotionEstimate:
+    """The linear motion blur of ``[3, H, W]`` (0-1) read from its cepstrum (see the module)."""
+    if x.dim() != 3 or x.shape[0] != 3:
+        raise MotionDeblurError(f"estimate_motion takes a [3, H, W] image, got {tuple(x.shape)}")
+    g = luminance(x.float())
+    c = cepstrum(g)
+    t = c.shape[0]
+    mid = t // 2
+    yy, xx = torch.meshgrid(torch.arange(t) - mid, torch.arange(t) - mid, indexing="ij")
+    r = (yy ** 2 + xx ** 2).double().sqrt()
+    ring = (r >= MIN_OFFSET) & (r <= min(MAX_LENGTH, mid - 2))
+    if not bool(ring.any()):
+        return MotionEstimate(0.0, 0.0, 0.0, noise_level(g))
+    masked = torch.where(ring, c, torch.full_like(c, float("inf")))
+    i = int(masked.argmin())
+    py, px = divmod(i, t)
+    nb = -c[py - 1:py + 2, px - 1:px + 2]
+    nb = (nb - nb.min()).clamp(min=0)
+    offs = torch.tensor([-1.0, 0.0, 1.0], dtype=nb.dtype)
+    total = float(nb.sum()) or 1.0
+    dy = py - mid + float((nb.sum(1) * offs).sum()) / total
+    dx = px - mid + float((nb.sum(0) * offs).sum()) / total
+    spread = float(c[ring].std()) or 1.0
+    qy, qx = mid + int(round(dx)), mid - int(round(dy))  # the offset turned by 90 degrees
+    perp = float(-c[max(0, qy - 1):qy + 2, max(0, qx - 1):qx + 2].min()) if 0 < qy < t - 1 and 0 < qx < t - 1 else 0.0
+    depth = float(-c[py, px])
+    return MotionEstimate(math.hypot(dx, dy), math.degrees(math.atan2(dy, dx)) % 180.0, depth / spread,
+                          noise_level(g), max(0.0, perp) / depth if depth > 0 else 1.0)
+
+
+def line_kernel(length: float, angle: float) -> torch.Tensor:
+    """A straight motion-blur kernel: a ``length`` px segment at ``angle`` degrees, anti-aliased
+    (bilinear splats of points along it), normalised to sum 1, odd side."""
+    if not (math.isfinite(length) and length > 0):
+        raise MotionDeblurError(f"motion length is {length}; give a positive number of pixels")
+    size = (int(math.ceil(length)) + 2) | 1
+    k = torch.zeros(size, size, dtype=torch.float64)
+    c = size // 2
+    s = torch.linspace(-0.5, 0.5, max(16, int(8 * length)), dtype=torch.float64) * length
+    th = math.radians(angle)
+    xs, ys = c + s * math.cos(th), c + s * math.sin(th)
+    x0, y0 = xs.floor().long(), ys.floor().long()
+    fx, fy = xs - x0, ys - y0
+    for ddx, ddy, wgt in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
+        k.index_put_(((y0 + ddy).clamp(0, size - 1), (x0 + ddx).clamp(0, size - 1)), wgt, accumulate=True)
+    return (k / k.sum()).float()
+
+
+def _otf(kernel: torch.Tensor, h: int, w: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """The kernel's transfer function on an ``h x w`` grid (centred at the origin), half spectrum."""
+    kh, kw = kernel.shape
+    kp = torch.zeros(h, w, dtype=dtype)
+    kp[:kh, :kw] = kernel.to(dtype)
+    return torch.fft.rfft2(torch.roll(kp, (-(kh // 2), -(kw // 2)), (0, 1)))
+
+
+def _taper_ramp(n: int, p: int) -> torch.Tensor:
+    i = torch.arange(n)
+    return torch.sin(torch.clamp(torch.minimum(i, i.flip(0)).double() / p, 0, 1) * math.pi / 2) ** 2
+
+
+def _deconvolve_whole(y: torch.Tensor, kernel: torch.Tensor, balance: float,
+                      dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """Pad by reflection (twice the kernel side), blend the pad into its own circular blur (edge
+    tapering, as MATLAB's ``edgetaper``: the padded image then obeys the circular blur model the FFT
+    assumes, so the borders do not ring), filter, crop."""
+    _, h, w = y.shape
+    p = 2 * max(kernel.shape)
+    mode = "reflect" if min(h, w) > p else "replicate"
+    ext = torch.nn.functional.pad(y[None].to(dtype), (p, p, p, p), mode=mode)[0]
+    hh, ww = ext.shape[-2:]
+    otf = _otf(kernel, hh, ww, dtype)
+    spec = torch.fft.rfft2(ext)
+    blurred = torch.fft.irfft2(spec * otf, s=(hh, ww))
+    a = (_taper_ramp(hh, p)[:, None] * _taper_ramp(ww, p)[None, :]).to(dtype)
+    spec = torch.fft.rfft2(a * ext + (1 - a) * blurred)
+    fy = torch.fft.fftfreq(hh, dtype=dtype)[:, None]
+    fx = torch.fft.rfftfreq(ww, dtype=dtype)[None, :]
+    d2 = (2 - 2 * torch.cos(2 * math.pi * fx)) + (2 - 2 * torch.cos(2 * math.pi * fy))
+    out = torch.fft.irfft2(spec * (otf.conj() / (otf.abs() ** 2 + balance * d2)), s=(hh, ww))
+    return out[:, p:p + h, p:p + w].to(y.dtype)
+
+
+BIG = 1 << 22  # from this many pixels the FFTs run in single precision (memory), below in double
+
+
+def deconvolve(y: torch.Tensor, kernel: torch.Tensor, balance: float) -> torch.Tensor:
+    """Wiener / constrained least-squares deconvolution of ``[C, H, W]`` by ``kernel``:
+    ``X = K* Y / (|K|^2 + balance |D|^2)`` (``D``: the image gradient, so the mean colour is kept).
+    Borders are padded and edge-tapered against ringing. The whole image is filtered at once (the
+    regularised inverse of a line kernel reaches far, so tiles would leave seams), one channel at a
+    time and in single precision from :data:`BIG` pixels on, which keeps memory to a few copies of
+    one channel."""
+    _, h, w = y.shape
+    dtype = torch.float64 if h * w < BIG else torch.float32
+    out = torch.empty_like(y)
+    for c in range(y.shape[0]):
+        out[c:c + 1] = _deconvolve_whole(y[c:c + 1], kernel, balance, dtype)
+    return out
+
+
+def balance_for(noise: float, length: float, base: float = 0.01) -> float:
+    """Wiener balance: ``base`` for a clean 10 px blur, in proportion to the length (a longer kernel
+    has more spectral zeros to bridge) and growing with the noise power (``noise`` in 1/255)."""
+    return float(min(0.3, base * max(length, 1.0) / 10.0 * (1.0 + (noise / 2.0) ** 2)))
+
+
+class MotionDeblur:
+    """Estimate a linear motion blur, deconvolve it, clean up with an M3UNet pass.
+
+    A pool member outside the classifier-judged steps (``tasks`` is empty): the automatic restore
+    runs it as its own step when the classifier reads a blur and the cepstrum finds a confident
+    motion kernel (policy ``motion_gate``)."""
+
+    scale = 1
+    tasks: tuple[str, ...] = ()
+    kind = "motion"
+
+    def __init__(self, restorer, name: str = "motion-deblur", base_balance: float = 0.01):
+        self.restorer = restorer
+        self.name = name
+        self.base_balance = base_balance
+        self.estimates: list[MotionEstimate] = []
+
+    def describe(self) -> str:
+        return (f"{self.name} (linear motion kernel from the cepstrum, Wiener deconvolution, then an M3UNet "
+                "clean-up pass; the automatic restore's motion step)")
+
+    @staticmethod
+    def reading(x: torch.Tensor, length: float | None = None, angle: float | None = None) -> MotionEstimate:
+        """The cepstrum's reading of ``[3, H, W]``, with ``length`` / ``angle`` replacing it where given."""
+        est = estimate_motion(x)
+        if length is not None:
+            if not (math.isfinite(float(length)) and float(length) >= 1.0):
+                raise MotionDeblurError(f"motion length is {length}; give at least 1 px (0 in the node: estimate it)")
+            est = MotionEstimate(float(length), est.angle if angle is None else float(angle) % 180.0,
+                                 float("inf"), est.noise)
+        elif angle is not None:
+            est = MotionEstimate(est.length, float(angle) % 180.0, est.confidence, est.noise)
+        return est
+
+    def deconvolve(self, x: torch.Tensor, est: MotionEstimate) -> torch.Tensor:
+        """The deconvolution stage alone on ``[3, H, W]``."""
+        if est.length < 1.0:
+            return x
+        k = line_kernel(est.length, est.angle)
+        return deconvolve(x.float(), k, balance_for(est.noise, est.length, self.base_balance)).clamp(0, 1).to(x.dtype)
+
+    def deblur(self, x: torch.Tensor, est: MotionEstimate, seed: int = 0, tile: int = 512,
+               check: Callable[..., None] | None = None) -> torch.Tensor:
+        """``[3, H, W]`` -> deblurred with the kernel of ``est`` (the gate's reading)."""
+        progress = (lambda p: check(p.done / p.total) if p is not None else check(0.0)) if check else None
+        return self.restore(x.permute(1, 2, 0)[None], seed=seed, tile=tile, progress=progress,
+                            estimates=[est])[0].permute(2, 0, 1)
+
+    def run(self, x: torch.Tensor, step=None, seed: int = 0, steps: int = 1, tile: int = 512,
+            check: Callable[..., None] | None = None) -> torch.Tensor:
+        """The pool members' interface: ``[3, H, W]`` float in [0, 1] -> deblurred, same size."""
+        progress = (lambda p: check(p.done / p.total) if p is not None else check(0.0)) if check else None
+        return self.restore(x.permute(1, 2, 0)[None], seed=seed, tile=tile, progress=progress)[0].permute(2, 0, 1)
+
+    def restore(self, image: torch.Tensor, text: str = "", steps: int = 1, seed: int = 0, tile: int = 512,
+                progress=None, length: float | None = None, angle: float | None = None,
+                estimates: list[MotionEstimate] | None = None) -> torch.Tensor:
+        """Restorer-like: IMAGE ``[B, H, W, C]`` (grey/RGB/RGBA, float or uint8) -> IMAGE of the same
+        shape and dtype; alpha passes through. ``length`` (px) and ``angle`` (degrees) replace the
+        estimate when given; the readings are kept in :attr:`estimates`, one per image."""
+        from ..core.image import check_image, to_rgb_float
+        image = check_image(image)
+        self.estimates = []
+        outs = []
+        for i, x in enumerate(image):
+            rgb = to_rgb_float(x.cpu())
+            est = estimates[i] if estimates is not None else self.reading(rgb, length, angle)
+            self.estimates.append(est)
+            d = self.deconvolve(rgb, est).permute(1, 2, 0)
+            del rgb
+            d = like_input(d, x.cpu())
+            if progress:
+                progress(None)
+            outs.append(self.restorer.restore(d[None].to(x.device), text=CLEANUP_TEXT, steps=1, seed=seed,
+                                              tile=tile, progress=progress)[0])
+        return torch.stack(outs)

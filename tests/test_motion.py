@@ -1,0 +1,149 @@
+"""Motion deblur (m3unet.auto.motion): the cepstral kernel estimate, the deconvolution, the pool tool and
+the automatic restore's motion gate."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from m3unet.auto.guards import cepstrum_reads_motion
+from m3unet.auto.motion import (MotionDeblur, MotionDeblurError, MotionEstimate, deconvolve, estimate_motion,
+                                line_kernel)
+from m3unet.auto.policy import DEFAULT_POLICY
+from m3unet.core.metrics import psnr
+from m3unet.training import synthesis as deg
+
+
+def _photo(size: int = 256) -> torch.Tensor:
+    import skimage.data  # a validation photo, never used to train anything shipped
+    a = skimage.data.coffee()[60:60 + size, 120:120 + size]
+    return torch.from_numpy(a.copy()).permute(2, 0, 1).float() / 255
+
+
+def _angle_error(a: float, b: float) -> float:
+    d = abs(a - b) % 180
+    return min(d, 180 - d)
+
+
+@pytest.mark.parametrize("length,angle", [(9.0, 20.0), (13.0, 115.0), (17.0, 160.0)])
+def test_the_cepstrum_reads_a_straight_motion_blur(length, angle):
+    x = _photo()
+    y = deg.convolve(x, line_kernel(length, angle)).clamp(0, 1)
+    est = estimate_motion(y)
+    assert abs(est.length - length) < 1.0, est
+    assert _angle_error(est.angle, angle) < 6, est
+    assert cepstrum_reads_motion(est, DEFAULT_POLICY), est
+
+
+def test_the_gate_stays_shut_on_clean_defocused_and_noisy_photos():
+    x = _photo()
+    g = torch.Generator().manual_seed(0)
+    for y in (x, deg.convolve(x, deg.gaussian_kernel(2.0)).clamp(0, 1),
+              (x + 20 / 255 * torch.randn(x.shape, generator=g)).clamp(0, 1)):
+        est = estimate_motion(y)
+        assert not cepstrum_reads_motion(est, DEFAULT_POLICY), est
+
+
+def test_resampling_reads_as_symmetric_not_as_motion():
+    """Area down-sampling puts the same comb on both axes: the symmetry check closes the gate."""
+    import torch.nn.functional as F
+    x = _photo()
+    small = F.interpolate(x[None], scale_factor=1 / 2.5, mode="area")
+    y = F.interpolate(small, size=x.shape[-2:], mode="bicubic", align_corners=False)[0].clamp(0, 1)
+    est = estimate_motion(y)
+    assert not cepstrum_reads_motion(est, DEFAULT_POLICY), est
+
+
+def test_line_kernel_is_a_normalised_centred_segment():
+    k = line_kernel(10.0, 0.0)
+    assert k.shape[0] == k.shape[1] and k.shape[0] % 2 == 1
+    assert float(k.sum()) == pytest.approx(1.0, abs=1e-6)
+    c = k.shape[0] // 2
+    assert float(k[c].sum()) > 0.99  # horizontal: all on the centre row
+    assert torch.allclose(k, k.flip(0, 1), atol=1e-6)  # point-symmetric
+    v = line_kernel(10.0, 90.0)
+    assert float(v[:, c].sum()) > 0.99
+    for bad in (0.0, -3.0, float("nan")):
+        with pytest.raises(MotionDeblurError, match="length"):
+            line_kernel(bad, 0.0)
+
+
+def test_deconvolution_with_the_true_kernel_restores_detail_in_either_precision():
+    x = _photo()
+    k = line_kernel(13.0, 40.0)
+    y = deg.convolve(x, k).clamp(0, 1)
+    out = deconvolve(y, k, 0.01).clamp(0, 1)
+    assert out.shape == y.shape and psnr(out, x) > psnr(y, x) + 2
+    assert (out.mean((1, 2)) - y.mean((1, 2))).abs().max() < 5e-3  # the mean colour is kept
+    from m3unet.auto.motion import _deconvolve_whole
+    single = _deconvolve_whole(y[:1, :, :200], k, 0.01, torch.float32)  # what large images use
+    double = _deconvolve_whole(y[:1, :, :200], k, 0.01, torch.float64)
+    assert (single - double).abs().max() < 1e-3
+
+
+class _Identity:
+    """A Restorer stand-in for the clean-up pass: returns its input, records the calls."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def restore(self, image, text="", steps=1, seed=0, tile=512, progress=None):
+        self.calls += 1
+        if progress:
+            progress(None)
+        return image.clone()
+
+
+def test_motion_deblur_keeps_shape_dtype_and_alpha_and_uses_given_kernels():
+    x = _photo(128)
+    y = deg.convolve(x, line_kernel(9.0, 0.0)).clamp(0, 1)
+    rgba = torch.cat([y, torch.full((1, 128, 128), 0.5)], 0).permute(1, 2, 0)[None]
+    tool = MotionDeblur(_Identity())
+    out = tool.restore(rgba)
+    assert out.shape == rgba.shape and out.dtype == rgba.dtype
+    assert torch.equal(out[..., 3], rgba[..., 3])
+    u8 = (rgba[..., :3] * 255).round().to(torch.uint8)
+    out8 = tool.restore(u8, length=9.0, angle=0.0)
+    assert out8.dtype == torch.uint8 and out8.shape == u8.shape
+    assert tool.estimates[0].length == 9.0 and tool.estimates[0].angle == 0.0
+    assert psnr(out8[0].permute(2, 0, 1).float() / 255, x) > psnr(y, x) + 2
+    with pytest.raises(MotionDeblurError, match="length"):
+        tool.restore(u8, length=0.5)
+
+
+def test_the_automatic_restore_runs_the_motion_step_when_the_gate_opens():
+    """A classifier that reads motion, a shaken photo: the motion tool runs first and the report says
+    so in words; with ``motion_gate`` off it is not used."""
+    from m3unet.auto.classifier import Finding, LABELS
+    from m3unet.auto.pool import Pool
+    from m3unet.auto.report import render
+    from m3unet.auto.restorer import AutoRestorer
+
+    reads = {"motion": 0.9}
+
+    def classifier(image):
+        p = {k: reads.get(k, 0.01) for k in LABELS}
+        return [Finding(p, {k: 0.5 for k in LABELS}) for _ in range(image.shape[0])]
+
+    x = _photo(192)
+    y = deg.convolve(x, line_kernel(13.0, 60.0)).clamp(0, 1)
+    helper = _Identity()
+    auto = AutoRestorer(Pool(None, [MotionDeblur(helper)], tile=256), classifier)
+    res = auto.run(y.permute(1, 2, 0)[None], seed=0)
+    rep = res.reports[0]
+    assert rep.steps and rep.steps[0].chosen == "motion-deblur" and rep.steps[0].tasks == ["motion"]
+    assert "motion_gate" in rep.rules
+    text = render(rep)
+    assert "camera shake" in text and "motion_kernel" not in text
+    assert psnr(res.image[0].permute(2, 0, 1), x) > psnr(y, x) + 2
+    off = AutoRestorer(Pool(None, [MotionDeblur(_Identity())], tile=256), classifier,
+                       policy=DEFAULT_POLICY.replace(motion_gate=False))
+    res_off = off.run(y.permute(1, 2, 0)[None], seed=0)
+    assert all(s.chosen != "motion-deblur" for s in res_off.reports[0].steps)
+
+
+def test_estimate_describes_itself():
+    e = MotionEstimate(12.34, 45.6, 10.0, 1.5)
+    assert e.describe() == "motion 12.3 px at 46 degrees, noise 1.5/255"
+    assert math.isfinite(estimate_motion(torch.rand(3, 40, 40)).length)  # a small image still reads
