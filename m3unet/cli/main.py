@@ -258,6 +258,9 @@ def _parser() -> argparse.ArgumentParser:
     fh.add_argument("--out", required=True, help="where to write the fitted classifier")
     fh.add_argument("--data", default="data/photos")
     fh.add_argument("--per-photo", dest="per_photo", type=int, default=120, help="degraded regions per training photo")
+    fh.add_argument("--ranges", choices=("train", "wide", "both"), default="train",
+                    help="degradation ranges of the fitted regions: the training ranges, wider ones in random order "
+                         "(m3unet.training.classifier.wide_degradations), or half each (default train)")
     fh.add_argument("--epochs", type=int, default=60)
     fh.add_argument("--spectrum", choices=["on", "off"], default=None, help="the image-level head reads the "
                     "crops' power spectrum (on) or not (off); a change fits a fresh head (default: as the --init file)")

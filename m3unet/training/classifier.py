@@ -97,6 +97,75 @@ def sample_degradations(gen: torch.Generator, p_clean: float = 0.2, p_mix: float
     return out
 
 
+def _severity(v: float) -> float:
+    return float(min(1.0, max(0.0, v)))
+
+
+def wide_degradations(gen: torch.Generator, p_clean: float = 1 / 3, p_mix: float = 1 / 3) -> list[deg.Degradation]:
+    """Clean, one kind, or two or three kinds in **random order**, over ranges wider than
+    :func:`m3unet.training.synthesis.params_for`: Gaussian noise 3-55 /255 or Poisson-Gaussian noise
+    (10-500 photons at white plus 0-10 /255), defocus 0.5-4 px, straight or curved motion 4-30 px,
+    JPEG q5-90, down-sampling x1.5-4.5 by bicubic, bilinear or area, low light (gain 0.1-0.6, gamma
+    1-2.4, noise 0-12 /255, none in 30 %), haze (density 0.2-0.8). Severities follow the training
+    scale of each kind, clipped to [0, 1]. Apply with :func:`apply_in_order` (the list's order)."""
+    u = lambda lo, hi: lo + (hi - lo) * float(torch.rand((), generator=gen))  # noqa: E731
+    r = float(torch.rand((), generator=gen))
+    if r < p_clean:
+        return []
+    n = 1 if r < 1 - p_mix else int(torch.randint(2, 4, (), generator=gen))
+    families = ["noise", "blur", "motion", "jpeg", "lowres", "lowlight", "haze"]
+    weights = torch.tensor([1.4, 1.2, 1.4, 1.2, 1.4, 1.0, 0.8])
+    chosen: list[str] = []
+    while len(chosen) < n:
+        k = families[int(torch.multinomial(weights, 1, generator=gen))]
+        if k in chosen or {k, *chosen} >= {"blur", "motion"}:
+            continue
+        chosen.append(k)
+    out: list[deg.Degradation] = []
+    for k in chosen:
+        if k == "noise" and float(torch.rand((), generator=gen)) < 0.5:
+            peak = 10 ** u(1.0, 2.7)
+            sigma = u(0.0, 10.0)
+            out.append(deg.Degradation("poisson", _severity((2.6 - math.log10(peak)) / 1.6),
+                                       {"peak": peak, "sigma": sigma / 255}))
+        elif k == "noise":
+            sigma = u(3.0, 55.0)
+            out.append(deg.Degradation("noise", _severity((sigma - 3) / 47), {"sigma": sigma / 255}))
+        elif k == "blur":
+            sigma = u(0.5, 4.0)
+            out.append(deg.Degradation("blur", _severity((sigma - 0.6) / 3.0), {"sigma": sigma}))
+        elif k == "motion":
+            length = u(4.0, 30.0)
+            curve = 0.0 if float(torch.rand((), generator=gen)) < 0.5 else u(-1.0, 1.0)
+            out.append(deg.Degradation("motion", _severity((length - 5) / 20),
+                                       {"length": length, "angle": u(0.0, 180.0), "curve": curve,
+                                        "seed": int(torch.randint(0, 2 ** 31 - 1, (), generator=gen))}))
+        elif k == "jpeg":
+            q = int(round(u(5.0, 90.0)))
+            out.append(deg.Degradation("jpeg", _severity((70 - q) / 62), {"quality": q}))
+        elif k == "lowres":
+            scale = u(1.5, 4.5)
+            mode = ("bicubic", "bilinear", "area")[int(torch.randint(0, 3, (), generator=gen))]
+            out.append(deg.Degradation("lowres", _severity((scale - 1.5) / 2.5), {"scale": scale, "mode": mode}))
+        elif k == "lowlight":
+            gain = u(0.1, 0.6)
+            sigma = 0.0 if float(torch.rand((), generator=gen)) < LOWLIGHT_CLEAN else u(0.0, 12.0)
+            out.append(deg.Degradation("lowlight", _severity((0.55 - gain) / 0.4),
+                                       {"gain": gain, "gamma": u(1.0, 2.4), "sigma": sigma / 255}))
+        else:
+            density = u(0.2, 0.8)
+            out.append(deg.Degradation("haze", _severity((density - 0.25) / 0.5),
+                                       {"density": density, "airlight": u(0.7, 0.97), "tilt": u(-1.0, 1.0)}))
+    return out
+
+
+def apply_in_order(x: torch.Tensor, degs: list[deg.Degradation], gen: torch.Generator) -> torch.Tensor:
+    """Apply ``degs`` in the order given (not the camera order of :func:`m3unet.training.synthesis.apply`)."""
+    for d in degs:
+        x = deg.apply_one(x, d, gen).clamp(0, 1)
+    return x
+
+
 def make_batch(photos: list[torch.Tensor], cfg: ClassifierConfig, batch: int, k: int, region: int,
                gen: torch.Generator, degs: list[list[deg.Degradation]] | None = None):
     """One training batch: crops [B, K, 3, c, c], whole views [B, 3, g, g], labels and severities [B, L]."""
@@ -210,18 +279,22 @@ HEAD_P_CLEAN = HEAD_P_MIX = 1 / 3
 
 @torch.no_grad()
 def _cache_features(model: DegradationClassifier, photos: list[torch.Tensor], per_photo: int, region: int,
-                    gen: torch.Generator, dof: float = 0.0) -> list[torch.Tensor]:
+                    gen: torch.Generator, dof: float = 0.0, ranges: str = "train") -> list[torch.Tensor]:
     """Frozen CNN features of fresh degraded regions, read exactly as at inference (grid crops);
-    a share ``dof`` of the regions get a shallow depth of field first (:func:`depth_of_field`)."""
+    a share ``dof`` of the regions get a shallow depth of field first (:func:`depth_of_field`).
+    ``ranges``: ``train`` (:func:`sample_degradations`), ``wide`` (:func:`wide_degradations`) or
+    ``both`` (half each)."""
     model.eval()
     locs, glbs, sts, specs, ys, ss = [], [], [], [], [], []
     for photo in photos:
         for _ in range(per_photo):
-            d = sample_degradations(gen, p_clean=HEAD_P_CLEAN, p_mix=HEAD_P_MIX)
+            wide = ranges == "wide" or (ranges == "both" and float(torch.rand((), generator=gen)) < 0.5)
+            d = (wide_degradations(gen, HEAD_P_CLEAN, HEAD_P_MIX) if wide else
+                 sample_degradations(gen, p_clean=HEAD_P_CLEAN, p_mix=HEAD_P_MIX))
             x = _region(photo, region, gen)
             if dof > 0 and float(torch.rand((), generator=gen)) < dof:
                 x = depth_of_field(x, gen)
-            c, w = views(quantise(deg.apply(x, d, gen)), model.config)
+            c, w = views(quantise(apply_in_order(x, d, gen) if wide else deg.apply(x, d, gen)), model.config)
             loc, glb, st, spec = model.features(c[None], w[None])
             y, s = targets(d)
             locs.append(loc[0]), glbs.append(glb[0]), sts.append(st[0]), ys.append(y), ss.append(s)
@@ -233,7 +306,7 @@ def fit_heads(model: DegradationClassifier, data: str = "data/photos", per_photo
               epochs: int = 60, lr: float = 1e-3, val_photos: int = 5, seed: int = 2, threads: int = 1,
               image_labels: list[str] | None = None, add: bool = False, spectrum: bool | None = None,
               image_hidden: int | None = None, photometric_labels: list[str] | None = None,
-              crop_head: bool = False, dof: float = 0.0, log=print) -> DegradationClassifier:
+              crop_head: bool = False, dof: float = 0.0, ranges: str = "train", log=print) -> DegradationClassifier:
     """Second stage: fit the image-level head (pooled crop statistics -> blur, motion, low
     resolution) on cached features; everything else stays as trained.
 
@@ -251,6 +324,7 @@ def fit_heads(model: DegradationClassifier, data: str = "data/photos", per_photo
     crop-level head (from its current weights) on the same cached regions, a third of them clean:
     a CNN trained on mostly degraded regions can over-call a label on clean ones. ``dof`` is the
     share of regions given a natural shallow depth of field (:func:`depth_of_field`), labels unchanged.
+    ``ranges`` chooses the degradations: the training ranges, :func:`wide_degradations` or both.
     """
     import copy
     torch.set_num_threads(threads)
@@ -283,8 +357,10 @@ def fit_heads(model: DegradationClassifier, data: str = "data/photos", per_photo
         raise ValueError(f"dof (the share of regions with a depth of field) is {dof}; give 0..1")
     photos = _photos(Path(data), "train")
     t0 = time.time()
-    train = _cache_features(model, photos[:-val_photos], per_photo, region, gen, dof)
-    val = _cache_features(model, photos[-val_photos:], per_photo // 2, region, gen, dof)
+    if ranges not in ("train", "wide", "both"):
+        raise ValueError(f"ranges is {ranges!r}; give train, wide or both")
+    train = _cache_features(model, photos[:-val_photos], per_photo, region, gen, dof, ranges)
+    val = _cache_features(model, photos[-val_photos:], per_photo // 2, region, gen, dof, ranges)
     log(json.dumps({"cached": len(train[0]), "val": len(val[0]), "minutes": round((time.time() - t0) / 60, 1)}))
     if model.spec_norm is not None and frozen_masks is None:  # standardise the spectrum statistics
         model.spec_norm.running_mean.copy_(train[3].mean(0))
@@ -489,14 +565,14 @@ def fit_main_args(args) -> int:
                       spectrum={"on": True, "off": False}.get(args.spectrum), image_hidden=args.image_hidden,
                       photometric_labels=None if args.photometric_labels is None else
                       [k.strip() for k in args.photometric_labels.split(",") if k.strip()],
-                      crop_head=args.crop_head, dof=args.dof,
+                      crop_head=args.crop_head, dof=args.dof, ranges=args.ranges,
                       log=lambda s: print(s, flush=True))
     meta = dict(getattr(load_classifier(args.init), "metadata", {}))
     meta = {k: v for k, v in meta.items() if k not in ("m3unet_classifier_config", "labels", "format")}
     meta.update({"heads_fitted_from": args.init, "heads_per_photo": args.per_photo, "heads_epochs": args.epochs,
                  "image_labels": ",".join(model.config.image_labels), "spectrum": model.config.spectrum,
                  "photometric_labels": ",".join(model.config.photometric_labels), "crop_head_refit": args.crop_head,
-                 "heads_dof": args.dof})
+                 "heads_dof": args.dof, "heads_ranges": args.ranges})
     if args.min_side is not None:
         meta["min_side"] = int(args.min_side)
     save_classifier(model, args.out, meta)

@@ -108,9 +108,10 @@ def apply_one(x: torch.Tensor, d: Degradation, gen: torch.Generator | None = Non
     p = d.params
     if d.kind == "noise":
         return x + p["sigma"] * torch.randn(x.shape, generator=gen)
-    if d.kind == "poisson":
+    if d.kind == "poisson":  # shot noise, plus read noise of ``sigma`` when given (Poisson-Gaussian)
         peak = p["peak"]
-        return torch.poisson(x.clamp(0, 1) * peak, generator=gen) / peak
+        y = torch.poisson(x.clamp(0, 1) * peak, generator=gen) / peak
+        return y + p["sigma"] * torch.randn(x.shape, generator=gen) if p.get("sigma") else y
     if d.kind == "blur":
         return convolve(x, gaussian_kernel(p["sigma"]))
     if d.kind == "motion":
@@ -118,7 +119,9 @@ def apply_one(x: torch.Tensor, d: Degradation, gen: torch.Generator | None = Non
     if d.kind == "lowres":
         h, w = x.shape[-2:]
         small = (max(1, round(h / p["scale"])), max(1, round(w / p["scale"])))
-        lo = F.interpolate(x[None], size=small, mode="bicubic", antialias=True, align_corners=False)
+        mode = p.get("mode", "bicubic")  # the down-sampling filter: bicubic, bilinear or area
+        lo = (F.interpolate(x[None], size=small, mode="area") if mode == "area" else
+              F.interpolate(x[None], size=small, mode=mode, antialias=True, align_corners=False))
         return F.interpolate(lo, size=(h, w), mode="bicubic", align_corners=False)[0]
     if d.kind == "haze":
         h, w = x.shape[-2:]

@@ -1,0 +1,39 @@
+"""The classifier heads' wide degradation ranges (m3unet.training.classifier.wide_degradations)."""
+from __future__ import annotations
+
+import torch
+
+from m3unet.auto.classifier import LABELS, targets
+from m3unet.training import synthesis as deg
+from m3unet.training.classifier import apply_in_order, wide_degradations
+
+
+def test_wide_draws_cover_every_label_with_valid_severities_and_keep_the_image_in_range():
+    gen = torch.Generator().manual_seed(0)
+    seen, clean, orders = set(), 0, set()
+    x = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(1))
+    for _ in range(300):
+        d = wide_degradations(gen)
+        if not d:
+            clean += 1
+            continue
+        assert len(d) <= 3 and not {"blur", "motion"} <= {e.kind for e in d}
+        assert all(0.0 <= e.severity <= 1.0 for e in d)
+        y, s = targets(d)
+        seen |= {LABELS[i] for i in range(len(LABELS)) if y[i] > 0}
+        orders.add(tuple(e.kind for e in d))
+        out = apply_in_order(x, d, gen)
+        assert out.shape == x.shape and float(out.min()) >= 0 and float(out.max()) <= 1
+    assert seen == set(LABELS) and 60 < clean < 140
+    # mixes come in random order, not only the camera order
+    assert any(list(o) != sorted(o, key=lambda k: deg.ORDER[k]) for o in orders if len(o) > 1)
+
+
+def test_lowres_modes_and_poisson_gaussian_noise():
+    x = torch.rand(3, 48, 48, generator=torch.Generator().manual_seed(2))
+    outs = [deg.apply_one(x, deg.Degradation("lowres", 0.5, {"scale": 3.0, "mode": m})) for m in ("bicubic", "bilinear", "area")]
+    assert all(o.shape == x.shape for o in outs) and not torch.allclose(outs[0], outs[2])
+    g = torch.Generator().manual_seed(3)
+    pure = deg.apply_one(x, deg.Degradation("poisson", 0.5, {"peak": 50.0}), torch.Generator().manual_seed(3))
+    mixed = deg.apply_one(x, deg.Degradation("poisson", 0.5, {"peak": 50.0, "sigma": 8 / 255}), g)
+    assert (mixed - x).std() > (pure - x).std()
