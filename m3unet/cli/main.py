@@ -149,6 +149,11 @@ def _parser() -> argparse.ArgumentParser:
     mode.add_argument("--ocr-validation", dest="ocr_validation", action="store_true",
                       help="OCR character accuracy of one M3UNet pass (--model) on 48 validation lines, for choosing "
                       "checkpoints (--settings: one OCR degradation, default lowres); never the test lines")
+    mode.add_argument("--ocr-pages", dest="ocr_pages", action="store_true",
+                      help="OCR character accuracy of text pages of every size down-sampled x2-x4, before and after "
+                      "the automatic restore (m3unet/evaluation/ocr_pages.py; --split validation|test)")
+    e.add_argument("--per-cell", dest="per_cell", type=int, default=4,
+                   help="--ocr-pages: pages per page size and factor (default 4)")
     e.add_argument("--lines", type=int, default=None, help="with --ocr: first N text lines (default all)")
     e.add_argument("--threads", type=int, default=2, help="with --peers/--ocr: torch and ncnn threads")
     e.add_argument("--plot", default=None, help="with --peers/--ocr/--stress: write a PNG plot here")
@@ -376,6 +381,9 @@ def _dispatch(args) -> int:
         return eval_main_args(args)
     elif args.command == "eval" and args.stress:
         from ..evaluation.stress import main_args
+        return main_args(args)
+    elif args.command == "eval" and args.ocr_pages:
+        from ..evaluation.ocr_pages import main_args
         return main_args(args)
     elif args.command == "eval" and args.rules:
         from ..evaluation.rules import main_args
