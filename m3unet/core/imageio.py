@@ -286,6 +286,11 @@ def read_image(path: Path | str) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------ writing
+# zlib level of written PNGs. Measured on a 4096 px photo-like image (scripts/png_level.py): level 6
+# (Pillow's default) took 2.1x as long as level 3 and 2.8x as long as level 1, for files 13-14 % smaller.
+PNG_LEVEL = 1
+
+
 def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
@@ -302,7 +307,7 @@ def _png16(arr: np.ndarray, icc_profile: bytes | None) -> bytes:
     out = [b"\x89PNG\r\n\x1a\n", _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, colour, 0, 0, 0))]
     if icc_profile:
         out.append(_chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc_profile)))
-    out += [_chunk(b"IDAT", zlib.compress(rows.tobytes(), 6)), _chunk(b"IEND", b"")]
+    out += [_chunk(b"IDAT", zlib.compress(rows.tobytes(), PNG_LEVEL)), _chunk(b"IEND", b"")]
     return b"".join(out)
 
 
@@ -318,8 +323,8 @@ def encode_png(image: torch.Tensor, bits: int | None = None, icc_profile: bytes 
         x = (x.float() * 255 + 0.5).clamp(0, 255).to(torch.uint8)
     arr = x.numpy()
     buf = io.BytesIO()
-    Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr).save(buf, format="PNG",
-                                                                    **({"icc_profile": icc_profile} if icc_profile else {}))
+    Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr).save(
+        buf, format="PNG", compress_level=PNG_LEVEL, **({"icc_profile": icc_profile} if icc_profile else {}))
     return buf.getvalue()
 
 
