@@ -176,3 +176,34 @@ def test_a_report_of_an_image_too_small_to_read_says_so():
     assert render(rep).startswith("**Found:** not read: the image is too small for the classifier")
     rep = AutoReport(None, None, Plan([]), stopped=Reason("blind", {"why": "no_classifier", "steps": 1}))
     assert render(rep).startswith("**Found:** not read (no degradation classifier)")
+
+
+# ---------------------------------------------------------------------------- the low-light floor
+def test_faint_low_light_is_left_alone_and_the_report_says_why():
+    from m3unet.auto.guards import faint_readings
+    faint = finding(lowlight=(0.8, 0.05))
+    strong = finding(lowlight=(0.8, 0.6))
+    floor = DEFAULT_POLICY.replace(lowlight_min_severity=0.2)
+    assert faint_readings(faint, floor) == ("lowlight",) and faint_readings(strong, floor) == ()
+    assert faint_readings(faint, DEFAULT_POLICY.replace(lowlight_min_severity=0.0)) == ()
+    assert faint_readings(finding(), floor) == () and faint_readings(None, floor) == ()
+    rep = AutoReport(Reading.of(finding(), faint=["lowlight"]), 0.0, Plan([]), stopped=Reason("clean"))
+    text = render(rep)
+    assert "not brightened" in text and "_" not in text.split("(")[0]
+
+
+def test_the_restorer_does_not_plan_brightening_for_faint_low_light():
+    import torch
+    from m3unet.auto.pool import Pool
+    from m3unet.auto.restorer import AutoRestorer
+
+    def classifier(image):
+        return [finding(lowlight=(0.8, 0.05)) for _ in range(image.shape[0])]
+
+    x = torch.full((1, 160, 160, 3), 0.15)
+    floor = AutoRestorer(Pool(None, []), classifier, policy=DEFAULT_POLICY.replace(lowlight_min_severity=0.2))
+    rep = floor.run(x).reports[0]
+    assert not rep.plan.steps and "lowlight_floor" in rep.rules and rep.first.faint == ["lowlight"]
+    acting = AutoRestorer(Pool(None, []), classifier, policy=DEFAULT_POLICY.replace(lowlight_min_severity=0.0))
+    rep = acting.run(x).reports[0]
+    assert [s.tasks for s in rep.plan.steps] == [["lowlight"]] and "lowlight_floor" not in rep.rules

@@ -56,3 +56,17 @@ def test_f1_per_family_and_the_soft_family():
     assert f1["noise"] == pytest.approx(2 / 3, abs=1e-3) and f1["jpeg"] == 1.0 and f1["soft"] == pytest.approx(2 / 3, abs=1e-3)
     assert np.isnan(f1["haze"])
     assert stress.FAMILY_OF_LABEL["blur"] == stress.FAMILY_OF_LABEL["lowres"] == "soft"
+
+
+def test_darkest_crop_finds_the_photo_s_dark_scene():
+    import numpy as np
+    from m3unet.evaluation.stress import darkest_crop, stress_set
+    a = np.full((300, 400, 3), 200, np.uint8)
+    a[180:300, 0:120] = 20  # a dark corner
+    c = darkest_crop(a, 96)
+    assert c.shape == (3, 96, 96) and float(c.mean()) < 30 / 255
+    cases = stress_set({"p": a}, per_kind=1, crop=96, region="dark")
+    assert float(cases[0].clean.mean()) < 30 / 255 and cases[0].name == "clean"
+    import pytest
+    with pytest.raises(ValueError, match="region"):
+        stress_set({"p": a}, per_kind=1, crop=96, region="left")

@@ -37,6 +37,14 @@ def unread_on_print(x: torch.Tensor, policy: RestorePolicy = DEFAULT_POLICY,
     return tuple(policy.print_unread) if (looks_like_print(x, policy) if print_like is None else print_like) else ()
 
 
+def faint_readings(finding, policy: RestorePolicy = DEFAULT_POLICY) -> tuple[str, ...]:
+    """Low-light floor: ``("lowlight",)`` when the reading finds low light under the policy's
+    ``lowlight_min_severity`` (a dark scene reads as faint low light), else ()."""
+    if finding is None or "lowlight" not in finding.labels:
+        return ()
+    return ("lowlight",) if finding.severity.get("lowlight", 1.0) < policy.lowlight_min_severity else ()
+
+
 def clipped_share(x: torch.Tensor, level: float = DEFAULT_POLICY.clip_level) -> float:
     """Share of the pixels of ``x`` (channels at dim -3, 0-1) with a channel at ``level`` or more."""
     return float((x[..., :3, :, :].amax(-3) >= level).float().mean())

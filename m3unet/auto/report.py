@@ -47,6 +47,8 @@ def reading(r) -> str:
     text = ", ".join(parts) if parts else "nothing wrong found"
     if r.ignored:
         text += f"; it looks like print, so {names(r.ignored)} readings were ignored (paper reads as haze)"
+    if getattr(r, "faint", None):
+        text += "; it is a little dark, which a dark scene also is, so it was not brightened"
     return text
 
 

@@ -95,7 +95,7 @@ class _State:
     finding: object | None
     score: float | None
     fixed: bool                 # the plan was given: run as written
-    unread: tuple[str, ...]     # readings the print guard ignores
+    unread: tuple[str, ...]     # readings ignored all run: the print guard's and the low-light floor's
     first_labels: list[str]
     report: AutoReport
     queue: list[Step]
@@ -104,6 +104,7 @@ class _State:
     executed: int = 0
     read: list[str] = field(default_factory=list)  # what the latest reading (with hysteresis) shows
     print_like: bool = False    # the image looks like print (guards.looks_like_print)
+    faint: tuple[str, ...] = ()  # the low-light floor's share of ``unread``
 
 
 _STOP = object()  # _narrow: the image reads clean, stop the run
@@ -227,8 +228,10 @@ class AutoRestorer:
         """Read the image (print guard), plan (measured order, then ``order`` first), open the defocus gate."""
         fixed = plan is not None
         print_like = not fixed and self.classifier is not None and guards.looks_like_print(x, self.policy)
-        unread = guards.unread_on_print(x, self.policy, print_like)
+        on_print = guards.unread_on_print(x, self.policy, print_like)
         raw = self._read(x)
+        faint = () if fixed else guards.faint_readings(self._hide(raw, on_print), self.policy)
+        unread = on_print + faint
         f = self._hide(raw, unread)
         if not fixed:
             plan = plan_from_finding(f, self.table, joint=self._joint_tasks())
@@ -239,15 +242,18 @@ class AutoRestorer:
         if defocus is not None:  # the kernel-aware deblur covers the blur-like steps
             rest = [s.only(t for t in s.tasks if t not in self.policy.defocus_labels) for s in plan.steps]
             plan = Plan([defocus[0]] + [s for s in rest if s is not None])
-        report = AutoReport(Reading.of(f, ignored=[k for k in unread if f is not None and k in f.probabilities]),
+        report = AutoReport(Reading.of(f, ignored=[k for k in on_print if f is not None and k in f.probabilities],
+                                       faint=list(faint)),
                             degradation_score(f) if f is not None else None, Plan(list(plan.steps)),
                             size=(int(x.shape[-1]), int(x.shape[-2])))
-        if unread and any(k in raw.labels for k in unread):
+        if on_print and any(k in raw.labels for k in on_print):
             report.fired("print_guard")  # the guard hid a reading that would have been acted on
+        if faint:
+            report.fired("lowlight_floor")
         if defocus is not None:
             report.fired("motion_gate" if defocus[0].task == "motion" else "defocus_gate")
         return _State(x, f, report.score, fixed, unread, list(f.labels) if f is not None else [], report,
-                      list(plan.steps), defocus, print_like=print_like)
+                      list(plan.steps), defocus, print_like=print_like, faint=faint)
 
     def _runs(self, st: _State, steps: Sequence[Step]) -> int:
         """Model runs the given steps will take (also checks that every named model exists)."""
@@ -384,7 +390,8 @@ class AutoRestorer:
 
     def _finish(self, st: _State, t0: float) -> tuple[torch.Tensor, AutoReport]:
         report, f = st.report, st.finding
-        report.final = Reading.of(f, ignored=[k for k in st.unread if f is not None and k in f.probabilities])
+        report.final = Reading.of(f, ignored=[k for k in st.unread if k not in st.faint and f is not None
+                                              and k in f.probabilities])
         report.final_score = st.score
         if f is not None:  # still there: read now, or held by hysteresis with no step for it kept
             kept = {t for r in report.steps if r.outcome in ("kept", "applied") for t in r.tasks}

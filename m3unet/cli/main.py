@@ -152,6 +152,10 @@ def _parser() -> argparse.ArgumentParser:
     mode.add_argument("--ocr-pages", dest="ocr_pages", action="store_true",
                       help="OCR character accuracy of text pages of every size down-sampled x2-x4, before and after "
                       "the automatic restore (m3unet/evaluation/ocr_pages.py; --split validation|test)")
+    e.add_argument("--no-restore", dest="no_restore", action="store_true",
+                   help="--stress: the classifier's reading only (F1), no restore")
+    e.add_argument("--region", choices=("centre", "dark"), default="centre",
+                   help="--stress: each photo's centre crop, or its darkest crop (its own dark scene)")
     e.add_argument("--per-cell", dest="per_cell", type=int, default=4,
                    help="--ocr-pages: pages per page size and factor (default 4)")
     e.add_argument("--lines", type=int, default=None, help="with --ocr: first N text lines (default all)")

@@ -165,13 +165,32 @@ def _mix_kinds(n: int, gen: torch.Generator) -> list[str]:
     return out
 
 
+def darkest_crop(a: np.ndarray, size: int) -> torch.Tensor:
+    """The ``size`` px square of a photo (uint8 ``[H, W, 3]``) with the lowest mean luminance, on a
+    16 px grid: the photo's own dark scene (shadows, night sky, a dark background)."""
+    x = torch.from_numpy(np.array(a, copy=True)).permute(2, 0, 1).float() / 255
+    _, h, w = x.shape
+    s = min(size, h, w)
+    lum = (0.299 * x[0] + 0.587 * x[1] + 0.114 * x[2])[None, None]
+    m = F.avg_pool2d(lum, s, stride=16)
+    i = int(m.argmin())
+    y0, x0 = (i // m.shape[-1]) * 16, (i % m.shape[-1]) * 16
+    return x[:, y0:y0 + s, x0:x0 + s].contiguous()
+
+
+REGIONS = ("centre", "dark")
+
+
 def stress_set(photos: dict[str, np.ndarray], per_kind: int = 2, crop: int = 256,
-               seed: int = STRESS_SEED) -> list[StressCase]:
-    """``per_kind`` cases per kind and per photo, the same for two- and three-way mixes, and each photo clean."""
+               seed: int = STRESS_SEED, region: str = "centre") -> list[StressCase]:
+    """``per_kind`` cases per kind and per photo, the same for two- and three-way mixes, and each photo
+    clean; ``region``: each photo's centre crop or its darkest crop (:func:`darkest_crop`)."""
+    if region not in REGIONS:
+        raise ValueError(f"region is {region!r}; give one of {', '.join(REGIONS)}")
     gen = torch.Generator().manual_seed(seed)
     cases: list[StressCase] = []
     for pid in sorted(photos):
-        clean = center_crop(photos[pid], crop)
+        clean = center_crop(photos[pid], crop) if region == "centre" else darkest_crop(photos[pid], crop)
         cases.append(StressCase(pid, "clean", [], clean, clean))
         names = [k for k in KINDS for _ in range(per_kind)] + ["mix2"] * per_kind + ["mix3"] * per_kind
         for name in names:
@@ -197,8 +216,9 @@ def f1_scores(cases: list[StressCase], readings: list[set[str]]) -> dict[str, fl
 
 def evaluate_stress(model_path: str | None = None, data: str | None = None, split: str = "test", per_kind: int = 2,
                     crop: int = 256, seed: int = STRESS_SEED, policy=None, classifier_path: str | None = None,
-                    log: Callable[[str], None] = print) -> dict:
-    """Classifier F1 per family and the automatic restore's gains per kind and band on the stress set."""
+                    region: str = "centre", restore: bool = True, log: Callable[[str], None] = print) -> dict:
+    """Classifier F1 per family and the automatic restore's gains per kind and band on the stress set
+    (``restore=False``: the classifier alone, seconds instead of minutes)."""
     from ..auto.factory import build_auto_restorer
     from ..core.weights import load_model
     from ..restore.pipeline import Restorer
@@ -207,19 +227,26 @@ def evaluate_stress(model_path: str | None = None, data: str | None = None, spli
     if auto.classifier is None:
         raise ValueError("eval --stress needs the classifier weights (weights/classifier-default.safetensors)")
     photos = evaluation_photos(data, split)
-    cases = stress_set(photos, per_kind, crop, seed)
+    cases = stress_set(photos, per_kind, crop, seed, region)
     rows, readings, t0 = [], [], time.time()
     for k, c in enumerate(cases):
         f = auto.classify(c.degraded)
         read = {FAMILY_OF_LABEL[lbl] for lbl in f.labels}
         readings.append(read)
+        if not restore:
+            rows.append({"photo": c.photo, "name": c.name, "band": c.band, "families": sorted(c.families),
+                         "read": sorted(read), "lowlight": [round(f.probabilities["lowlight"], 4),
+                                                            round(f.severity["lowlight"], 4)]})
+            continue
         res = auto.run(c.degraded.permute(1, 2, 0)[None], seed=k)
         out = res.image[0].permute(2, 0, 1)
         p_in, p_out = min(psnr(c.degraded, c.clean), 60.0), min(psnr(out, c.clean), 60.0)
         rows.append({"photo": c.photo, "name": c.name, "band": c.band, "families": sorted(c.families),
                      "applied": [{"kind": a.kind, "band": a.band, **{k2: (round(v, 4) if isinstance(v, float) else v)
                                                                       for k2, v in a.params.items()}} for a in c.applied],
-                     "read": sorted(read), "input_psnr": round(p_in, 3), "auto_psnr": round(p_out, 3),
+                     "read": sorted(read), "lowlight": [round(f.probabilities["lowlight"], 4),
+                                                        round(f.severity["lowlight"], 4)],
+                     "input_psnr": round(p_in, 3), "auto_psnr": round(p_out, 3),
                      "input_ssim": round(ssim(c.degraded, c.clean), 4), "auto_ssim": round(ssim(out, c.clean), 4),
                      "steps": [(s.task, s.outcome) for s in res.reports[0].steps]})
         if (k + 1) % 20 == 0:
@@ -228,13 +255,13 @@ def evaluate_stress(model_path: str | None = None, data: str | None = None, spli
     table: dict[str, dict] = {}
     for name in list(KINDS) + ["mix2", "mix3", "clean"]:
         for band in (BANDS if name in KINDS else ("-",)):
-            rs = [r for r in rows if r["name"] == name and r["band"] == band]
+            rs = [r for r in rows if r["name"] == name and r["band"] == band and "auto_psnr" in r]
             if rs:
                 table[f"{name} / {band}"] = {
                     "n": len(rs), "input_psnr": round(float(np.mean([r["input_psnr"] for r in rs])), 2),
                     "gain_db": round(float(np.mean([r["auto_psnr"] - r["input_psnr"] for r in rs])), 2),
                     "gain_ssim": round(float(np.mean([r["auto_ssim"] - r["input_ssim"] for r in rs])), 4)}
-    return {"split": split, "photos": sorted(photos), "seed": seed, "per_kind": per_kind, "crop": crop,
+    return {"split": split, "photos": sorted(photos), "seed": seed, "per_kind": per_kind, "crop": crop, "region": region,
             "cases": len(cases), "seconds": round(time.time() - t0),
             "f1": f1_scores(cases, readings),
             "clean_no_label": round(sum(1 for r in clean if not r["read"]) / max(1, len(clean)), 3),
@@ -243,7 +270,8 @@ def evaluate_stress(model_path: str | None = None, data: str | None = None, spli
 
 def stress_markdown(result: dict) -> str:
     f1 = " | ".join(f"{result['f1'][f]:.2f}" for f in FAMILIES)
-    out = [f"{result['split']} photos ({', '.join(result['photos'])}), {result['cases']} cases, seed {result['seed']}.",
+    out = [f"{result['split']} photos ({', '.join(result['photos'])}), {result.get('region', 'centre')} crops, "
+           f"{result['cases']} cases, seed {result['seed']}.",
            "", "| classifier F1: " + " | ".join(FAMILIES) + " | clean read with no label |",
            "|" + "---|" * (len(FAMILIES) + 1), f"| {f1} | {result['clean_no_label']:.2f} |", "",
            "| kind / band | n | input PSNR | auto gain (dB) | auto gain (SSIM) |", "|---|---|---|---|---|"]
@@ -275,10 +303,11 @@ def main_args(args) -> int:
     from ..auto.policy import policy_from
     torch.set_num_threads(2)
     result = evaluate_stress(args.model, args.data, args.split or "test", args.per_kind, args.crop or 256,
-                             STRESS_SEED, policy_from(getattr(args, "policy", None)), args.classifier)
+                             STRESS_SEED, policy_from(getattr(args, "policy", None)), args.classifier,
+                             getattr(args, "region", "centre"), not getattr(args, "no_restore", False))
     print("\n" + stress_markdown(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
-    if args.plot:
+    if args.plot and result["gains"]:
         plot(result, args.plot)
     return 0
