@@ -262,6 +262,7 @@ def evaluate_stress(model_path: str | None = None, data: str | None = None, spli
                     "gain_db": round(float(np.mean([r["auto_psnr"] - r["input_psnr"] for r in rs])), 2),
                     "gain_ssim": round(float(np.mean([r["auto_ssim"] - r["input_ssim"] for r in rs])), 4)}
     return {"split": split, "photos": sorted(photos), "seed": seed, "per_kind": per_kind, "crop": crop, "region": region,
+            "policy": auto.policy.to_dict(),
             "cases": len(cases), "seconds": round(time.time() - t0),
             "f1": f1_scores(cases, readings),
             "clean_no_label": round(sum(1 for r in clean if not r["read"]) / max(1, len(clean)), 3),
