@@ -207,3 +207,28 @@ def test_the_restorer_does_not_plan_brightening_for_faint_low_light():
     acting = AutoRestorer(Pool(None, []), classifier, policy=DEFAULT_POLICY.replace(lowlight_min_severity=0.0))
     rep = acting.run(x).reports[0]
     assert [s.tasks for s in rep.plan.steps] == [["lowlight"]] and "lowlight_floor" not in rep.rules
+
+
+def test_low_light_that_appears_only_after_a_step_is_ignored_when_asked():
+    """lowlight_as_given: the image as given reads noise only; after the noise step the reading shows
+    low light. With the rule the run does not brighten (and says the rule fired), without it it does."""
+    import torch
+    from m3unet.auto.pool import Pool, PoolModel
+    from m3unet.auto.restorer import AutoRestorer
+
+    def run(as_given: bool):
+        calls = []
+
+        def classifier(image):
+            calls.append(1)
+            f = finding(noise=(0.9, 0.5)) if len(calls) == 1 else finding(lowlight=(0.9, 0.6))
+            return [f for _ in range(image.shape[0])]
+
+        pool = Pool(None, [PoolModel(lambda t: t * 0.5, "noise", "halver"), PoolModel(lambda t: t, "lowlight", "same")],
+                    tile=64)
+        auto = AutoRestorer(pool, classifier, policy=DEFAULT_POLICY.replace(lowlight_as_given=as_given))
+        return auto.run(torch.full((1, 160, 160, 3), 0.4)).reports[0]
+
+    on, off = run(True), run(False)
+    assert [s.tasks for s in on.steps] == [["noise"]] and "lowlight_as_given" in on.rules
+    assert ["lowlight"] in [s.tasks for s in off.steps] and "lowlight_as_given" not in off.rules

@@ -45,6 +45,14 @@ def faint_readings(finding, policy: RestorePolicy = DEFAULT_POLICY) -> tuple[str
     return ("lowlight",) if finding.severity.get("lowlight", 1.0) < policy.lowlight_min_severity else ()
 
 
+def unread_later(finding, policy: RestorePolicy = DEFAULT_POLICY) -> tuple[str, ...]:
+    """Low light as given: ``("lowlight",)`` (ignored for the rest of the run) when the policy's
+    ``lowlight_as_given`` is on and the image as given does not read low light, else ()."""
+    if not policy.lowlight_as_given or finding is None:
+        return ()
+    return () if "lowlight" in finding.labels else ("lowlight",)
+
+
 def clipped_share(x: torch.Tensor, level: float = DEFAULT_POLICY.clip_level) -> float:
     """Share of the pixels of ``x`` (channels at dim -3, 0-1) with a channel at ``level`` or more."""
     return float((x[..., :3, :, :].amax(-3) >= level).float().mean())

@@ -104,7 +104,7 @@ class _State:
     executed: int = 0
     read: list[str] = field(default_factory=list)  # what the latest reading (with hysteresis) shows
     print_like: bool = False    # the image looks like print (guards.looks_like_print)
-    faint: tuple[str, ...] = ()  # the low-light floor's share of ``unread``
+    faint: tuple[str, ...] = ()  # the low-light floor's share of ``unread`` (and the as-given rule's)
 
 
 _STOP = object()  # _narrow: the image reads clean, stop the run
@@ -133,6 +133,16 @@ class AutoRestorer:
         if getattr(f, "threshold", None) != self.policy.detection_threshold:
             f = dataclasses.replace(f, threshold=self.policy.detection_threshold)
         return f
+
+    def _reread(self, st: "_State", y: torch.Tensor):
+        """Read a step's result with the run's ignored readings hidden; notes when the low-light
+        as-given rule hid a reading that would have been acted on."""
+        raw = self._read(y)
+        first_faint = st.report.first.faint if st.report.first is not None else []
+        if "lowlight" in st.faint and "lowlight" not in first_faint and raw is not None \
+                and "lowlight" in raw.labels:
+            st.report.fired("lowlight_as_given")
+        return self._hide(raw, st.unread)
 
     @staticmethod
     def _hide(f, unread: Sequence[str]):
@@ -231,7 +241,8 @@ class AutoRestorer:
         on_print = guards.unread_on_print(x, self.policy, print_like)
         raw = self._read(x)
         faint = () if fixed else guards.faint_readings(self._hide(raw, on_print), self.policy)
-        unread = on_print + faint
+        later = () if fixed or faint else guards.unread_later(self._hide(raw, on_print), self.policy)
+        unread = on_print + faint + later
         f = self._hide(raw, unread)
         if not fixed:
             plan = plan_from_finding(f, self.table, joint=self._joint_tasks())
@@ -253,7 +264,7 @@ class AutoRestorer:
         if defocus is not None:
             report.fired("motion_gate" if defocus[0].task == "motion" else "defocus_gate")
         return _State(x, f, report.score, fixed, unread, list(f.labels) if f is not None else [], report,
-                      list(plan.steps), defocus, print_like=print_like, faint=faint)
+                      list(plan.steps), defocus, print_like=print_like, faint=faint + later)
 
     def _runs(self, st: _State, steps: Sequence[Step]) -> int:
         """Model runs the given steps will take (also checks that every named model exists)."""
@@ -335,7 +346,7 @@ class AutoRestorer:
         results = []
         for k, name in enumerate(names):
             y = self._fit(self._run(name, st.x, step, seed + 7919 * index + k, ticker), st.x.shape[-2:], target)
-            fy = self.classify(y, st.unread)
+            fy = self._reread(st, y)
             e = effect(f, fy, step.tasks, self.policy.side_weight) if fy is not None else None
             results.append((name, y, fy, e))
             ticker.finish_run(f"step {index}: {step.label} with {name}")
@@ -510,7 +521,7 @@ class AutoRestorer:
         tool = self.pool.models[step.model]
         y = self._fit(tool.deblur(st.x, est, seed + 7919 * index, self.pool.tile, self._check(ticker, step)),
                       st.x.shape[-2:], target)
-        fy = self.classify(y, st.unread)
+        fy = self._reread(st, y)
         sy = degradation_score(fy)
         e = effect(st.finding, fy, step.task, self.policy.side_weight)
         attempts = [Attempt(step.model, sy, round(e.own_drop, 4), round(e.side_rise, 4), fy.labels)]
