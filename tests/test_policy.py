@@ -88,12 +88,12 @@ def test_overexposure_only_judges_brightening_steps():
     assert guards.overexposure(dark, bright, ["lowlight"], on.replace(exposure_clip_rise=0.6)) is None
 
 
-def test_print_guard_ignores_haze_and_low_light_only_on_print():
+def test_print_guard_ignores_its_readings_only_on_print():
     page = torch.ones(3, 40, 200)
     page[:, 15:25, 20:180:6] = 0.05  # dark strokes on paper
     photo = torch.linspace(0, 1, 40 * 200).reshape(1, 40, 200).expand(3, -1, -1)
     assert guards.looks_like_print(page) and not guards.looks_like_print(photo)
-    assert guards.unread_on_print(page) == ("haze", "lowlight") and guards.unread_on_print(photo) == ()
+    assert guards.unread_on_print(page) == ("haze", "lowlight", "lowres") and guards.unread_on_print(photo) == ()
     assert guards.unread_on_print(page, RestorePolicy(print_guard=False)) == ()
     assert not guards.looks_like_print(0.8 + 0.1 * page)  # faint ink: too little contrast
 

@@ -81,11 +81,17 @@ class RestorePolicy:
                                "just under white, so 8-bit rounding does not count")
     print_guard: bool = _entry(
         True, "on an image that looks like print (mostly paper of one tone with dark ink), do not act on "
-        "the classifier's haze and low-light readings: it reads paper as haze",
+        "the classifier's readings in print_unread: it reads paper as haze, and M3UNet's low-resolution pass "
+        "blurs letters",
         "eval --rules on the validation suite: it fired on 23 of 288 cases, all rendered text pages, and "
         "gains there (docs/rules.md)")
-    print_unread: tuple[str, ...] = _entry(("haze", "lowlight"), "the readings the print guard ignores",
-                                           "the photo-trained classifier's misreadings on paper")
+    print_unread: tuple[str, ...] = _entry(
+        ("haze", "lowlight", "lowres"), "the readings the print guard ignores",
+        "haze and low light: the photo-trained classifier's misreadings on paper; low resolution: eval "
+        "--ocr-pages --split validation, where M3UNet's low-resolution pass cost 1.9-7.4 points of OCR "
+        "character accuracy on pages of three to eight lines down-sampled x3-x4 and ignoring it lost none "
+        "(results/ocr-pages-validation*.json); PSNR on the validation suite's pages -0.13 dB (x3 down-sampled), "
+        "scripts/print_pages_probe.py")
     paper_share: float = _entry(
         0.5, "print test: share of pixels within paper_band of the paper tone (90th luminance percentile)",
         "validation text lines: every line has at least 64 % of its pixels on the paper tone")

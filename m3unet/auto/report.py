@@ -46,7 +46,7 @@ def reading(r) -> str:
     parts = [f"{name(k)} ({level(s)}, {certainty(p)})" for k, (p, s) in r.labels.items()]
     text = ", ".join(parts) if parts else "nothing wrong found"
     if r.ignored:
-        text += f"; it looks like print, so {names(r.ignored)} readings were ignored (paper reads as haze)"
+        text += f"; it looks like print, so the {names(r.ignored)} readings were ignored (they misjudge paper and letters)"
     if getattr(r, "faint", None):
         text += "; it is a little dark, which a dark scene also is, so it was not brightened"
     return text

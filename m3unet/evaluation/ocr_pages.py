@@ -74,7 +74,7 @@ def pages(split: str, per_cell: int = 4) -> list[dict]:
                 else:
                     lines = [LINES[(k * 3 + i) % len(LINES)] for i in range(n_lines)]
                 out.append({"size": size_name, "factor": factor, "mode": ("bicubic", "area")[j % 2],
-                            "font": fonts[(k + j) % len(fonts)], "font_size": font_size, "lines": lines})
+                            "font": fonts[(k + k // per_cell) % len(fonts)], "font_size": font_size, "lines": lines})
                 k += 1
     return out
 
