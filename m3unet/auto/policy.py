@@ -88,10 +88,10 @@ class RestorePolicy:
     print_unread: tuple[str, ...] = _entry(
         ("haze", "lowlight", "lowres"), "the readings the print guard ignores",
         "haze and low light: the photo-trained classifier's misreadings on paper; low resolution: eval "
-        "--ocr-pages --split validation, where M3UNet's low-resolution pass cost 1.9-7.4 points of OCR "
-        "character accuracy on pages of three to eight lines down-sampled x3-x4 and ignoring it lost none "
-        "(results/ocr-pages-validation*.json); PSNR on the validation suite's pages -0.13 dB (x3 down-sampled), "
-        "scripts/print_pages_probe.py")
+        "--ocr-pages --split validation (results/ocr-pages-validation*.json): with M3UNet's low-resolution "
+        "pass four of the twelve page-size x factor cells read worse than the input (by 1.9-7.4 points of "
+        "character accuracy), without it one (eight lines x4, -0.5); it gave up 0.6-0.8 points on two x2-x3 "
+        "cells. PSNR on the validation suite's pages: -0.13 dB (x3 down-sampled, scripts/print_pages_probe.py)")
     paper_share: float = _entry(
         0.5, "print test: share of pixels within paper_band of the paper tone (90th luminance percentile)",
         "validation text lines: every line has at least 64 % of its pixels on the paper tone")
