@@ -84,7 +84,8 @@ def main() -> int:
            "```bash",
            ".venv/bin/python -m m3unet eval --stress --json results/stress-test.json --plot docs/stress.png",
            ".venv/bin/python -m m3unet eval --stress --split validation --json results/stress-validation.json",
-           "# before: the same command at commit 67bd65c (before the motion deblur and the wider classifier heads)",
+           "# before: the same command at commit 67bd65c (before the motion deblur, the low-light floor, low light",
+           "# as given and the print guard's low-resolution reading)",
            "python scripts/stress_report.py   # writes this page",
            "```", "",
            f"Test photos ({', '.join(now['photos'])}): they chose nothing.", "",
@@ -101,6 +102,14 @@ def main() -> int:
             + " (target >= +1.5 dB).", "",
             "![PSNR gain of the automatic restore per kind and band, test photos](stress.png)", "",
             gain_table(runs), ""]
+    below = [f"{k} ({v['gain_db']:+.2f} dB)" for k, v in now["gains"].items() if v["gain_db"] < 0]
+    clean = now["gains"].get("clean / -", {}).get("gain_db")
+    out += [f"Kinds and bands below the input now: {', '.join(below) if below else 'none'} (target: none). "
+            f"Clean photos: {clean:+.2f} dB (target: at most 0.3 dB lost)." if clean is not None else "", ""]
+    dark = load("stress-test-dark.json")
+    if dark:
+        out += ["The test photos' darkest crops (`--region dark`: each photo's own dark scene, 256 px), now:", "",
+                f1_table([("now", dark)]), "", gain_table([("now", dark)]), ""]
     if val:
         out += ["Validation photos, now:", "", gain_table([("now", val)]), ""]
     pv, pt = load("ocr-pages-validation.json"), load("ocr-pages-test.json")
