@@ -797,9 +797,9 @@ class _BrightAsHaze:
         return out
 
 
-def test_on_print_the_automatic_plan_does_not_read_haze_or_low_light():
+def test_on_print_the_automatic_plan_does_not_read_haze_low_light_or_low_resolution():
     """Paper reads as haze to the photo-trained classifier: on an image that looks like print the
-    automatic plan leaves haze and low light out (and says so); a bright photo still gets its haze
+    automatic plan leaves haze, low light and low resolution out (and says so); a bright photo still gets its haze
     step, and a plan given by the user still runs on print."""
     from m3unet.training.textimage import render_line
     page = torch.from_numpy(render_line("Received with thanks", "DejaVuSans.ttf", 24)).float()[None] / 255
@@ -807,7 +807,7 @@ def test_on_print_the_automatic_plan_does_not_read_haze_or_low_light():
     auto = AutoRestorer(Pool(_FlatRestorer(0.20)), _BrightAsHaze())
     res = auto.run(page)
     assert torch.equal(res.image, page)  # nothing read: returned as given
-    assert res.reports[0].first.ignored == ["haze", "lowlight"] and "it looks like print" in res.text()
+    assert res.reports[0].first.ignored == ["haze", "lowlight", "lowres"] and "it looks like print" in res.text()
     assert [s.task for s in res.reports[0].steps] == []
     res = auto.run(photo)
     assert [(s.task, s.outcome) for s in res.reports[0].steps] == [("haze", "kept")]
