@@ -166,3 +166,30 @@ def load_handle(path: Path) -> M3UNetHandle:
 def clear_cache() -> None:
     """Forget the loaded models (they are freed once no workflow output holds them)."""
     _handles.clear()
+
+
+def deblur_batch(image, restore_one, describe_one, head: int, per_image: int = 100):
+    """Run a deconvolve-then-clean-up tool image by image with a progress bar and interrupt checks.
+
+    ``restore_one(i, progress)`` returns image ``i`` restored (``progress(None)`` after the
+    deconvolution, then once per tile of the clean-up pass); ``describe_one(i)`` its report line.
+    The bar counts hundredths of an image: the deconvolution takes the first ``head``, the clean-up
+    pass the rest. Returns the restored batch and the report."""
+    import comfy.utils
+    import torch
+    total = image.shape[0] * per_image
+    pbar = comfy.utils.ProgressBar(total)
+    outs, lines = [], []
+    for i in range(image.shape[0]):
+        start = i * per_image
+        pbar.update_absolute(start, total)
+
+        def tick(p, start=start) -> None:
+            share = 0.0 if p is None else p.done / max(p.total, 1)
+            pbar.update_absolute(start + head + int((per_image - head) * share), total)
+            model_management.throw_exception_if_processing_interrupted()
+
+        outs.append(restore_one(i, tick).to(model_management.intermediate_device()))
+        lines.append((f"image {i + 1}: " if image.shape[0] > 1 else "") + describe_one(i))
+        pbar.update_absolute(start + per_image, total)
+    return torch.cat(outs), "\n".join(lines)

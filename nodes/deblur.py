@@ -3,13 +3,11 @@ from __future__ import annotations
 
 
 import comfy.model_management as model_management
-import comfy.utils
-import torch
 from comfy_api.latest import io, ui
 
 from ..m3unet.auto import MAX_SIGMA, KernelDeblur, shipped_estimator
 from ..m3unet.restore import DEFAULT_TILE, InputError
-from .common import CATEGORY, M3UNetHandle, M3UNetModel
+from .common import CATEGORY, M3UNetHandle, M3UNetModel, deblur_batch
 from .compat import schema, seed_input
 
 # The progress bar counts hundredths of an image: the estimate and the deconvolution take the first
@@ -60,28 +58,17 @@ class M3UNetKernelDeblur(io.ComfyNode):
         if blur_sigma < 0 or blur_sigma > MAX_SIGMA:
             raise InputError(f"blur_sigma is {blur_sigma}; use 0 (estimate) to {MAX_SIGMA} px")
         tool = KernelDeblur(shipped_estimator(), model.ready())
-        total = image.shape[0] * PER_IMAGE
-        pbar = comfy.utils.ProgressBar(total)
-        outs, lines = [], []
 
-        for i in range(image.shape[0]):
-            start = i * PER_IMAGE
-            pbar.update_absolute(start, total)
+        def restore_one(i: int, tick):
+            return tool.restore(image[i:i + 1], seed=seed, tile=DEFAULT_TILE, progress=tick,
+                                sigma=blur_sigma if blur_sigma > 0 else None, noise=noise if noise >= 0 else None)
 
-            def tick(p, start=start) -> None:
-                # None: the blur is estimated and deconvolved; then one event per tile of the clean-up pass
-                share = 0.0 if p is None else p.done / max(p.total, 1)
-                pbar.update_absolute(start + DECONVOLVED + int((PER_IMAGE - DECONVOLVED) * share), total)
-                model_management.throw_exception_if_processing_interrupted()
-
-            out = tool.restore(image[i:i + 1], seed=seed, tile=DEFAULT_TILE, progress=tick,
-                               sigma=blur_sigma if blur_sigma > 0 else None, noise=noise if noise >= 0 else None)
-            outs.append(out.to(model_management.intermediate_device()))
+        def describe_one(i: int) -> str:
             est = tool.estimates[0]
             given = "given" if blur_sigma > 0 else "estimated"
             skipped = "" if tool.would_deconvolve(est) else \
                 " (deconvolution skipped: slight blur, strong noise or JPEG blocks; clean-up pass only)"
-            lines.append((f"image {i + 1}: " if image.shape[0] > 1 else "") + f"{est.describe()} ({given}){skipped}")
-            pbar.update_absolute(start + PER_IMAGE, total)
-        report = "\n".join(lines)
-        return io.NodeOutput(torch.cat(outs), report, ui=ui.PreviewText(report))
+            return f"{est.describe()} ({given}){skipped}"
+
+        out, report = deblur_batch(image, restore_one, describe_one, DECONVOLVED, PER_IMAGE)
+        return io.NodeOutput(out, report, ui=ui.PreviewText(report))

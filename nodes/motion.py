@@ -2,13 +2,11 @@
 from __future__ import annotations
 
 import comfy.model_management as model_management
-import comfy.utils
-import torch
 from comfy_api.latest import io, ui
 
 from ..m3unet.auto import MotionDeblur, MotionDeblurError
 from ..m3unet.restore import DEFAULT_TILE
-from .common import CATEGORY, M3UNetHandle, M3UNetModel
+from .common import CATEGORY, M3UNetHandle, M3UNetModel, deblur_batch
 from .compat import schema, seed_input
 
 PER_IMAGE = 100   # progress: hundredths of an image
@@ -63,24 +61,13 @@ class M3UNetMotionDeblur(io.ComfyNode):
         if not (angle == -1.0 or 0 <= angle <= 180):
             raise MotionDeblurError(f"angle is {angle}; use -1 (estimate) or 0 to 180 degrees")
         tool = MotionDeblur(model.ready(), base_balance=strength)
-        total = image.shape[0] * PER_IMAGE
-        pbar = comfy.utils.ProgressBar(total)
-        outs, lines = [], []
-        for i in range(image.shape[0]):
-            start = i * PER_IMAGE
-            pbar.update_absolute(start, total)
 
-            def tick(p, start=start) -> None:
-                share = 0.0 if p is None else p.done / max(p.total, 1)
-                pbar.update_absolute(start + DECONVOLVED + int((PER_IMAGE - DECONVOLVED) * share), total)
-                model_management.throw_exception_if_processing_interrupted()
+        def restore_one(i: int, tick):
+            return tool.restore(image[i:i + 1], seed=seed, tile=DEFAULT_TILE, progress=tick,
+                                length=length if length > 0 else None, angle=angle if angle >= 0 else None)
 
-            out = tool.restore(image[i:i + 1], seed=seed, tile=DEFAULT_TILE, progress=tick,
-                               length=length if length > 0 else None, angle=angle if angle >= 0 else None)
-            outs.append(out.to(model_management.intermediate_device()))
-            est = tool.estimates[0]
-            given = "given" if length > 0 else "estimated"
-            lines.append((f"image {i + 1}: " if image.shape[0] > 1 else "") + f"{est.describe()} ({given})")
-            pbar.update_absolute(start + PER_IMAGE, total)
-        report = "\n".join(lines)
-        return io.NodeOutput(torch.cat(outs), report, ui=ui.PreviewText(report))
+        def describe_one(i: int) -> str:
+            return f"{tool.estimates[0].describe()} ({'given' if length > 0 else 'estimated'})"
+
+        out, report = deblur_batch(image, restore_one, describe_one, DECONVOLVED, PER_IMAGE)
+        return io.NodeOutput(out, report, ui=ui.PreviewText(report))
