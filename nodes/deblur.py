@@ -30,7 +30,7 @@ class M3UNetKernelDeblur(io.ComfyNode):
                 "Sharpens defocus (Gaussian) blur: a small network estimates the blur's width and the noise "
                 "level from the image, a regularised deconvolution undoes the blur, and one M3UNet pass "
                 "removes the noise and ringing the deconvolution leaves. Much stronger than a plain M3UNet "
-                "pass on out-of-focus photos; not meant for motion blur. Set blur_sigma by hand when the "
+                "pass on out-of-focus photos; for motion blur use Motion Deblur. Set blur_sigma by hand when the "
                 "estimate is off. The output keeps the input's size, channels and batch."),
             inputs=[
                 M3UNetModel.Input("model", tooltip="The model from Load M3UNet Model (runs the clean-up pass)."),
