@@ -229,15 +229,14 @@ class KernelDeblur:
             check: Callable[..., None] | None = None) -> torch.Tensor:
         """``[3, H, W]`` float in [0, 1] -> the deblurred image, same size (the pool members'
         interface; the blur is estimated, the step's text and sampler steps do not apply)."""
-        progress = (lambda p: check(p.done / p.total) if p is not None else check(0.0)) if check else None
-        return self.restore(x.permute(1, 2, 0)[None], seed=seed, tile=tile, progress=progress)[0].permute(2, 0, 1)
+        return self.restore(x.permute(1, 2, 0)[None], seed=seed, tile=tile,
+                            progress=progress_for(check))[0].permute(2, 0, 1)
 
     def deblur(self, x: torch.Tensor, est: BlurEstimate, seed: int = 0, tile: int = 512,
                check: Callable[..., None] | None = None) -> torch.Tensor:
         """``[3, H, W]`` -> deblurred with the blur and noise of ``est`` (the gate's reading)."""
-        progress = (lambda p: check(p.done / p.total) if p is not None else check(0.0)) if check else None
-        return self.restore(x.permute(1, 2, 0)[None], seed=seed, tile=tile, progress=progress, sigma=est.sigma,
-                            noise=est.noise)[0].permute(2, 0, 1)
+        return self.restore(x.permute(1, 2, 0)[None], seed=seed, tile=tile, progress=progress_for(check),
+                            sigma=est.sigma, noise=est.noise)[0].permute(2, 0, 1)
 
     def restore(self, image: torch.Tensor, text: str = "", steps: int = 1, seed: int = 0, tile: int = 512,
                 progress=None, sigma: float | None = None, noise: float | None = None) -> torch.Tensor:
@@ -245,23 +244,42 @@ class KernelDeblur:
         shape and dtype; alpha passes through. ``text`` and ``steps`` are not used (the clean-up pass
         has its own); ``sigma`` (px) and ``noise`` (1/255) replace the estimator's reading when given.
         The readings are kept in :attr:`estimates`, one per image."""
-        from ..core.image import check_image, to_rgb_float
-        image = check_image(image)
-        self.estimates = []
-        outs = []
-        for x in image:
-            rgb = to_rgb_float(x.cpu())
-            est = self.reading(rgb, sigma, noise)
-            self.last = est
-            self.estimates.append(est)
-            d = self.deconvolve(rgb, est).permute(1, 2, 0)
-            del rgb  # memory: at 4096 px each whole-image copy is 200 MB
-            d = like_input(d, x.cpu())
-            if progress:
-                progress(None)
-            outs.append(self.restorer.restore(d[None].to(x.device), text=CLEANUP_TEXT, steps=1, seed=seed,
-                                              tile=tile, progress=progress)[0])
-        return torch.stack(outs)
+        def read(i: int, rgb: torch.Tensor) -> BlurEstimate:
+            self.last = self.reading(rgb, sigma, noise)
+            return self.last
+
+        out, self.estimates = deconvolve_and_clean(image, self.restorer, read, self.deconvolve, seed, tile, progress)
+        return out
+
+
+def progress_for(check: Callable[..., None] | None):
+    """A Restorer progress callback that reports the fraction done to a pool member's ``check``
+    (0 before the clean-up pass starts)."""
+    return (lambda p: check(p.done / p.total) if p is not None else check(0.0)) if check else None
+
+
+def deconvolve_and_clean(image: torch.Tensor, restorer, read: Callable[[int, torch.Tensor], object],
+                         deconvolve: Callable[[torch.Tensor, object], torch.Tensor], seed: int, tile: int,
+                         progress=None) -> tuple[torch.Tensor, list]:
+    """Deconvolve each image of an IMAGE batch ``[B, H, W, C]`` (grey/RGB/RGBA, float or uint8) with
+    the kernel ``read(i, rgb)`` reports, then one M3UNet clean-up pass (:data:`CLEANUP_TEXT`) on
+    ``restorer``; returns the batch in the input's shape and dtype (alpha passes through) and the
+    readings. ``progress(None)`` follows each deconvolution, then the pass reports per tile."""
+    from ..core.image import check_image, to_rgb_float
+    image = check_image(image)
+    outs, readings = [], []
+    for i, x in enumerate(image):
+        rgb = to_rgb_float(x.cpu())
+        est = read(i, rgb)
+        readings.append(est)
+        d = deconvolve(rgb, est).permute(1, 2, 0)
+        del rgb  # memory: at 4096 px each whole-image copy is 200 MB
+        d = like_input(d, x.cpu())
+        if progress:
+            progress(None)
+        outs.append(restorer.restore(d[None].to(x.device), text=CLEANUP_TEXT, steps=1, seed=seed,
+                                     tile=tile, progress=progress)[0])
+    return torch.stack(outs), readings
 
 
 def shipped_kernel_deblur(restorer) -> list[KernelDeblur]:

@@ -25,14 +25,14 @@ from typing import Callable
 
 import torch
 
-from ..core.image import like_input, luminance
+from ..core.image import luminance
+from .deblur import deconvolve_and_clean, progress_for
 
 TILE = 128          # cepstrum tile side (px): holds kernels up to ~40 px
 STRIDE = 48         # tile step
 MAX_TILES = 64      # at most this many tiles (spread over the image) feed the averaged spectrum
 MIN_OFFSET = 3.0    # cepstral peaks closer to the origin than this are the image's own structure
 MAX_LENGTH = 40.0   # longest blur searched (px)
-CLEANUP_TEXT = "remove the light noise"
 
 
 class MotionDeblurError(ValueError):
@@ -239,35 +239,24 @@ class MotionDeblur:
     def deblur(self, x: torch.Tensor, est: MotionEstimate, seed: int = 0, tile: int = 512,
                check: Callable[..., None] | None = None) -> torch.Tensor:
         """``[3, H, W]`` -> deblurred with the kernel of ``est`` (the gate's reading)."""
-        progress = (lambda p: check(p.done / p.total) if p is not None else check(0.0)) if check else None
-        return self.restore(x.permute(1, 2, 0)[None], seed=seed, tile=tile, progress=progress,
+        return self.restore(x.permute(1, 2, 0)[None], seed=seed, tile=tile, progress=progress_for(check),
                             estimates=[est])[0].permute(2, 0, 1)
 
     def run(self, x: torch.Tensor, step=None, seed: int = 0, steps: int = 1, tile: int = 512,
             check: Callable[..., None] | None = None) -> torch.Tensor:
         """The pool members' interface: ``[3, H, W]`` float in [0, 1] -> deblurred, same size."""
-        progress = (lambda p: check(p.done / p.total) if p is not None else check(0.0)) if check else None
-        return self.restore(x.permute(1, 2, 0)[None], seed=seed, tile=tile, progress=progress)[0].permute(2, 0, 1)
+        return self.restore(x.permute(1, 2, 0)[None], seed=seed, tile=tile,
+                            progress=progress_for(check))[0].permute(2, 0, 1)
 
     def restore(self, image: torch.Tensor, text: str = "", steps: int = 1, seed: int = 0, tile: int = 512,
                 progress=None, length: float | None = None, angle: float | None = None,
                 estimates: list[MotionEstimate] | None = None) -> torch.Tensor:
         """Restorer-like: IMAGE ``[B, H, W, C]`` (grey/RGB/RGBA, float or uint8) -> IMAGE of the same
         shape and dtype; alpha passes through. ``length`` (px) and ``angle`` (degrees) replace the
-        estimate when given; the readings are kept in :attr:`estimates`, one per image."""
-        from ..core.image import check_image, to_rgb_float
-        image = check_image(image)
-        self.estimates = []
-        outs = []
-        for i, x in enumerate(image):
-            rgb = to_rgb_float(x.cpu())
-            est = estimates[i] if estimates is not None else self.reading(rgb, length, angle)
-            self.estimates.append(est)
-            d = self.deconvolve(rgb, est).permute(1, 2, 0)
-            del rgb
-            d = like_input(d, x.cpu())
-            if progress:
-                progress(None)
-            outs.append(self.restorer.restore(d[None].to(x.device), text=CLEANUP_TEXT, steps=1, seed=seed,
-                                              tile=tile, progress=progress)[0])
-        return torch.stack(outs)
+        estimate when given, ``estimates`` (one per image) replace the reading; the readings are kept
+        in :attr:`estimates`."""
+        def read(i: int, rgb: torch.Tensor) -> MotionEstimate:
+            return estimates[i] if estimates is not None else self.reading(rgb, length, angle)
+
+        out, self.estimates = deconvolve_and_clean(image, self.restorer, read, self.deconvolve, seed, tile, progress)
+        return out
