@@ -95,7 +95,7 @@ class _State:
     finding: object | None
     score: float | None
     fixed: bool                 # the plan was given: run as written
-    unread: tuple[str, ...]     # readings ignored all run: the print guard's and the low-light floor's
+    unread: tuple[str, ...]     # readings ignored all run: on_print + the low-light rules' (faint, later)
     first_labels: list[str]
     report: AutoReport
     queue: list[Step]
@@ -104,7 +104,8 @@ class _State:
     executed: int = 0
     read: list[str] = field(default_factory=list)  # what the latest reading (with hysteresis) shows
     print_like: bool = False    # the image looks like print (guards.looks_like_print)
-    faint: tuple[str, ...] = ()  # the low-light floor's share of ``unread`` (and the as-given rule's)
+    on_print: tuple[str, ...] = ()  # the print guard's share of ``unread``
+    later: tuple[str, ...] = ()     # low light as given's share: not read on the image as given
 
 
 _STOP = object()  # _narrow: the image reads clean, stop the run
@@ -138,9 +139,7 @@ class AutoRestorer:
         """Read a step's result with the run's ignored readings hidden; notes when the low-light
         as-given rule hid a reading that would have been acted on."""
         raw = self._read(y)
-        first_faint = st.report.first.faint if st.report.first is not None else []
-        if "lowlight" in st.faint and "lowlight" not in first_faint and raw is not None \
-                and "lowlight" in raw.labels:
+        if raw is not None and any(k in raw.labels for k in st.later):
             st.report.fired("lowlight_as_given")
         return self._hide(raw, st.unread)
 
@@ -240,8 +239,9 @@ class AutoRestorer:
         print_like = not fixed and self.classifier is not None and guards.looks_like_print(x, self.policy)
         on_print = guards.unread_on_print(x, self.policy, print_like)
         raw = self._read(x)
-        faint = () if fixed else guards.faint_readings(self._hide(raw, on_print), self.policy)
-        later = () if fixed or faint else guards.unread_later(self._hide(raw, on_print), self.policy)
+        given = self._hide(raw, on_print)
+        faint = () if fixed else guards.faint_readings(given, self.policy)
+        later = () if fixed or faint else tuple(k for k in guards.unread_later(given, self.policy) if k not in on_print)
         unread = on_print + faint + later
         f = self._hide(raw, unread)
         if not fixed:
@@ -264,7 +264,7 @@ class AutoRestorer:
         if defocus is not None:
             report.fired("motion_gate" if defocus[0].task == "motion" else "defocus_gate")
         return _State(x, f, report.score, fixed, unread, list(f.labels) if f is not None else [], report,
-                      list(plan.steps), defocus, print_like=print_like, faint=faint + later)
+                      list(plan.steps), defocus, print_like=print_like, on_print=on_print, later=later)
 
     def _runs(self, st: _State, steps: Sequence[Step]) -> int:
         """Model runs the given steps will take (also checks that every named model exists)."""
@@ -401,8 +401,7 @@ class AutoRestorer:
 
     def _finish(self, st: _State, t0: float) -> tuple[torch.Tensor, AutoReport]:
         report, f = st.report, st.finding
-        report.final = Reading.of(f, ignored=[k for k in st.unread if k not in st.faint and f is not None
-                                              and k in f.probabilities])
+        report.final = Reading.of(f, ignored=[k for k in st.on_print if f is not None and k in f.probabilities])
         report.final_score = st.score
         if f is not None:  # still there: read now, or held by hysteresis with no step for it kept
             kept = {t for r in report.steps if r.outcome in ("kept", "applied") for t in r.tasks}
