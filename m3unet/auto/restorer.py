@@ -532,7 +532,7 @@ class AutoRestorer:
                                           "kept", st.score, sy, reason))
         st.tried.update(self.policy.defocus_labels)
         st.x, st.finding, st.score = y, fy, sy
-        ticker.finish_run(f"step {index}: blur with {step.model}")
+        ticker.finish_run(f"step {index}: {step.label} with {step.model}")
 
     @staticmethod
     def _check(ticker: _Progress, step: Step, name: str | None = None):

@@ -52,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
                         "to the pool for these tasks; repeatable")
     r.add_argument("--no-kernel-deblur", dest="no_kernel_deblur", action="store_true",
                    help="auto: leave the kernel-aware deblur (estimated Gaussian kernel + Wiener + M3UNet "
-                   "clean-up) out of the pool; blur steps then use M3UNet alone")
+                   "clean-up) and the motion deblur out of the pool; blur steps then use M3UNet alone")
     r.add_argument("--no-specialists", dest="no_specialists", action="store_true",
                    help="auto: leave the shipped M3UNet specialists (weights/m3unet-jpeg and m3unet-noise: "
                    "JPEG or noise where it is the only degradation read; m3unet-smallprint: small enlarged "
@@ -87,7 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--balances", default=None, help="--deblur: also the true kernel at these Wiener balances, "
                    "e.g. 0.001,0.003,0.01,0.03,0.1")
     e.add_argument("--no-kernel-deblur", dest="no_kernel_deblur", action="store_true",
-                   help="the auto column, --auto and --small-sides without the kernel-aware deblur in the pool")
+                   help="the auto column, --auto and --small-sides without the kernel-aware and motion deblur in the pool")
     e.add_argument("--no-specialists", dest="no_specialists", action="store_true",
                    help="the auto column, --auto and --small-sides without the shipped M3UNet specialists")
     e.add_argument("--estimator", default=None, help="--deblur: blur estimator weights (default: shipped)")
