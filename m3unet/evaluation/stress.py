@@ -38,6 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..core.image import luminance
 from ..core.metrics import psnr, ssim
 from ..training import synthesis as deg
 from ..training.data import center_crop, evaluation_photos
@@ -171,7 +172,7 @@ def darkest_crop(a: np.ndarray, size: int) -> torch.Tensor:
     x = torch.from_numpy(np.array(a, copy=True)).permute(2, 0, 1).float() / 255
     _, h, w = x.shape
     s = min(size, h, w)
-    lum = (0.299 * x[0] + 0.587 * x[1] + 0.114 * x[2])[None, None]
+    lum = luminance(x)[None, None]
     m = F.avg_pool2d(lum, s, stride=16)
     i = int(m.argmin())
     y0, x0 = (i // m.shape[-1]) * 16, (i % m.shape[-1]) * 16
@@ -233,22 +234,19 @@ def evaluate_stress(model_path: str | None = None, data: str | None = None, spli
         f = auto.classify(c.degraded)
         read = {FAMILY_OF_LABEL[lbl] for lbl in f.labels}
         readings.append(read)
+        row = {"photo": c.photo, "name": c.name, "band": c.band, "families": sorted(c.families),
+               "read": sorted(read), "lowlight": [round(f.probabilities["lowlight"], 4), round(f.severity["lowlight"], 4)]}
+        rows.append(row)
         if not restore:
-            rows.append({"photo": c.photo, "name": c.name, "band": c.band, "families": sorted(c.families),
-                         "read": sorted(read), "lowlight": [round(f.probabilities["lowlight"], 4),
-                                                            round(f.severity["lowlight"], 4)]})
             continue
         res = auto.run(c.degraded.permute(1, 2, 0)[None], seed=k)
         out = res.image[0].permute(2, 0, 1)
         p_in, p_out = min(psnr(c.degraded, c.clean), 60.0), min(psnr(out, c.clean), 60.0)
-        rows.append({"photo": c.photo, "name": c.name, "band": c.band, "families": sorted(c.families),
-                     "applied": [{"kind": a.kind, "band": a.band, **{k2: (round(v, 4) if isinstance(v, float) else v)
-                                                                      for k2, v in a.params.items()}} for a in c.applied],
-                     "read": sorted(read), "lowlight": [round(f.probabilities["lowlight"], 4),
-                                                        round(f.severity["lowlight"], 4)],
-                     "input_psnr": round(p_in, 3), "auto_psnr": round(p_out, 3),
-                     "input_ssim": round(ssim(c.degraded, c.clean), 4), "auto_ssim": round(ssim(out, c.clean), 4),
-                     "steps": [(s.task, s.outcome) for s in res.reports[0].steps]})
+        row.update({"applied": [{"kind": a.kind, "band": a.band, **{k2: (round(v, 4) if isinstance(v, float) else v)
+                                                                     for k2, v in a.params.items()}} for a in c.applied],
+                    "input_psnr": round(p_in, 3), "auto_psnr": round(p_out, 3),
+                    "input_ssim": round(ssim(c.degraded, c.clean), 4), "auto_ssim": round(ssim(out, c.clean), 4),
+                    "steps": [(s.task, s.outcome) for s in res.reports[0].steps]})
         if (k + 1) % 20 == 0:
             log(f"{k + 1}/{len(cases)} ({time.time() - t0:.0f}s)")
     clean = [r for r in rows if r["name"] == "clean"]
