@@ -249,8 +249,9 @@ class AutoRestorer:
         if order:
             rank = {t: i for i, t in enumerate(order)}
             plan = Plan(sorted(plan.steps, key=lambda s: min(rank.get(t, len(rank)) for t in s.tasks)))  # stable
-        defocus = self._defocus_step(x, f) if not fixed and f is not None else None
-        if defocus is not None:  # the kernel-aware deblur covers the blur-like steps
+        # the camera-shake deblur, else the kernel-aware (defocus) deblur, covers the blur-like steps
+        defocus = (self._motion_step(x, f) or self._defocus_step(x, f)) if not fixed and f is not None else None
+        if defocus is not None:
             rest = [s.only(t for t in s.tasks if t not in self.policy.defocus_labels) for s in plan.steps]
             plan = Plan([defocus[0]] + [s for s in rest if s is not None])
         report = AutoReport(Reading.of(f, ignored=[k for k in on_print if f is not None and k in f.probabilities],
@@ -501,8 +502,6 @@ class AutoRestorer:
     def _defocus_step(self, x: torch.Tensor, f, reading=None):
         """``(Step, reading)`` for the kernel-aware deblur when the defocus gate opens (policy
         ``defocus_gate``: a blur-like reading and an estimated Gaussian blur it can undo), else None."""
-        if reading is None and (motion := self._motion_step(x, f)) is not None:
-            return motion
         tool = self._deblur_tool()
         if tool is None or not self.policy.defocus_gate or not guards.reads_blur_like(f, self.policy):
             return None
