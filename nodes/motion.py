@@ -28,7 +28,8 @@ class M3UNetMotionDeblur(io.ComfyNode):
                 "Removes straight camera-shake (motion) blur: the blur's length and direction are read from the "
                 "image's cepstrum, a regularised deconvolution undoes it, and one M3UNet pass removes the "
                 "ringing and noise left. Set length and angle by hand when the estimate is off (the report "
-                "says what was used). Curved shake is only partly undone. The output keeps the input's size, "
+                "says what was used). When an estimate finds no clear shake, only the clean-up pass runs (the "
+                "report says so). Curved shake is only partly undone. The output keeps the input's size, "
                 "channels and batch."),
             inputs=[
                 M3UNetModel.Input("model", tooltip="The model from Load M3UNet Model (runs the clean-up pass)."),
@@ -67,7 +68,11 @@ class M3UNetMotionDeblur(io.ComfyNode):
                                 length=length if length > 0 else None, angle=angle if angle >= 0 else None)
 
         def describe_one(i: int) -> str:
-            return f"{tool.estimates[0].describe()} ({'given' if length > 0 else 'estimated'})"
+            est = tool.estimates[0]
+            skipped = "" if tool.would_deconvolve(est) else \
+                " (deconvolution skipped: no clear camera shake found; clean-up pass only. Set length and angle " \
+                "by hand to force it)"
+            return f"{est.describe()} ({'given' if length > 0 else 'estimated'}){skipped}"
 
         out, report = deblur_batch(image, restore_one, describe_one, DECONVOLVED, PER_IMAGE)
         return io.NodeOutput(out, report, ui=ui.PreviewText(report))

@@ -25,7 +25,8 @@ WORKFLOWS = REPO / "workflows"
 THUMB = 256
 TITLES = {"m3unet_auto_restore": "Auto Restore", "m3unet_basic_restore": "Basic restore",
           "m3unet_classify_then_restore": "Classify, then restore", "m3unet_kernel_deblur": "Kernel Deblur",
-          "mllm_caption_restore": "Caption -> restore", "mllm_caption_sd15_refine": "Caption -> SD 1.5"}
+          "m3unet_motion_deblur": "Motion Deblur", "mllm_caption_restore": "Caption -> restore",
+          "mllm_caption_sd15_refine": "Caption -> SD 1.5"}
 
 
 def thumbnails() -> None:

@@ -294,7 +294,8 @@ def saved_by_node(entry: dict[str, Any], host: ComfyHost) -> dict[str, list[Path
 def test_workflow_restores(comfy_host: ComfyHost, comfy_object_info: dict[str, Any],
                            inputs: dict[str, str], workflow: Path, request: pytest.FixtureRequest) -> None:
     """Each shipped UI workflow converts, runs, and writes images of the input's size; the image saved
-    straight from the M3UNet Sampler (or Auto Restore) is closer to the clean reference than the degraded input (PSNR).
+    straight from the M3UNet Sampler (or Auto Restore, Kernel Deblur, Motion Deblur) is closer to the
+    clean reference than the degraded input (PSNR).
     Workflows with an SD1.5 refinement (Load Checkpoint): by default the SD part is validated by
     /prompt but not executed (too slow on a CPU) and the M3UNet half runs on its own; with
     M3UNET_RUN_SD15=1 the whole workflow runs on a random-weight SD1.5 checkpoint and the refined
@@ -340,7 +341,7 @@ def test_workflow_restores(comfy_host: ComfyHost, comfy_object_info: dict[str, A
     saved = saved_by_node(entry, comfy_host)
     restored = [nid for nid, n in api.items() if n["class_type"] == "SaveImage"
                 and api[n["inputs"]["images"][0]]["class_type"] in ("M3UNetSampler", "M3UNetAutoRestore",
-                                                                          "M3UNetKernelDeblur")]
+                                                                          "M3UNetKernelDeblur", "M3UNetMotionDeblur")]
     assert len(restored) == 1 and set(saved) == {nid for nid in outputs if api[nid]["class_type"] == "SaveImage"}, saved
     degraded = load_rgb(comfy_host.input_dir / EXAMPLE_INPUT)
     clean = load_rgb(EXAMPLES / "coffee_clean.png")

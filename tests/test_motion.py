@@ -112,6 +112,25 @@ def test_motion_deblur_keeps_shape_dtype_and_alpha_and_uses_given_kernels():
         tool.restore(u8, length=0.5)
 
 
+def test_an_estimate_that_finds_no_shake_is_not_deconvolved():
+    """Estimated on an unshaken (defocused, or resampled) photo, the kernel is a guess: only the
+    clean-up pass runs. On a shaken one, or with the length given, the deconvolution runs."""
+    import torch.nn.functional as F
+    x = _photo(192)
+    tool = MotionDeblur(_Identity())
+    small = F.interpolate(x[None], scale_factor=1 / 3, mode="area")
+    for y in (deg.convolve(x, deg.gaussian_kernel(2.0)).clamp(0, 1),
+              F.interpolate(small, size=x.shape[-2:], mode="bicubic", align_corners=False)[0].clamp(0, 1)):
+        out = tool.restore(y.permute(1, 2, 0)[None])[0].permute(2, 0, 1)
+        assert not tool.would_deconvolve(tool.estimates[0]), tool.estimates[0]
+        assert torch.equal(out, y)  # the identity clean-up pass alone
+        forced = tool.restore(y.permute(1, 2, 0)[None], length=9.0, angle=30.0)[0].permute(2, 0, 1)
+        assert not torch.equal(forced, y)  # a given length is always deconvolved
+    shaken = deg.convolve(x, line_kernel(13.0, 60.0)).clamp(0, 1)
+    out = tool.restore(shaken.permute(1, 2, 0)[None])[0].permute(2, 0, 1)
+    assert tool.would_deconvolve(tool.estimates[0]) and psnr(out, x) > psnr(shaken, x) + 2
+
+
 def test_the_automatic_restore_runs_the_motion_step_when_the_gate_opens():
     """A classifier that reads motion, a shaken photo: the motion tool runs first and the report says
     so in words; with ``motion_gate`` off it is not used."""

@@ -27,12 +27,15 @@ import torch
 
 from ..core.image import luminance
 from .deblur import deconvolve_and_clean, progress_for
+from .policy import DEFAULT_POLICY, RestorePolicy
 
 TILE = 128          # cepstrum tile side (px): holds kernels up to ~40 px
 STRIDE = 48         # tile step
 MAX_TILES = 64      # at most this many tiles (spread over the image) feed the averaged spectrum
 MIN_OFFSET = 3.0    # cepstral peaks closer to the origin than this are the image's own structure
 MAX_LENGTH = 40.0   # longest blur searched (px)
+SHAKE_CONFIDENCE = 5.0  # an estimate under this depth is no shake at all: clean, noisy, dark and hazy
+                        # validation photos read at most 5.0 (scripts/motion_probe.py)
 
 
 class MotionDeblurError(ValueError):
@@ -206,11 +209,25 @@ class MotionDeblur:
     tasks: tuple[str, ...] = ()
     kind = "motion"
 
-    def __init__(self, restorer, name: str = "motion-deblur", base_balance: float = 0.01):
+    def __init__(self, restorer, name: str = "motion-deblur", base_balance: float = 0.01,
+                 policy: RestorePolicy = DEFAULT_POLICY):
         self.restorer = restorer
         self.name = name
         self.base_balance = base_balance
+        self.policy = policy
         self.estimates: list[MotionEstimate] = []
+
+    def would_deconvolve(self, est: MotionEstimate) -> bool:
+        """A given length is always deconvolved; an estimated one only when the cepstrum reads a
+        kernel deeper than any unshaken photo's (:data:`SHAKE_CONFIDENCE`), at least
+        ``motion_min_length`` long and directional (under ``motion_max_symmetry``): a photo with no
+        camera shake has no such peak, and deconvolving a guessed kernel ruins it. (The automatic
+        restore's motion gate asks for more, ``motion_confidence``.)"""
+        if est.length < 1.0:
+            return False
+        return math.isinf(est.confidence) or (est.confidence >= SHAKE_CONFIDENCE
+                                              and est.length >= self.policy.motion_min_length
+                                              and est.symmetry < self.policy.motion_max_symmetry)
 
     def describe(self) -> str:
         return (f"{self.name} (linear motion kernel from the cepstrum, Wiener deconvolution, then an M3UNet "
@@ -230,8 +247,8 @@ class MotionDeblur:
         return est
 
     def deconvolve(self, x: torch.Tensor, est: MotionEstimate) -> torch.Tensor:
-        """The deconvolution stage alone on ``[3, H, W]``."""
-        if est.length < 1.0:
+        """The deconvolution stage alone on ``[3, H, W]`` (skipped where :meth:`would_deconvolve` says no)."""
+        if not self.would_deconvolve(est):
             return x
         k = line_kernel(est.length, est.angle)
         return deconvolve(x.float(), k, balance_for(est.noise, est.length, self.base_balance)).clamp(0, 1).to(x.dtype)
