@@ -1,6 +1,7 @@
 """The classifier heads' wide degradation ranges (m3unet.training.classifier.wide_degradations)."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 from m3unet.auto.classifier import LABELS, targets
@@ -37,3 +38,26 @@ def test_lowres_modes_and_poisson_gaussian_noise():
     pure = deg.apply_one(x, deg.Degradation("poisson", 0.5, {"peak": 50.0}), torch.Generator().manual_seed(3))
     mixed = deg.apply_one(x, deg.Degradation("poisson", 0.5, {"peak": 50.0, "sigma": 8 / 255}), g)
     assert (mixed - x).std() > (pure - x).std()
+
+
+def test_dark_regions_are_drawn_from_the_photo_s_dark_part():
+    """``dark_region`` with a generator draws among the darkest squares, all of them dark; without one
+    it gives the darkest square (the stress set's darkest crop)."""
+    from m3unet.training.data import dark_region
+    x = torch.full((3, 200, 300), 0.8)
+    x[:, 100:200, 0:150] = 0.05 + 0.02 * torch.linspace(0, 1, 150)  # a dark part, a quarter of the photo
+    gen = torch.Generator().manual_seed(0)
+    draws = [dark_region(x, 64, gen, among=0.1) for _ in range(12)]
+    assert all(d.shape == (3, 64, 64) and float(d.mean()) < 0.15 for d in draws)
+    assert len({round(float(d.sum()), 3) for d in draws}) >= 3  # drawn, not always the same square
+    darkest = dark_region(x, 64)
+    assert float(darkest.mean()) < min(float(d.mean()) for d in draws) + 1e-6
+    assert dark_region(x, 500).shape == (3, 200, 200)  # a photo smaller than the square: its short side
+
+
+def test_fit_heads_checks_its_shares_and_validation_photos(tmp_path):
+    from m3unet.auto.classifier import DegradationClassifier
+    from m3unet.training.classifier import fit_heads
+    for kwargs, match in [({"dark": 1.5}, "dark"), ({"val_pick": "first"}, "val_pick")]:
+        with pytest.raises(ValueError, match=match):
+            fit_heads(DegradationClassifier(), data=str(tmp_path), **kwargs)

@@ -158,6 +158,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="--stress: each photo's centre crop, or its darkest crop (its own dark scene)")
     e.add_argument("--per-cell", dest="per_cell", type=int, default=4,
                    help="--ocr-pages: pages per page size and factor (default 4)")
+    e.add_argument("--page-sizes", dest="page_sizes", default=None,
+                   help="--ocr-pages: comma list of page sizes to read (one small line, three lines, five lines, "
+                   "eight lines; default all)")
     e.add_argument("--lines", type=int, default=None, help="with --ocr: first N text lines (default all)")
     e.add_argument("--threads", type=int, default=2, help="with --peers/--ocr: torch and ncnn threads")
     e.add_argument("--plot", default=None, help="with --peers/--ocr/--stress: write a PNG plot here")
@@ -286,6 +289,10 @@ def _parser() -> argparse.ArgumentParser:
                     help="also refit the crop-level head on the cached regions (a third clean)")
     fh.add_argument("--dof", type=float, default=0.0, help="share of regions given a natural shallow depth of "
                     "field (sharp subject, defocused background), labels unchanged: teaches that bokeh is not blur")
+    fh.add_argument("--dark", type=float, default=0.0, help="share of regions drawn from the photos' dark parts "
+                    "(shadows, night scenes), labels unchanged: teaches that a dark scene is not low light")
+    fh.add_argument("--val-pick", dest="val_pick", choices=("last", "spread"), default="last",
+                    help="photos that pick the epoch: the last 5 of the training split, or 5 spread over it")
     fh.add_argument("--seed", type=int, default=2)
     fh.add_argument("--threads", type=int, default=1)
     fh.add_argument("--image-labels", dest="image_labels", default=None,

@@ -58,10 +58,14 @@ def downsample(x: torch.Tensor, factor: float, mode: str) -> torch.Tensor:
     return F.interpolate(lo, size=(h, w), mode="bicubic", align_corners=False)[0].clamp(0, 1)
 
 
-def pages(split: str, per_cell: int = 4) -> list[dict]:
-    """The pages of ``split``: ``per_cell`` per page size and factor, fonts and modes alternating."""
+def pages(split: str, per_cell: int = 4, sizes: list[str] | None = None) -> list[dict]:
+    """The pages of ``split``: ``per_cell`` per page size and factor, fonts and modes alternating;
+    ``sizes``: only these page sizes (the pages kept are the same as in the full set)."""
     if split not in SEED:
         raise ValueError(f"--split must be validation or test for --ocr-pages, got {split!r}")
+    unknown = [n for n in sizes or () if n not in PAGE_SIZES]
+    if unknown:
+        raise ValueError(f"--page-sizes: {', '.join(unknown)} unknown; choose from {', '.join(PAGE_SIZES)}")
     fonts = VALIDATION_FONTS if split == "validation" else TEST_FONTS
     out, k = [], 0
     for size_name, (n_lines, font_size) in PAGE_SIZES.items():
@@ -73,25 +77,25 @@ def pages(split: str, per_cell: int = 4) -> list[dict]:
                     lines = [random_line(rng, rng.randint(3, 5)) for _ in range(n_lines)]
                 else:
                     lines = [LINES[(k * 3 + i) % len(LINES)] for i in range(n_lines)]
-                out.append({"size": size_name, "factor": factor, "mode": ("bicubic", "area")[j % 2],
+                out.append({"index": k, "size": size_name, "factor": factor, "mode": ("bicubic", "area")[j % 2],
                             "font": fonts[(k + k // per_cell) % len(fonts)], "font_size": font_size, "lines": lines})
                 k += 1
-    return out
+    return [p for p in out if not sizes or p["size"] in sizes]
 
 
 def evaluate_pages(model_path: str | None = None, split: str = "validation", per_cell: int = 4, threads: int = 2,
-                   policy=None, log=print) -> dict:
+                   policy=None, sizes: list[str] | None = None, log=print) -> dict:
     """OCR character accuracy of every down-sampled page and of its automatic restore, per size and factor."""
     from ..auto.factory import build_auto_restorer
     from ..core.weights import load_model
     from ..restore.pipeline import Restorer
     auto = build_auto_restorer(Restorer(load_model(model_path)), model_path=model_path, policy=policy)
     rows, t0 = [], time.time()
-    for k, p in enumerate(pages(split, per_cell)):
+    for k, p in enumerate(pages(split, per_cell, sizes)):
         page, boxes = render_page(p["lines"], p["font"], p["font_size"])
         x = torch.from_numpy(page).permute(2, 0, 1).float() / 255
         y = downsample(x, p["factor"], p["mode"])
-        res = auto.run(y.permute(1, 2, 0)[None], seed=k)
+        res = auto.run(y.permute(1, 2, 0)[None], seed=p["index"])
         out = res.image[0].permute(2, 0, 1)
         acc = {"clean": [], "input": [], "auto": []}
         for (top, bottom, right), text in zip(boxes, p["lines"]):
@@ -106,6 +110,8 @@ def evaluate_pages(model_path: str | None = None, split: str = "validation", per
     for size_name in PAGE_SIZES:
         for factor in FACTORS:
             rs = [r for r in rows if r["size"] == size_name and r["factor"] == factor]
+            if not rs:
+                continue
             table[f"{size_name} / x{factor}"] = {
                 "n": len(rs), "px": f"{rs[0]['height']}x{rs[0]['width']}",
                 **{n: round(100 * float(np.mean([r[n] for r in rs])), 1) for n in ("clean", "input", "auto")}}
@@ -126,7 +132,8 @@ def main_args(args) -> int:
     from ..auto.policy import policy_from
     torch.set_num_threads(args.threads)
     result = evaluate_pages(args.model, args.split or "validation", args.per_cell, args.threads,
-                            policy_from(getattr(args, "policy", None)))
+                            policy_from(getattr(args, "policy", None)),
+                            [n.strip() for n in args.page_sizes.split(",")] if args.page_sizes else None)
     print("\n" + pages_markdown(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))

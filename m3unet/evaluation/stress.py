@@ -38,10 +38,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..core.image import luminance
 from ..core.metrics import psnr, ssim
 from ..training import synthesis as deg
-from ..training.data import center_crop, evaluation_photos
+from ..training.data import center_crop, dark_region, evaluation_photos
 
 STRESS_SEED = 20_261_203
 # label the classifier reports -> family scored
@@ -169,14 +168,7 @@ def _mix_kinds(n: int, gen: torch.Generator) -> list[str]:
 def darkest_crop(a: np.ndarray, size: int) -> torch.Tensor:
     """The ``size`` px square of a photo (uint8 ``[H, W, 3]``) with the lowest mean luminance, on a
     16 px grid: the photo's own dark scene (shadows, night sky, a dark background)."""
-    x = torch.from_numpy(np.array(a, copy=True)).permute(2, 0, 1).float() / 255
-    _, h, w = x.shape
-    s = min(size, h, w)
-    lum = luminance(x)[None, None]
-    m = F.avg_pool2d(lum, s, stride=16)
-    i = int(m.argmin())
-    y0, x0 = (i // m.shape[-1]) * 16, (i % m.shape[-1]) * 16
-    return x[:, y0:y0 + s, x0:x0 + s].contiguous()
+    return dark_region(torch.from_numpy(np.array(a, copy=True)).permute(2, 0, 1).float() / 255, size)
 
 
 REGIONS = ("centre", "dark")

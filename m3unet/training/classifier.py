@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from . import synthesis as deg
 from ..auto.classifier import LABELS, ClassifierConfig, Classifier, DegradationClassifier, save_classifier, targets, views
-from .data import load_split
+from .data import dark_region, load_split
 from ..core.degradations import level
 
 # Kind weights for classifier training: every label about equally often (lowres, the hardest, more).
@@ -279,9 +279,12 @@ HEAD_P_CLEAN = HEAD_P_MIX = 1 / 3
 
 @torch.no_grad()
 def _cache_features(model: DegradationClassifier, photos: list[torch.Tensor], per_photo: int, region: int,
-                    gen: torch.Generator, dof: float = 0.0, ranges: str = "train") -> list[torch.Tensor]:
+                    gen: torch.Generator, dof: float = 0.0, ranges: str = "train",
+                    dark: float = 0.0) -> list[torch.Tensor]:
     """Frozen CNN features of fresh degraded regions, read exactly as at inference (grid crops);
-    a share ``dof`` of the regions get a shallow depth of field first (:func:`depth_of_field`).
+    a share ``dof`` of the regions get a shallow depth of field first (:func:`depth_of_field`), a
+    share ``dark`` is drawn from the photo's dark part (:func:`m3unet.training.data.dark_region`,
+    among its darkest tenth of squares), where a scene that is dark by nature is not low light.
     ``ranges``: ``train`` (:func:`sample_degradations`), ``wide`` (:func:`wide_degradations`) or
     ``both`` (half each)."""
     model.eval()
@@ -291,7 +294,10 @@ def _cache_features(model: DegradationClassifier, photos: list[torch.Tensor], pe
             wide = ranges == "wide" or (ranges == "both" and float(torch.rand((), generator=gen)) < 0.5)
             d = (wide_degradations(gen, HEAD_P_CLEAN, HEAD_P_MIX) if wide else
                  sample_degradations(gen, p_clean=HEAD_P_CLEAN, p_mix=HEAD_P_MIX))
-            x = _region(photo, region, gen)
+            if dark > 0 and float(torch.rand((), generator=gen)) < dark:
+                x = dark_region(photo.float() / 255, region, gen, among=0.1)
+            else:
+                x = _region(photo, region, gen)
             if dof > 0 and float(torch.rand((), generator=gen)) < dof:
                 x = depth_of_field(x, gen)
             c, w = views(quantise(apply_in_order(x, d, gen) if wide else deg.apply(x, d, gen)), model.config)
@@ -306,7 +312,8 @@ def fit_heads(model: DegradationClassifier, data: str = "data/photos", per_photo
               epochs: int = 60, lr: float = 1e-3, val_photos: int = 5, seed: int = 2, threads: int = 1,
               image_labels: list[str] | None = None, add: bool = False, spectrum: bool | None = None,
               image_hidden: int | None = None, photometric_labels: list[str] | None = None,
-              crop_head: bool = False, dof: float = 0.0, ranges: str = "train", log=print) -> DegradationClassifier:
+              crop_head: bool = False, dof: float = 0.0, ranges: str = "train", dark: float = 0.0,
+              val_pick: str = "last", log=print) -> DegradationClassifier:
     """Second stage: fit the image-level head (pooled crop statistics -> blur, motion, low
     resolution) on cached features; everything else stays as trained.
 
@@ -325,6 +332,9 @@ def fit_heads(model: DegradationClassifier, data: str = "data/photos", per_photo
     a CNN trained on mostly degraded regions can over-call a label on clean ones. ``dof`` is the
     share of regions given a natural shallow depth of field (:func:`depth_of_field`), labels unchanged.
     ``ranges`` chooses the degradations: the training ranges, :func:`wide_degradations` or both.
+    ``dark`` is the share of regions drawn from the photos' dark parts. ``val_pick`` chooses the
+    photos that pick the epoch: the ``last`` ones in the split's order, or ``spread`` evenly over it
+    (the photos added last to the training split then also train the heads).
     """
     import copy
     torch.set_num_threads(threads)
@@ -355,12 +365,22 @@ def fit_heads(model: DegradationClassifier, data: str = "data/photos", per_photo
         model = _new_image_head(model, {"image_head": True, "image_labels": labels})
     if not 0 <= dof <= 1:
         raise ValueError(f"dof (the share of regions with a depth of field) is {dof}; give 0..1")
+    if not 0 <= dark <= 1:
+        raise ValueError(f"dark (the share of regions from the photos' dark parts) is {dark}; give 0..1")
+    if val_pick not in ("last", "spread"):
+        raise ValueError(f"val_pick is {val_pick!r}; give last or spread")
     photos = _photos(Path(data), "train")
     t0 = time.time()
     if ranges not in ("train", "wide", "both"):
         raise ValueError(f"ranges is {ranges!r}; give train, wide or both")
-    train = _cache_features(model, photos[:-val_photos], per_photo, region, gen, dof, ranges)
-    val = _cache_features(model, photos[-val_photos:], per_photo // 2, region, gen, dof, ranges)
+    if not 0 < val_photos < len(photos):
+        raise ValueError(f"val_photos is {val_photos}; give 1..{len(photos) - 1} (the split has {len(photos)} photos)")
+    val_index = (set(range(len(photos) - val_photos, len(photos))) if val_pick == "last" else
+                 {int((i + 0.5) * len(photos) / val_photos) for i in range(val_photos)})
+    fit_photos = [p for i, p in enumerate(photos) if i not in val_index]
+    val_photos_ = [p for i, p in enumerate(photos) if i in val_index]
+    train = _cache_features(model, fit_photos, per_photo, region, gen, dof, ranges, dark)
+    val = _cache_features(model, val_photos_, per_photo // 2, region, gen, dof, ranges, dark)
     log(json.dumps({"cached": len(train[0]), "val": len(val[0]), "minutes": round((time.time() - t0) / 60, 1)}))
     if model.spec_norm is not None and frozen_masks is None:  # standardise the spectrum statistics
         model.spec_norm.running_mean.copy_(train[3].mean(0))
@@ -565,14 +585,15 @@ def fit_main_args(args) -> int:
                       spectrum={"on": True, "off": False}.get(args.spectrum), image_hidden=args.image_hidden,
                       photometric_labels=None if args.photometric_labels is None else
                       [k.strip() for k in args.photometric_labels.split(",") if k.strip()],
-                      crop_head=args.crop_head, dof=args.dof, ranges=args.ranges,
-                      log=lambda s: print(s, flush=True))
+                      crop_head=args.crop_head, dof=args.dof, ranges=args.ranges, dark=args.dark,
+                      val_pick=args.val_pick, log=lambda s: print(s, flush=True))
     meta = dict(getattr(load_classifier(args.init), "metadata", {}))
     meta = {k: v for k, v in meta.items() if k not in ("m3unet_classifier_config", "labels", "format")}
     meta.update({"heads_fitted_from": args.init, "heads_per_photo": args.per_photo, "heads_epochs": args.epochs,
                  "image_labels": ",".join(model.config.image_labels), "spectrum": model.config.spectrum,
                  "photometric_labels": ",".join(model.config.photometric_labels), "crop_head_refit": args.crop_head,
-                 "heads_dof": args.dof, "heads_ranges": args.ranges})
+                 "heads_dof": args.dof, "heads_ranges": args.ranges, "heads_dark": args.dark,
+                 "heads_val_pick": args.val_pick})
     if args.min_side is not None:
         meta["min_side"] = int(args.min_side)
     save_classifier(model, args.out, meta)

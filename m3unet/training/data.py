@@ -31,7 +31,10 @@ from typing import Iterator
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
+
+from ..core.image import luminance
 
 OPENCV_SDIST = ("https://files.pythonhosted.org/packages/79/4c/"
                 "a438d23e09ce2033c09f7b784ad2fbdb0adf529e434101ed28f142226f98/"
@@ -226,6 +229,24 @@ def evaluation_photos(data: str | None, split: str = "validation") -> dict[str, 
         raise FileNotFoundError("the test photos are not prepared: run `python -m m3unet prepare-data` first "
                                 "(or pass --split validation)")
     return skimage_validation()
+
+
+def dark_region(x: torch.Tensor, size: int, gen: torch.Generator | None = None, among: float = 0.0,
+                stride: int = 16) -> torch.Tensor:
+    """A ``size`` px square of ``x`` (``[3, H, W]``, 0-1) in the photo's dark part (shadows, a night
+    sky, a dark background), on a ``stride`` px grid: the darkest square, or with ``gen`` one drawn
+    at random among the darkest ``among`` share of the squares (at least one)."""
+    _, h, w = x.shape
+    s = min(size, h, w)
+    m = F.avg_pool2d(luminance(x)[None, None], s, stride=stride).flatten()
+    if gen is None or among <= 0:
+        i = int(m.argmin())
+    else:
+        darkest = m.argsort()[:max(1, int(round(among * m.numel())))]
+        i = int(darkest[int(torch.randint(0, darkest.numel(), (), generator=gen))])
+    cols = (w - s) // stride + 1
+    y0, x0 = (i // cols) * stride, (i % cols) * stride
+    return x[:, y0:y0 + s, x0:x0 + s].contiguous()
 
 
 def center_crop(a: np.ndarray, size: int) -> torch.Tensor:
