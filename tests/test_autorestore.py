@@ -656,7 +656,8 @@ def test_under_the_minimum_side_a_noisy_reading_gives_the_blind_pass_a_noise_ste
 def test_under_the_minimum_side_an_enlarged_reading_goes_to_the_small_print_specialist():
     """A small image the blur estimator reads as enlarged (soft, with bicubic ringing, no noise) is
     restored by the small-print specialist (M3UNetPoolModel.small), which is never a candidate of a
-    classified step; other readings do not reach it."""
+    classified step; other readings do not reach it. With the shipped ``small_print_routes`` print
+    takes only the blind route: the others leave the line as it is."""
     ENLARGED_BLOCKY = DEFAULT_POLICY.enlarged_blocky
     from m3unet.auto.deblur import BLOCKY, KernelDeblur
     from m3unet.auto.pool import M3UNetPoolModel
@@ -682,17 +683,47 @@ def test_under_the_minimum_side_an_enlarged_reading_goes_to_the_small_print_spec
                               ((1.8, 20.0, inside), 0.20),  # noisy: the blind pass
                               ((1.8, 0.0, BLOCKY - 0.1), 0.10)]:  # no ringing: the kernel-aware deblur
         pool = Pool(_FlatRestorer(0.20), [Tool(*reading), spec])
-        res = AutoRestorer(pool, classifier).run(small)
+        every_route = DEFAULT_POLICY.replace(small_print_routes=("deblur", "enlarged_print", "blind"))
+        res = AutoRestorer(pool, classifier, policy=every_route).run(small)
         assert float(res.image.mean()) == pytest.approx(expected, abs=1e-6), reading
+        shipped = AutoRestorer(pool, classifier).run(small)  # print takes only the blind route
+        assert float(shipped.image.mean()) == pytest.approx(expected if expected == 0.20 else float(small.mean()),
+                                                            abs=1e-6), reading
         if expected == 0.30:
             rep = res.reports[0]
             assert [(s.task, s.chosen) for s in rep.steps] == [("lowres", "m3unet-smallprint")]
             assert rep.steps[0].reason.code == "enlarged_print"
             # A photo with the same reading does not look like print: the blind pass.
             photo = smooth_photo(64, 120)
-            assert float(AutoRestorer(pool, classifier).run(photo).image.mean()) == pytest.approx(0.20, abs=1e-6)
+            assert float(AutoRestorer(pool, classifier, policy=every_route).run(photo).image.mean()) == \
+                pytest.approx(0.20, abs=1e-6)
     pool = Pool(_FlatRestorer(0.20), [spec])
     assert pool.candidates(Step("lowres")) == ["m3unet"] and pool.candidates(Step("lowres"), alone=True) == ["m3unet"]
+
+
+def test_small_print_routes_leave_print_alone_where_a_route_is_not_listed():
+    """Under the minimum side, an image that looks like print takes only the routes listed in
+    ``small_print_routes``; otherwise it comes back as it is, and the report says so. A photo under
+    the minimum side is not print: its blind pass runs whatever the entry says."""
+    from m3unet.auto.report import render
+    from m3unet.training.textimage import render_line
+    line = torch.from_numpy(render_line("Harbour Road 17", "DejaVuSans.ttf", 18)).float()[None] / 255
+    classifier = Classifier(DegradationClassifier(), min_side=96)
+    pool = Pool(_FlatRestorer(0.20))  # no estimator: every small image takes the blind pass
+    shipped = AutoRestorer(pool, classifier).run(line)
+    assert float(shipped.image.mean()) == pytest.approx(0.20, abs=1e-6) and shipped.reports[0].stopped.code == "blind"
+    for routes in ((), ("deblur", "enlarged_print")):
+        auto = AutoRestorer(pool, classifier, policy=DEFAULT_POLICY.replace(small_print_routes=routes))
+        res = auto.run(line)
+        rep = res.reports[0]
+        assert torch.equal(res.image, line), routes  # left exactly as it is
+        assert rep.steps == [] and rep.stopped.code == "print_left" and "small_print_routes" in rep.rules
+        assert "looks like print" in render(rep)
+        photo = smooth_photo(64, 120)
+        assert float(auto.run(photo).image.mean()) == pytest.approx(0.20, abs=1e-6)
+        off = AutoRestorer(pool, classifier, policy=DEFAULT_POLICY.replace(small_print_routes=routes,
+                                                                           print_guard=False))
+        assert float(off.run(line).image.mean()) == pytest.approx(0.20, abs=1e-6)  # the guard is off
 
 
 class _FlatRestorer:

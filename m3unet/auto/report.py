@@ -91,6 +91,8 @@ REASONS: dict[str, Callable[[dict[str, Any]], str]] = {
     "blind": lambda f: ("the image is too small to judge reliably" if f.get("why") == "small"
                         else "no degradation classifier is installed") + (
                             f"; restored with one general M3UNet pass ({f['steps']} sampler steps)"),
+    "print_left": lambda f: ("the image is too small to judge reliably and looks like print, which that restore "
+                             "does not read better: left as it is"),
     "estimator_decided": lambda f: "the image is too small to judge reliably; the blur estimate decided alone",
     # retries
     "retry_better": lambda f: (f"the usual order left {names(f['rolled'])}; trying it first did better, so that "

@@ -422,12 +422,22 @@ class AutoRestorer:
         report = AutoReport(None, None, Plan([]), size=(int(x.shape[-1]), int(x.shape[-2])))
         est = self._estimator_reading(x) if self.policy.small_image_routes else None
         defocus = self._defocus_step(x, None, est) if est is not None else None
+        small = self._small_print(x, est) if est is not None and defocus is None else None
+        taken = "deblur" if defocus is not None else "enlarged_print" if small is not None else "blind"
+        if self.policy.print_guard and taken not in self.policy.small_print_routes and \
+                guards.looks_like_print(x, self.policy):
+            report.fired("small_print_routes")
+            ticker.plan(1)
+            ticker.finish_run("left as it is")
+            report.stopped = Reason("print_left", {"why": why, "route": taken})
+            report.seconds = time.time() - t0
+            return x, report
         route = None
         if defocus is not None:
             step, gate_est = defocus
             route = (step, step.model, Reason("defocus", {"sigma": gate_est.sigma, "noise": gate_est.noise}))
             run = lambda: self.pool.models[step.model].deblur(x, gate_est, seed, self.pool.tile, self._check(ticker, step))  # noqa: E731
-        elif est is not None and (small := self._small_print(x, est)) is not None:
+        elif small is not None:
             step, m = small
             route = (step, m.name, Reason("enlarged_print", {"sigma": est.sigma, "blocky": est.blocky}))
             run = lambda: m.run(x, step, seed, 1, self.pool.tile, self._check(ticker, step))  # noqa: E731
