@@ -4,12 +4,13 @@
 Under the classifier's minimum side the blur estimator routes an image: the kernel-aware deblur
 (``deblur``), the small-print specialist (``enlarged_print``) or one blind M3UNet pass (``blind``).
 On an image that looks like print, a route not listed in ``small_print_routes`` leaves it as it is,
-so its OCR accuracy is the input's. One run with every route listed (the default) therefore gives
-every subset: a page keeps its restored accuracy when its route is in the subset, else its input's.
+so its OCR accuracy is the input's. One run with every route listed therefore gives every subset:
+a page keeps its restored accuracy when its route is in the subset, else its input's.
 
     .venv/bin/python -m m3unet eval --ocr-pages --split validation --per-cell 16 \\
-        --page-sizes "one small line" --json out/small-print-validation.json
-    python scripts/small_print_probe.py out/small-print-validation.json \\
+        --page-sizes "one small line" --policy small_print_routes=deblur,enlarged_print,blind \\
+        --json results/ocr-small-lines-validation.json
+    python scripts/small_print_probe.py results/ocr-small-lines-validation.json \\
         --json results/small-print-routes-validation.json
 """
 from __future__ import annotations
@@ -34,7 +35,7 @@ ROUTE_OF_MODEL = {"kernel-deblur": "deblur", "m3unet-smallprint": "enlarged_prin
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("result", help="eval --ocr-pages result with the shipped routes")
+    ap.add_argument("result", help="eval --ocr-pages result with every route listed")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     result = json.loads(Path(args.result).read_text())

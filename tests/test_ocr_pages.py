@@ -25,6 +25,15 @@ def test_every_page_size_and_factor_is_covered():
     assert {p["mode"] for p in ps} == {"bicubic", "area"}
 
 
+@pytest.mark.parametrize("split", ["validation", "test"])
+def test_pages_of_a_cell_differ_and_every_font_meets_both_filters(split):
+    ps = [p for p in pages(split, 16) if p["size"] == "three lines" and p["factor"] == 3]
+    assert len({tuple(p["lines"]) for p in ps}) == 16  # no page repeats another
+    fonts = TEST_FONTS if split == "test" else VALIDATION_FONTS
+    assert {(p["font"], p["mode"]) for p in ps[:8]} == {(f, m) for f in fonts for m in ("bicubic", "area")}
+    assert {p["mode"] for p in ps[:4]} == {"bicubic", "area"}
+
+
 def test_render_page_places_each_line_in_its_box():
     page, boxes = render_page(["Harbour Road 17", "Exit via the north stairwell"], "cmtt10.ttf", 20)
     assert page.dtype == np.uint8 and page.shape[0] == boxes[-1][1] and page.shape[1] % 8 == 0

@@ -124,6 +124,12 @@ class RestorePolicy:
         "classifier reads one of motion_labels and the cepstrum finds a long, confident, directional motion "
         "kernel; it then takes the place of the blur-like steps",
         "scripts/motion_probe.py and eval --stress --split validation (docs/motion.md)")
+    motion_needs_label: bool = _entry(
+        True, "the motion gate opens only when the classifier reads one of motion_labels; off, the cepstrum's "
+        "reading alone opens it (on any image that does not look like print)",
+        "eval --stress --split validation, centre and darkest crops (docs/motion.md): off, the darkest crops gain "
+        "(+4.24 -> +4.32 dB, missed shakes) and the centre crops lose as much (+4.32 -> +4.24, a JPEG and a light "
+        "shake deconvolved); level over both, so the label stays needed")
     motion_labels: tuple[str, ...] = _entry(
         ("blur", "lowres", "motion"), "classifier labels that open the motion gate",
         "eval --stress --split validation (docs/motion.md): the classifier reads some motion blurs as defocus "
@@ -153,13 +159,14 @@ class RestorePolicy:
         "eval --rules on the validation suite: fired on 62 of 288 cases (64 and 96 px crops), +0.97 dB "
         "there")
     small_print_routes: tuple[str, ...] = _entry(
-        ("blind",), "the small-image routes taken on an image that looks like print (print_guard's test): deblur "
-        "(the kernel-aware deblur), enlarged_print (the small-print specialist), blind (one blind M3UNet pass); "
-        "when the route the image would take is not listed, it is left as it is",
+        ("enlarged_print", "blind"), "the small-image routes taken on an image that looks like print (print_guard's "
+        "test): deblur (the kernel-aware deblur), enlarged_print (the small-print specialist), blind (one blind "
+        "M3UNet pass); when the route the image would take is not listed, it is left as it is",
         "eval --ocr-pages --split validation --per-cell 16 --page-sizes 'one small line' and "
         "scripts/small_print_probe.py (48 lines in four fonts, results/small-print-routes-validation.json): "
-        "where taken, the deblur route cost 10.4 points of character accuracy, the small-print specialist 0.04, "
-        "the blind pass gained 0.08; blind alone is the best subset (+0.03 on all 48, every route: -3.25)")
+        "where taken, the deblur route cost 11.0 points of character accuracy, the small-print specialist gained "
+        "1.3, the blind pass 1.6; without the deblur route the 48 lines gain 0.9 points, with every route they "
+        "lose 3.0")
     small_noise: float = _entry(
         6.0, "estimated noise (1/255) from which the blind pass on a small image takes a noise step's "
         "sampler steps", "validation 64/96 px crops: noisy, compressed and mixed read 7-41, clean 0-5")

@@ -8,9 +8,11 @@ and every line is cut out at its known place and read with RapidOCR's recogniser
 (:func:`m3unet.evaluation.ocr.read_line`). Character accuracy as in :mod:`m3unet.evaluation.ocr`.
 
 Two disjoint sets, so that the test chooses nothing: ``validation`` pages use random words of the
-training vocabulary in :data:`VALIDATION_FONTS`; ``test`` pages use :data:`m3unet.evaluation.ocr.LINES`
-in :data:`TEST_FONTS`, which neither training (:data:`m3unet.training.textimage.FONT_FILES`) nor
-validation uses.
+training vocabulary in :data:`VALIDATION_FONTS`; ``test`` pages use random words of
+:data:`m3unet.evaluation.ocr.LINES` (a vocabulary of its own, numbers and punctuation included) in
+:data:`TEST_FONTS`, which neither training (:data:`m3unet.training.textimage.FONT_FILES`) nor
+validation uses. Every page has its own seeded words; fonts take turns page by page, and each font
+is down-sampled by bicubic and by area filtering in turn.
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ TEST_FONTS = ("cmtt10.ttf", "DejaVuSansMono-Oblique.ttf", "cmb10.ttf", "DejaVuSe
 PAGE_SIZES = {"one small line": (1, 14), "three lines": (3, 20), "five lines": (5, 28), "eight lines": (8, 36)}
 FACTORS = (2, 3, 4)
 SEED = {"validation": 11_000_000, "test": 12_000_000}
+TEST_WORDS = tuple(dict.fromkeys(w for line in LINES for w in line.split()))  # the test lines' own vocabulary
 
 
 def render_page(lines: list[str], font_name: str, size: int, pad: int = 12) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
@@ -76,9 +79,10 @@ def pages(split: str, per_cell: int = 4, sizes: list[str] | None = None) -> list
                     from ..training.textimage import random_line
                     lines = [random_line(rng, rng.randint(3, 5)) for _ in range(n_lines)]
                 else:
-                    lines = [LINES[(k * 3 + i) % len(LINES)] for i in range(n_lines)]
-                out.append({"index": k, "size": size_name, "factor": factor, "mode": ("bicubic", "area")[j % 2],
-                            "font": fonts[(k + k // per_cell) % len(fonts)], "font_size": font_size, "lines": lines})
+                    lines = [" ".join(rng.choice(TEST_WORDS) for _ in range(rng.randint(3, 5))) for _ in range(n_lines)]
+                out.append({"index": k, "size": size_name, "factor": factor,
+                            "mode": ("bicubic", "area")[(j + j // len(fonts)) % 2],
+                            "font": fonts[j % len(fonts)], "font_size": font_size, "lines": lines})
                 k += 1
     return [p for p in out if not sizes or p["size"] in sizes]
 
