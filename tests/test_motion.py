@@ -162,6 +162,33 @@ def test_the_automatic_restore_runs_the_motion_step_when_the_gate_opens():
     assert all(s.chosen != "motion-deblur" for s in res_off.reports[0].steps)
 
 
+def test_without_a_blur_reading_the_gate_needs_motion_needs_label_off():
+    """A shaken photo the classifier reads as clean: the gate stays shut while ``motion_needs_label``
+    is on, and the cepstrum alone opens it when it is off; never on print."""
+    from m3unet.auto.classifier import Finding, LABELS
+    from m3unet.auto.pool import Pool
+    from m3unet.auto.restorer import AutoRestorer
+
+    def classifier(image):
+        return [Finding({k: 0.01 for k in LABELS}, {k: 0.0 for k in LABELS}) for _ in range(image.shape[0])]
+
+    x = _photo(192)
+    y = deg.convolve(x, line_kernel(13.0, 60.0)).clamp(0, 1).permute(1, 2, 0)[None]
+    pool = Pool(None, [MotionDeblur(_Identity())], tile=256)
+    shut = AutoRestorer(pool, classifier).run(y, seed=0).reports[0]
+    assert shut.steps == [] and "motion_gate" not in shut.rules
+    cepstrum = AutoRestorer(pool, classifier, policy=DEFAULT_POLICY.replace(motion_needs_label=False))
+    rep = cepstrum.run(y, seed=0).reports[0]
+    assert [s.chosen for s in rep.steps] == ["motion-deblur"] and "motion_gate" in rep.rules
+    from m3unet.auto.guards import cepstrum_reads_motion, looks_like_print
+    from m3unet.evaluation.ocr_pages import render_page
+    a, _ = render_page(["Harbour Road 17 and the", "seven crates of pears went", "north by the morning train"],
+                       "DejaVuSans.ttf", 28)
+    page = deg.convolve(torch.from_numpy(a).permute(2, 0, 1).float() / 255, line_kernel(13.0, 30.0)).clamp(0, 1)
+    assert looks_like_print(page) and cepstrum_reads_motion(estimate_motion(page), DEFAULT_POLICY)
+    assert cepstrum.run(page.permute(1, 2, 0)[None], seed=0).reports[0].steps == []  # print: shut
+
+
 def test_estimate_describes_itself():
     e = MotionEstimate(12.34, 45.6, 10.0, 1.5)
     assert e.describe() == "motion 12.3 px at 46 degrees, noise 1.5/255"

@@ -250,7 +250,8 @@ class AutoRestorer:
             rank = {t: i for i, t in enumerate(order)}
             plan = Plan(sorted(plan.steps, key=lambda s: min(rank.get(t, len(rank)) for t in s.tasks)))  # stable
         # the camera-shake deblur, else the kernel-aware (defocus) deblur, covers the blur-like steps
-        defocus = (self._motion_step(x, f) or self._defocus_step(x, f)) if not fixed and f is not None else None
+        defocus = (self._motion_step(x, f, print_like) or self._defocus_step(x, f)) if not fixed and f is not None \
+            else None
         if defocus is not None:
             rest = [s.only(t for t in s.tasks if t not in self.policy.defocus_labels) for s in plan.steps]
             plan = Plan([defocus[0]] + [s for s in rest if s is not None])
@@ -480,12 +481,17 @@ class AutoRestorer:
     def _motion_tool(self):
         return next((m for m in self.pool.models.values() if getattr(m, "kind", None) == "motion"), None)
 
-    def _motion_step(self, x: torch.Tensor, f):
+    def _motion_step(self, x: torch.Tensor, f, print_like: bool = False):
         """``(Step, reading)`` for the motion deblur when the motion gate opens (policy ``motion_gate``:
-        one of ``motion_labels`` read and a confident directional kernel in the cepstrum), else None."""
+        one of ``motion_labels`` read, or with ``motion_needs_label`` off any image but print, and a
+        confident directional kernel in the cepstrum), else None."""
         tool = self._motion_tool()
-        if tool is None or not self.policy.motion_gate or f is None or \
-                not any(k in f.labels for k in self.policy.motion_labels):
+        if tool is None or not self.policy.motion_gate or f is None:
+            return None
+        if self.policy.motion_needs_label:
+            if not any(k in f.labels for k in self.policy.motion_labels):
+                return None
+        elif print_like:
             return None
         est = tool.reading(x)
         if not guards.cepstrum_reads_motion(est, self.policy):
