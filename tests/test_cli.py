@@ -81,8 +81,9 @@ def test_eval_small_sides_smoke(tmp_path):
     assert row["side"] == 48 and set(row["mean"]) == {"input", "blind", "auto", "shipped"}
     assert row["noise25"]["blind"] > row["noise25"]["input"] + 2
     # as shipped, 48 px is under the classifier's minimum side: the blur estimator alone decides,
-    # and it deconvolves the Gaussian blur of blur2 (one blind pass gains little there)
-    assert row["blur2"]["shipped"] > row["blur2"]["blind"] + 1
+    # and it deconvolves the Gaussian blur of blur2 (one blind pass gains little there), except on
+    # the one validation photo that passes the print test (small_print_routes leaves it as it is)
+    assert row["blur2"]["shipped"] > row["blur2"]["blind"] + 0.5
     assert "| 48 |" in r.stdout
 
 
