@@ -53,24 +53,32 @@ def mixes(r: dict) -> str:
     return f"{sum(row['auto_psnr'] - row['input_psnr'] for row in rs) / len(rs):+.2f} dB ({len(rs)} cases)"
 
 
+def everything(r: dict) -> str:
+    rs = r["rows"]
+    return f"{sum(row['auto_psnr'] - row['input_psnr'] for row in rs) / len(rs):+.2f} dB ({len(rs)} cases)"
+
+
 def pages_table(runs: list[tuple[str, dict]]) -> str:
-    keys = list(runs[0][1]["table"])
-    rows = ["| page / factor | size (px) | clean | input | " + " | ".join(f"auto, {n}" for n, _ in runs) + " |",
-            "|---|---|---|---|" + "---|" * len(runs)]
+    keys = list(runs[-1][1]["table"])
+    rows = ["| page / factor | size (px) | " + " | ".join(f"input, {n} | auto, {n} | auto - input, {n}" for n, _ in runs)
+            + " |", "|---|---|" + "---|---|---|" * len(runs)]
     for k in keys:
-        v = runs[0][1]["table"][k]
-        rows.append(f"| {k} | {v['px']} | {v['clean']:.1f} | {v['input']:.1f} | "
-                    + " | ".join(f"{r['table'][k]['auto']:.1f}" for _, r in runs) + " |")
+        cells = []
+        for _, r in runs:
+            v = r["table"].get(k)
+            cells.append("- | - | -" if v is None else f"{v['input']:.1f} | {v['auto']:.1f} | {v['auto'] - v['input']:+.1f}")
+        rows.append(f"| {k} | {runs[-1][1]['table'][k]['px']} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
 def main() -> int:
     before, now = load("stress-test-before.json"), load("stress-test.json")
+    previous = load("stress-test-e814429.json")
     val = load("stress-validation.json")
     if now is None:
         print("results/stress-test.json is missing; run the commands in docs/stress.md first")
         return 1
-    runs = [("before", before)] if before else []
+    runs = ([("67bd65c", before)] if before else []) + ([("e814429", previous)] if previous else [])
     runs.append(("now", now))
     out = ["# The stress set", "",
            "Photos degraded over wider ranges than training uses, to see what the automatic restore does on",
@@ -83,9 +91,11 @@ def main() -> int:
            "kind and photo, one clean crop per photo.", "",
            "```bash",
            ".venv/bin/python -m m3unet eval --stress --json results/stress-test.json --plot docs/stress.png",
+           ".venv/bin/python -m m3unet eval --stress --region dark --json results/stress-test-dark.json",
            ".venv/bin/python -m m3unet eval --stress --split validation --json results/stress-validation.json",
-           "# before: the same command at commit 67bd65c (before the motion deblur, the low-light floor, low light",
-           "# as given and the print guard's low-resolution reading)",
+           "# 67bd65c and e814429: the first command at those commits (67bd65c: before the motion deblur, the",
+           "# low-light floor, low light as given and the print guard's low-resolution reading; e814429: before",
+           "# the stage-7 classifier and small_print_routes)",
            "python scripts/stress_report.py   # writes this page",
            "```", "",
            f"Test photos ({', '.join(now['photos'])}): they chose nothing.", "",
@@ -96,42 +106,42 @@ def main() -> int:
     if val:
         out += ["On the validation photos (which chose the settings):", "", f1_table([("now", val)]), ""]
     out += ["## Automatic restore: PSNR gain over the input (test photos)", "",
-            f"Straight motion 9-17 px: {motion_mid(now)} now" + (f", {motion_mid(before)} before" if before else "")
-            + " (target >= +2 dB).",
-            f"Mixes of two or three: {mixes(now)} now" + (f", {mixes(before)} before" if before else "")
-            + " (target >= +1.5 dB).", "",
+            "Straight motion 9-17 px: " + ", ".join(f"{motion_mid(r)} at {n}" for n, r in runs) + " (target >= +2 dB).",
+            "Mixes of two or three: " + ", ".join(f"{mixes(r)} at {n}" for n, r in runs) + " (target >= +1.5 dB).",
+            "All cases: " + ", ".join(f"{everything(r)} at {n}" for n, r in runs) + ".", "",
             "![PSNR gain of the automatic restore per kind and band, test photos](stress.png)", "",
             gain_table(runs), ""]
     below = [f"{k} ({v['gain_db']:+.2f} dB)" for k, v in now["gains"].items() if v["gain_db"] < 0]
     clean = now["gains"].get("clean / -", {}).get("gain_db")
     out += [f"Kinds and bands below the input now: {', '.join(below) if below else 'none'} (target: none). "
             f"Clean photos: {clean:+.2f} dB (target: at most 0.3 dB lost)." if clean is not None else "", ""]
-    dark = load("stress-test-dark.json")
+    dark, dark_prev = load("stress-test-dark.json"), load("stress-test-dark-e814429.json")
     if dark:
-        out += ["The test photos' darkest crops (`--region dark`: each photo's own dark scene, 256 px), now:", "",
-                f1_table([("now", dark)]), "", gain_table([("now", dark)]), ""]
+        druns = ([("e814429", dark_prev)] if dark_prev else []) + [("now", dark)]
+        out += ["The test photos' darkest crops (`--region dark`: each photo's own dark scene, 256 px):", "",
+                f1_table(druns), "", gain_table(druns), ""]
     if val:
         out += ["Validation photos, now:", "", gain_table([("now", val)]), ""]
-    pv, pt = load("ocr-pages-validation.json"), load("ocr-pages-test.json")
+    pv, pt, pt_prev = load("ocr-pages-validation.json"), load("ocr-pages-test.json"), load("ocr-pages-test-e814429.json")
     if pv or pt:
         out += ["## Text pages at every size, down-sampled x2-x4: OCR character accuracy (%)", "",
                 "```bash",
-                ".venv/bin/python -m m3unet eval --ocr-pages --split validation --json results/ocr-pages-validation.json",
-                ".venv/bin/python -m m3unet eval --ocr-pages --split test --json results/ocr-pages-test.json",
+                ".venv/bin/python -m m3unet eval --ocr-pages --split validation --per-cell 16 --json results/ocr-pages-validation.json",
+                ".venv/bin/python -m m3unet eval --ocr-pages --split test --per-cell 16 --json results/ocr-pages-test.json",
+                "# e814429: eval --ocr-pages --split test (4 pages per cell) at that commit",
                 "```", "",
                 "Pages of one to eight lines (`m3unet/evaluation/ocr_pages.py`), down-sampled by bicubic or area",
                 "filtering and brought back to size; every line read by RapidOCR at its known place. Validation",
                 "pages use random words in fonts the test never uses; test pages use fixed lines in four fonts",
-                "that neither training nor validation uses.", ""]
-        prev = load("ocr-pages-validation-previous-policy.json")
+                "that neither training nor validation uses. 16 pages per page size and factor (the first 4 are",
+                "the pages of a 4-per-cell run).", ""]
         for name, r in (("validation", pv), ("test", pt)):
             if r:
-                runs = ([("print guard without low resolution", prev)] if name == "validation" and prev else []) + [("now", r)]
-                out += [f"{name.capitalize()} pages ({', '.join(r['fonts'])}):", "", pages_table(runs), ""]
-        out += ["The validation pages chose the print guard's low-resolution reading (`print_unread`,",
-                "[policy.md](policy.md)). Pages under 128 px high (one small line) take the small-image route",
-                "(blur estimator, kernel deblur or the small-print model), which helped the validation fonts and",
-                "hurts some test fonts at x2-x3 (a bold serif and a typewriter face).", ""]
+                truns = ([("e814429, 4 per cell", pt_prev)] if name == "test" and pt_prev else []) + [("now", r)]
+                out += [f"{name.capitalize()} pages ({', '.join(r['fonts'])}):", "", pages_table(truns), ""]
+        out += ["The validation pages chose the print guard's low-resolution reading (`print_unread`) and the",
+                "routes a small image that looks like print may take (`small_print_routes`: only the blind",
+                "pass; [automatic.md](automatic.md#small-images), [policy.md](policy.md)).", ""]
     (REPO / "docs" / "stress.md").write_text("\n".join(out))
     print("wrote docs/stress.md")
     return 0
