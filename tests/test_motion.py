@@ -131,6 +131,20 @@ def test_an_estimate_that_finds_no_shake_is_not_deconvolved():
     assert tool.would_deconvolve(tool.estimates[0]) and psnr(out, x) > psnr(shaken, x) + 2
 
 
+def test_a_gate_s_reading_is_deconvolved_as_given():
+    """The automatic restore's gate decides under its own policy (which may be looser than the shipped
+    one): the kernel it hands over through ``deblur`` is used even where the tool's own check on an
+    estimate would have said no."""
+    x = _photo(128)
+    y = deg.convolve(x, line_kernel(11.0, 45.0)).clamp(0, 1)
+    tool = MotionDeblur(_Identity())
+    weak = MotionEstimate(11.0, 45.0, confidence=3.0, noise=0.5, symmetry=0.0)
+    assert not tool.would_deconvolve(weak)
+    assert torch.equal(tool.restore(y.permute(1, 2, 0)[None], estimates=[weak])[0].permute(2, 0, 1),
+                       tool.deblur(y, weak))
+    assert psnr(tool.deblur(y, weak), x) > psnr(y, x) + 0.5  # deconvolved, not the identity clean-up alone
+
+
 def test_the_automatic_restore_runs_the_motion_step_when_the_gate_opens():
     """A classifier that reads motion, a shaken photo: the motion tool runs first and the report says
     so in words; with ``motion_gate`` off it is not used."""

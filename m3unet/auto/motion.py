@@ -248,14 +248,19 @@ class MotionDeblur:
 
     def deconvolve(self, x: torch.Tensor, est: MotionEstimate) -> torch.Tensor:
         """The deconvolution stage alone on ``[3, H, W]`` (skipped where :meth:`would_deconvolve` says no)."""
-        if not self.would_deconvolve(est):
+        return self._deconvolve_with(x, est) if self.would_deconvolve(est) else x
+
+    def _deconvolve_with(self, x: torch.Tensor, est: MotionEstimate) -> torch.Tensor:
+        """Deconvolve ``[3, H, W]`` with the kernel of ``est``, whatever its confidence."""
+        if est.length < 1.0:
             return x
         k = line_kernel(est.length, est.angle)
         return deconvolve(x.float(), k, balance_for(est.noise, est.length, self.base_balance)).clamp(0, 1).to(x.dtype)
 
     def deblur(self, x: torch.Tensor, est: MotionEstimate, seed: int = 0, tile: int = 512,
                check: Callable[..., None] | None = None) -> torch.Tensor:
-        """``[3, H, W]`` -> deblurred with the kernel of ``est`` (the gate's reading)."""
+        """``[3, H, W]`` -> deblurred with the kernel of ``est`` (the gate's reading: the gate has decided,
+        under its own policy, so the kernel is used as given)."""
         return self.restore(x.permute(1, 2, 0)[None], seed=seed, tile=tile, progress=progress_for(check),
                             estimates=[est])[0].permute(2, 0, 1)
 
@@ -270,10 +275,11 @@ class MotionDeblur:
                 estimates: list[MotionEstimate] | None = None) -> torch.Tensor:
         """Restorer-like: IMAGE ``[B, H, W, C]`` (grey/RGB/RGBA, float or uint8) -> IMAGE of the same
         shape and dtype; alpha passes through. ``length`` (px) and ``angle`` (degrees) replace the
-        estimate when given, ``estimates`` (one per image) replace the reading; the readings are kept
-        in :attr:`estimates`."""
+        estimate when given, ``estimates`` (one per image, a decision already made) replace the reading
+        and are deconvolved whatever their confidence; the readings are kept in :attr:`estimates`."""
         def read(i: int, rgb: torch.Tensor) -> MotionEstimate:
             return estimates[i] if estimates is not None else self.reading(rgb, length, angle)
 
-        out, self.estimates = deconvolve_and_clean(image, self.restorer, read, self.deconvolve, seed, tile, progress)
+        deconvolve = self._deconvolve_with if estimates is not None else self.deconvolve
+        out, self.estimates = deconvolve_and_clean(image, self.restorer, read, deconvolve, seed, tile, progress)
         return out

@@ -348,8 +348,8 @@ def shipped_tools(restorer, kernel_deblur: bool = True, specialists: bool = True
     ``solo_specialists``, the small-print one with ``small_image_routes``)."""
     from .deblur import shipped_kernel_deblur
     from .motion import MotionDeblur
-    motion = [MotionDeblur(restorer, base_balance=policy.motion_balance)] if kernel_deblur and restorer is not None \
-        and policy.motion_gate else []
+    motion = [MotionDeblur(restorer, base_balance=policy.motion_balance, policy=policy)] \
+        if kernel_deblur and restorer is not None and policy.motion_gate else []
     return (shipped_kernel_deblur(restorer) if kernel_deblur else []) + motion + \
         (shipped_specialists(restorer, solo=policy.solo_specialists, small=policy.small_image_routes)
          if specialists and is_shipped_default(model_path) else [])
