@@ -209,6 +209,37 @@ def test_the_restorer_does_not_plan_brightening_for_faint_low_light():
     assert [s.tasks for s in rep.plan.steps] == [["lowlight"]] and "lowlight_floor" not in rep.rules
 
 
+def test_a_dark_scene_whose_highlights_reach_white_is_not_brightened():
+    """lowlight_max_highlight: the same low-light reading is acted on for an under-exposed image (its
+    brightest pixels well under white) and left alone, with the report saying why, for a dark scene
+    whose highlights reach near white; over 1 the rule is off."""
+    import torch
+    from m3unet.auto.guards import highlight, lit_readings
+    from m3unet.auto.pool import Pool
+    from m3unet.auto.restorer import AutoRestorer
+
+    under = torch.full((1, 160, 160, 3), 0.15)
+    scene = under.clone()
+    scene[:, :12, :12] = 0.97  # a lamp: 144 of 25600 pixels, more than the top 0.5 %
+    assert highlight(under[0].permute(2, 0, 1)) < 0.2 and highlight(scene[0].permute(2, 0, 1)) > 0.9
+    strong = finding(lowlight=(0.9, 0.6))
+    limit = DEFAULT_POLICY.replace(lowlight_max_highlight=0.8, lowlight_min_severity=0.2)
+    assert lit_readings(strong, scene[0].permute(2, 0, 1), limit) == ("lowlight",)
+    assert lit_readings(strong, under[0].permute(2, 0, 1), limit) == ()
+    assert lit_readings(strong, scene[0].permute(2, 0, 1), limit.replace(lowlight_max_highlight=2.0)) == ()
+    assert lit_readings(finding(), scene[0].permute(2, 0, 1), limit) == ()
+
+    def classifier(image):
+        return [strong for _ in range(image.shape[0])]
+
+    auto = AutoRestorer(Pool(None, []), classifier, policy=limit)
+    rep = auto.run(scene).reports[0]
+    assert not rep.plan.steps and "lowlight_highlights" in rep.rules and rep.first.lit == ["lowlight"]
+    assert "highlights already reach near white" in render(rep)
+    rep = auto.run(under).reports[0]
+    assert [s.tasks for s in rep.plan.steps] == [["lowlight"]] and "lowlight_highlights" not in rep.rules
+
+
 def test_low_light_that_appears_only_after_a_step_is_ignored_when_asked():
     """lowlight_as_given: the image as given reads noise only; after the noise step the reading shows
     low light. With the rule the run does not brighten (and says the rule fired), without it it does."""

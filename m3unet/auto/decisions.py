@@ -29,14 +29,15 @@ class Reading:
     note: str = ""  # "print": the print guard ignored some readings; "unreliable": under the minimum side
     ignored: list[str] = field(default_factory=list)
     faint: list[str] = field(default_factory=list)  # read too faintly to act on (the policy's low-light floor)
+    lit: list[str] = field(default_factory=list)  # read, but the highlights reach near white (a dark scene)
 
     @classmethod
-    def of(cls, finding, labels: list[str] | None = None, ignored=(), faint=()) -> "Reading | None":
+    def of(cls, finding, labels: list[str] | None = None, ignored=(), faint=(), lit=()) -> "Reading | None":
         if finding is None:
             return None
         keep = finding.labels if labels is None else labels
         return cls({k: (round(float(finding.probabilities.get(k, 0.0)), 4), round(float(finding.severity.get(k, 0.0)), 4))
-                    for k in keep}, "print" if ignored else "", list(ignored), list(faint))
+                    for k in keep}, "print" if ignored else "", list(ignored), list(faint), list(lit))
 
 
 @dataclass

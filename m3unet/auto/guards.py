@@ -45,6 +45,25 @@ def faint_readings(finding, policy: RestorePolicy = DEFAULT_POLICY) -> tuple[str
     return ("lowlight",) if finding.severity.get("lowlight", 1.0) < policy.lowlight_min_severity else ()
 
 
+def highlight(x: torch.Tensor) -> float:
+    """Luminance of ``[3, H, W]`` (0-1) at the 99.5th percentile: how close its brightest parts come to
+    white. An under-exposed photo leaves the top of the range empty; a dark scene exposed as it should
+    be keeps highlights near white (lamps, windows, a lit face)."""
+    lum = luminance(x[..., :3, :, :]).flatten().float()
+    if lum.numel() > 1 << 20:  # quantile() refuses very large inputs; a stride keeps the histogram
+        lum = lum[:: lum.numel() // (1 << 20) + 1]
+    return float(torch.quantile(lum, 0.995))
+
+
+def lit_readings(finding, x: torch.Tensor, policy: RestorePolicy = DEFAULT_POLICY) -> tuple[str, ...]:
+    """Highlight limit: ``("lowlight",)`` when the reading finds low light but the image's
+    :func:`highlight` is at least the policy's ``lowlight_max_highlight`` (its brightest parts are
+    already near white, so it is a dark scene, not an under-exposed one), else ()."""
+    if finding is None or "lowlight" not in finding.labels or policy.lowlight_max_highlight > 1:
+        return ()
+    return ("lowlight",) if highlight(x) >= policy.lowlight_max_highlight else ()
+
+
 def unread_later(finding, policy: RestorePolicy = DEFAULT_POLICY) -> tuple[str, ...]:
     """Low light as given: ``("lowlight",)`` (ignored for the rest of the run) when the policy's
     ``lowlight_as_given`` is on and the image as given does not read low light, else ()."""

@@ -49,6 +49,16 @@ class RestorePolicy:
         "results/lowlight-floor-validation.json): mean gain +2.36 dB with no floor, +3.97 at 0.2 (the best of "
         "0-0.5); the low-light cases keep their +7.53 dB up to 0.4. Re-checked with the stage-7 classifier "
         "(results/lowlight-floor-validation-stage7.json): +3.44 dB with no floor, +4.28 at 0.2, still the best")
+    lowlight_max_highlight: float = _entry(
+        0.9, "a low-light reading of the image as given is left alone when the image's luminance at the "
+        "99.5th percentile is at least this (its highlights already reach near white: a dark scene, not an "
+        "under-exposed photo); over 1: off",
+        "scripts/highlight_probe.py on eval --stress --split validation, centre and darkest crops (414 cases, "
+        "results/lowlight-highlight-validation.json): the validation low-light cases' highlights reach at most "
+        "0.21, and every limit from 0.55 to 0.95 leaves all 414 results as they are (0.3-0.5 change one "
+        "three-way mix, +0.02 dB on the mean); 0.9 is where a photo under-exposed by a third of a stop in "
+        "linear light still falls (white at 0.8^(1/2.2) = 0.90 in sRGB), so only images whose brightest "
+        "parts already reach near white are left alone")
     lowlight_as_given: bool = _entry(
         True, "brighten only when the image as given reads low light (at least lowlight_min_severity); a "
         "low-light reading that appears after another step (deblurring, denoising) is ignored: exposure is a "

@@ -49,6 +49,8 @@ def reading(r) -> str:
         text += f"; it looks like print, so the {names(r.ignored)} readings were ignored (they misjudge paper and letters)"
     if getattr(r, "faint", None):
         text += "; it is a little dark, which a dark scene also is, so it was not brightened"
+    if getattr(r, "lit", None):
+        text += "; it is dark, but its highlights already reach near white, as a dark scene's do, so it was not brightened"
     return text
 
 

@@ -241,8 +241,9 @@ class AutoRestorer:
         raw = self._read(x)
         given = self._hide(raw, on_print)
         faint = () if fixed else guards.faint_readings(given, self.policy)
-        later = () if fixed or faint else tuple(k for k in guards.unread_later(given, self.policy) if k not in on_print)
-        unread = on_print + faint + later
+        lit = () if fixed or faint else guards.lit_readings(given, x, self.policy)
+        later = () if fixed or faint or lit else tuple(k for k in guards.unread_later(given, self.policy) if k not in on_print)
+        unread = on_print + faint + lit + later
         f = self._hide(raw, unread)
         if not fixed:
             plan = plan_from_finding(f, self.table, joint=self._joint_tasks())
@@ -256,13 +257,15 @@ class AutoRestorer:
             rest = [s.only(t for t in s.tasks if t not in self.policy.defocus_labels) for s in plan.steps]
             plan = Plan([defocus[0]] + [s for s in rest if s is not None])
         report = AutoReport(Reading.of(f, ignored=[k for k in on_print if f is not None and k in f.probabilities],
-                                       faint=list(faint)),
+                                       faint=list(faint), lit=list(lit)),
                             degradation_score(f) if f is not None else None, Plan(list(plan.steps)),
                             size=(int(x.shape[-1]), int(x.shape[-2])))
         if on_print and any(k in raw.labels for k in on_print):
             report.fired("print_guard")  # the guard hid a reading that would have been acted on
         if faint:
             report.fired("lowlight_floor")
+        if lit:
+            report.fired("lowlight_highlights")
         if defocus is not None:
             report.fired("motion_gate" if defocus[0].task == "motion" else "defocus_gate")
         return _State(x, f, report.score, fixed, unread, list(f.labels) if f is not None else [], report,

@@ -88,12 +88,14 @@ def pages(split: str, per_cell: int = 4, sizes: list[str] | None = None) -> list
 
 
 def evaluate_pages(model_path: str | None = None, split: str = "validation", per_cell: int = 4, threads: int = 2,
-                   policy=None, sizes: list[str] | None = None, log=print) -> dict:
-    """OCR character accuracy of every down-sampled page and of its automatic restore, per size and factor."""
+                   policy=None, sizes: list[str] | None = None, log=print, classifier_path: str | None = None) -> dict:
+    """OCR character accuracy of every down-sampled page and of its automatic restore, per size and factor
+    (``classifier_path``: the automatic restore's classifier; None: the shipped one)."""
     from ..auto.factory import build_auto_restorer
     from ..core.weights import load_model
     from ..restore.pipeline import Restorer
-    auto = build_auto_restorer(Restorer(load_model(model_path)), model_path=model_path, policy=policy)
+    auto = build_auto_restorer(Restorer(load_model(model_path)), model_path=model_path, policy=policy,
+                               classifier=classifier_path or "shipped")
     rows, t0 = [], time.time()
     for k, p in enumerate(pages(split, per_cell, sizes)):
         page, boxes = render_page(p["lines"], p["font"], p["font_size"])
@@ -119,7 +121,8 @@ def evaluate_pages(model_path: str | None = None, split: str = "validation", per
             table[f"{size_name} / x{factor}"] = {
                 "n": len(rs), "px": f"{rs[0]['height']}x{rs[0]['width']}",
                 **{n: round(100 * float(np.mean([r[n] for r in rs])), 1) for n in ("clean", "input", "auto")}}
-    return {"split": split, "fonts": sorted({r["font"] for r in rows}), "per_cell": per_cell,
+    return {"split": split, "classifier": classifier_path or "shipped", "fonts": sorted({r["font"] for r in rows}),
+            "per_cell": per_cell,
             "seconds": round(time.time() - t0), "table": table, "rows": rows}
 
 
@@ -137,7 +140,8 @@ def main_args(args) -> int:
     torch.set_num_threads(args.threads)
     result = evaluate_pages(args.model, args.split or "validation", args.per_cell, args.threads,
                             policy_from(getattr(args, "policy", None)),
-                            [n.strip() for n in args.page_sizes.split(",")] if args.page_sizes else None)
+                            [n.strip() for n in args.page_sizes.split(",")] if args.page_sizes else None,
+                            classifier_path=getattr(args, "classifier", None))
     print("\n" + pages_markdown(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
