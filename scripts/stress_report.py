@@ -73,13 +73,13 @@ def pages_table(runs: list[tuple[str, dict]]) -> str:
 
 def main() -> int:
     before, now = load("stress-test-before.json"), load("stress-test.json")
-    previous = load("stress-test-e814429.json")
+    previous, last = load("stress-test-e814429.json"), load("stress-test-04123b8.json")
     val = load("stress-validation.json")
     if now is None:
         print("results/stress-test.json is missing; run the commands in docs/stress.md first")
         return 1
     runs = ([("67bd65c", before)] if before else []) + ([("e814429", previous)] if previous else [])
-    runs.append(("now", now))
+    runs += ([("04123b8", last)] if last else []) + [("now", now)]
     out = ["# The stress set", "",
            "Photos degraded over wider ranges than training uses, to see what the automatic restore does on",
            "degradations nobody tuned on (`m3unet/evaluation/stress.py`): Gaussian noise 5-50/255,",
@@ -93,9 +93,10 @@ def main() -> int:
            ".venv/bin/python -m m3unet eval --stress --json results/stress-test.json --plot docs/stress.png",
            ".venv/bin/python -m m3unet eval --stress --region dark --json results/stress-test-dark.json",
            ".venv/bin/python -m m3unet eval --stress --split validation --json results/stress-validation.json",
-           "# 67bd65c and e814429: the first command at those commits (67bd65c: before the motion deblur, the",
-           "# low-light floor, low light as given and the print guard's low-resolution reading; e814429: before",
-           "# the stage-7 classifier and small_print_routes)",
+           "# 67bd65c, e814429 and 04123b8: the first two commands at those commits (67bd65c: before the motion",
+           "# deblur, the low-light floor, low light as given and the print guard's low-resolution reading;",
+           "# e814429: before the stage-7 classifier and small_print_routes; 04123b8: before the highlight",
+           "# limit on brightening, the milder deconvolution of down-sampled photos and the 96 px minimum side)",
            "python scripts/stress_report.py   # writes this page",
            "```", "",
            f"Test photos ({', '.join(now['photos'])}): they chose nothing.", "",
@@ -116,19 +117,23 @@ def main() -> int:
     out += [f"Kinds and bands below the input now: {', '.join(below) if below else 'none'} (target: none). "
             f"Clean photos: {clean:+.2f} dB (target: at most 0.3 dB lost)." if clean is not None else "", ""]
     dark, dark_prev = load("stress-test-dark.json"), load("stress-test-dark-e814429.json")
+    dark_last = load("stress-test-dark-04123b8.json")
     if dark:
-        druns = ([("e814429", dark_prev)] if dark_prev else []) + [("now", dark)]
+        druns = ([("e814429", dark_prev)] if dark_prev else []) + ([("04123b8", dark_last)] if dark_last else [])
+        druns.append(("now", dark))
         out += ["The test photos' darkest crops (`--region dark`: each photo's own dark scene, 256 px):", "",
                 f1_table(druns), "", gain_table(druns), ""]
     if val:
         out += ["Validation photos, now:", "", gain_table([("now", val)]), ""]
     pv, pt, pt_prev = load("ocr-pages-validation.json"), load("ocr-pages-test.json"), load("ocr-pages-test-e814429.json")
+    pt_last = load("ocr-pages-test-04123b8.json")
     if pv or pt:
         out += ["## Text pages at every size, down-sampled x2-x4: OCR character accuracy (%)", "",
                 "```bash",
                 ".venv/bin/python -m m3unet eval --ocr-pages --split validation --per-cell 16 --json results/ocr-pages-validation.json",
                 ".venv/bin/python -m m3unet eval --ocr-pages --split test --per-cell 16 --json results/ocr-pages-test.json",
-                "# e814429: eval --ocr-pages --split test (4 pages per cell) at that commit",
+                "# e814429: eval --ocr-pages --split test (4 pages per cell) at that commit; 04123b8: the second",
+                "# command at that commit",
                 "```", "",
                 "Pages of one to eight lines (`m3unet/evaluation/ocr_pages.py`), down-sampled by bicubic or area",
                 "filtering and brought back to size; every line read by RapidOCR at its known place. Validation",
@@ -137,7 +142,8 @@ def main() -> int:
                 "the pages of a 4-per-cell run).", ""]
         for name, r in (("validation", pv), ("test", pt)):
             if r:
-                truns = ([("e814429, 4 per cell", pt_prev)] if name == "test" and pt_prev else []) + [("now", r)]
+                truns = ([("e814429, 4 per cell", pt_prev)] if name == "test" and pt_prev else []) + (
+                    [("04123b8", pt_last)] if name == "test" and pt_last else []) + [("now", r)]
                 out += [f"{name.capitalize()} pages ({', '.join(r['fonts'])}):", "", pages_table(truns), ""]
         out += ["The validation pages chose the print guard's low-resolution reading (`print_unread`) and the",
                 "routes a small image that looks like print may take (`small_print_routes`: only the blind",

@@ -564,7 +564,7 @@ class _ConstEstimator(torch.nn.Module):
 
 
 @pytest.mark.parametrize("sigma,noise,labels,runs", [
-    (2.0, 2.0, {"motion": 0.4, "lowres": 0.3, "noise": 0.2}, True),   # blur-like label + Gaussian reading
+    (2.0, 2.0, {"motion": 0.4, "blur": 0.3, "lowres": 0.3, "noise": 0.2}, True),  # blur-like + Gaussian reading
     (0.8, 2.0, {"lowres": 0.3}, False),                                # too slight for the estimator
     (2.0, 20.0, {"blur": 0.5}, False),                                 # too noisy to deconvolve
     (2.0, 2.0, {"noise": 0.5}, False),                                 # the classifier sees no blur
@@ -598,6 +598,38 @@ def test_kernel_deblur_runs_first_when_classifier_and_estimator_agree(sigma, noi
     else:
         assert "kernel-deblur" not in [s.chosen for s in rep.steps]
         assert all(st.model != "kernel-deblur" for st in rep.plan.steps)
+
+
+def test_a_down_sampled_reading_is_deconvolved_by_part_of_the_estimate():
+    """resampled_sigma_scale: where the gate opens on low resolution without blur, the deconvolution
+    uses that share of the estimated sigma and the report says why; a blur reading keeps the estimate."""
+    from m3unet.auto.deblur import KernelDeblur
+    from m3unet.auto.guards import reads_resampled
+    from m3unet.auto.policy import DEFAULT_POLICY
+    from m3unet.training.synthesis import convolve, gaussian_kernel
+
+    class Same:
+        def restore(self, image, text="", steps=1, seed=0, tile=512, progress=None):
+            return image.clone()
+
+    x = chw(smooth_photo(96, 96))
+    blurred = convolve(x, gaussian_kernel(2.0)).clamp(0, 1).permute(1, 2, 0)[None]
+    policy = DEFAULT_POLICY.replace(resampled_sigma_scale=0.75)
+    outputs = {}
+    for name, labels in (("lowres", {"lowres": 0.9}), ("blur", {"lowres": 0.9, "blur": 0.9})):
+        pool = Pool(Same(), [KernelDeblur(_ConstEstimator(2.0, 1.0), Same())])
+        result = AutoRestorer(pool, _FixedReader(finding(**labels), finding()), OrderTable(), policy=policy).run(
+            blurred, budget=3)
+        step = result.reports[0].steps[0]
+        assert (step.task, step.chosen) == ("blur", "kernel-deblur")
+        outputs[name] = (step.reason.facts, result.text(), result.image)
+    facts, text, image = outputs["lowres"]
+    assert facts["sigma"] == 1.5 and facts["scale"] == 0.75 and "down-sampled" in text and "0.75" in text
+    facts_blur, text_blur, image_blur = outputs["blur"]
+    assert facts_blur["sigma"] == 2.0 and "scale" not in facts_blur and "out-of-focus blur of 2.0 px" in text_blur
+    assert not torch.equal(image, image_blur)  # the milder deconvolution really ran
+    assert reads_resampled(finding(lowres=0.9)) and not reads_resampled(finding(lowres=0.9, blur=0.9))
+    assert not reads_resampled(None)
 
 
 def test_under_the_minimum_side_the_blur_estimator_alone_decides(identity_restorer):

@@ -96,10 +96,12 @@ class BlurEstimate:
     sigma: float        # Gaussian blur sigma (px)
     noise: float        # noise sigma (1/255)
     blocky: float = 1.0  # JPEG blockiness (:func:`blockiness`; 1: none)
+    scale: float = 1.0   # ``sigma`` is this times the estimate (policy ``resampled_sigma_scale``)
 
     def describe(self) -> str:
         return f"blur sigma {self.sigma:.2f} px, noise {self.noise:.1f}/255" + (
-            f", JPEG blockiness {self.blocky:.2f}" if self.blocky >= BLOCKY else "")
+            f", JPEG blockiness {self.blocky:.2f}" if self.blocky >= BLOCKY else "") + (
+            f" ({self.scale:g} x the estimate: it reads as down-sampled)" if self.scale != 1.0 else "")
 
 
 BLOCKY = 1.2  # from this blockiness on the deconvolution is skipped: it would amplify the JPEG blocks

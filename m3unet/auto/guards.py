@@ -121,6 +121,12 @@ def reads_blur_like(finding, policy: RestorePolicy = DEFAULT_POLICY) -> bool:
     return finding is None or any(k in finding.labels for k in policy.defocus_labels)
 
 
+def reads_resampled(finding) -> bool:
+    """The reading shows low resolution without blur: a photo down-sampled and brought back to size,
+    whose blur the Gaussian deconvolution should undo only in part (policy ``resampled_sigma_scale``)."""
+    return finding is not None and "lowres" in finding.labels and "blur" not in finding.labels
+
+
 def estimator_reads_defocus(est, would_deconvolve: bool, policy: RestorePolicy = DEFAULT_POLICY) -> bool:
     """Defocus gate, estimator half: a Gaussian blur of at least ``defocus_sigma`` px that the
     deconvolution can take (``would_deconvolve``: not too noisy, no JPEG blocks)."""

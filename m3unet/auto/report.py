@@ -81,7 +81,10 @@ REASONS: dict[str, Callable[[dict[str, Any]], str]] = {
     "no_model": lambda f: "no model in the pool can do it",
     "not_judged": lambda f: "applied as planned (no classifier to judge it)",
     "defocus": lambda f: (f"the blur looked like an out-of-focus blur of {f['sigma']:.1f} px: it was deconvolved, then "
-                          "cleaned up by M3UNet"),
+                          "cleaned up by M3UNet" if f.get("scale", 1.0) == 1.0 else
+                          f"the image looked down-sampled and brought back to size: it was deconvolved by a "
+                          f"{f['sigma']:.1f} px blur ({f['scale']:g} of the estimate, so as not to sharpen past what "
+                          "the resampling kept), then cleaned up by M3UNet"),
     "motion_kernel": lambda f: (f"the blur looked like camera shake of {f['length']:.0f} px: it was deconvolved, "
                                 "then cleaned up by M3UNet"),
     "enlarged_print": lambda f: "it looks like small print that was enlarged: the small-print specialist restored it",

@@ -528,6 +528,9 @@ class AutoRestorer:
         if not guards.estimator_reads_defocus(est, tool.would_deconvolve(est), self.policy):
             return None
         strength = round(min(1.0, max(0.0, (est.sigma - 0.6) / 3.0)), 2)  # the blur severity scale
+        scale = self.policy.resampled_sigma_scale if guards.reads_resampled(f) else 1.0
+        if scale != 1.0:
+            est = dataclasses.replace(est, sigma=round(est.sigma * scale, 4), scale=scale)
         return Step("blur", strength, tool.name, est.describe()), est
 
     def _run_defocus(self, st: _State, index: int, step: Step, seed: int, target, ticker: _Progress) -> None:
@@ -545,7 +548,8 @@ class AutoRestorer:
         labels = [k for k in st.finding.labels if k in self.policy.defocus_labels]
         reason = (Reason("motion_kernel", {"labels": labels, "length": est.length, "angle": est.angle})
                   if step.task == "motion" else
-                  Reason("defocus", {"labels": labels, "sigma": est.sigma, "noise": est.noise}))
+                  Reason("defocus", {"labels": labels, "sigma": est.sigma, "noise": est.noise,
+                                     **({"scale": est.scale} if est.scale != 1.0 else {})}))
         st.report.steps.append(StepRecord(index, list(step.tasks), step.strength, step.text, attempts, step.model,
                                           "kept", st.score, sy, reason))
         st.tried.update(self.policy.defocus_labels)
