@@ -137,9 +137,10 @@ class RestorePolicy:
         "scripts/resampled_scale_probe.py on eval --stress --split validation, centre and darkest crops (414 "
         "cases, results/resampled-scale-validation.json): mean gain +4.276 dB at 1.0, +4.309 at 0.8 and at 0.7; "
         "down-sampling low / mid / high -0.36 / +0.19 / -0.18 dB at 1.0, +0.17 / +0.39 / +0.23 at 0.8; defocus "
-        "and mixes unchanged (27 cases changed). 0.8: the tie's value nearer the estimate. On single "
-        "degradations of the same photos (out of the gate's cases) defocus lost 0.4 dB at 0.9 and 1.2 at 0.8, "
-        "which is why the scale follows the reading and does not apply to every blur")
+        "and mixes unchanged (27 cases changed). 0.8: the tie's value nearer the estimate. On the gate's single "
+        "defocus cases of the same set (scripts/deconvolution_scale_probe.py, "
+        "results/deconvolution-scale-validation.json) a scale of 0.9 lost 0.4 dB and 0.8 lost 1.2, which is "
+        "why the scale follows the reading and does not apply to every blur")
     # --- the motion deblur -------------------------------------------------------------------------
     motion_gate: bool = _entry(
         True, "run the motion deblur first (cepstrum kernel, Wiener deconvolution, clean-up pass) when the "
