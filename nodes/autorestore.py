@@ -75,7 +75,7 @@ class M3UNetAutoRestore(io.ComfyNode):
                 "degradation; a step that makes things worse is rolled back. A defocus (Gaussian) blur "
                 "that the blur estimator measures is deconvolved first (M3UNet Kernel Deblur), and where JPEG or noise is "
                 "the only degradation read a shipped specialist (m3unet-jpeg, m3unet-noise) removes it; small enlarged "
-                "print (under the classifier's minimum side, 96 px) goes to m3unet-smallprint. Stops when the image is "
+                "print (under 128 px) goes to m3unet-smallprint. Stops when the image is "
                 "clean or after the step budget. Outputs the image (same size, channels and batch), a "
                 "report of what was done and why, and the plan as editable JSON."),
             inputs=[
