@@ -14,15 +14,20 @@ from .policy import DEFAULT_POLICY, RestorePolicy
 from .scoring import Effect
 
 
+def _luminance_sample(x: torch.Tensor) -> torch.Tensor:
+    """The luminance of ``[3, H, W]`` as a flat float vector, strided down to at most 2^20 values
+    (quantile() refuses very large inputs; a stride keeps the histogram)."""
+    lum = luminance(x).flatten().float()
+    return lum[:: lum.numel() // (1 << 20) + 1] if lum.numel() > 1 << 20 else lum
+
+
 def looks_like_print(x: torch.Tensor, policy: RestorePolicy = DEFAULT_POLICY) -> bool:
     """Does ``[3, H, W]`` (float 0-1) look like print: mostly paper of one tone, with dark ink on it?
 
     A cheap histogram test (not a text detector; a flat bright photo with dark details can pass
     it): at least ``paper_share`` of the pixels within ``paper_band`` of the paper tone (the 90th
     luminance percentile), and the ink (2nd percentile) at least ``ink_contrast`` darker."""
-    lum = luminance(x).flatten().float()
-    if lum.numel() > 1 << 20:  # quantile() refuses very large inputs; a stride keeps the histogram
-        lum = lum[:: lum.numel() // (1 << 20) + 1]
+    lum = _luminance_sample(x)
     paper, ink = torch.quantile(lum, 0.9), torch.quantile(lum, 0.02)
     share = float((lum > paper - policy.paper_band).float().mean())
     return share >= policy.paper_share and float(paper - ink) >= policy.ink_contrast
@@ -49,10 +54,7 @@ def highlight(x: torch.Tensor) -> float:
     """Luminance of ``[3, H, W]`` (0-1) at the 99.5th percentile: how close its brightest parts come to
     white. An under-exposed photo leaves the top of the range empty; a dark scene exposed as it should
     be keeps highlights near white (lamps, windows, a lit face)."""
-    lum = luminance(x[..., :3, :, :]).flatten().float()
-    if lum.numel() > 1 << 20:  # quantile() refuses very large inputs; a stride keeps the histogram
-        lum = lum[:: lum.numel() // (1 << 20) + 1]
-    return float(torch.quantile(lum, 0.995))
+    return float(torch.quantile(_luminance_sample(x[..., :3, :, :]), 0.995))
 
 
 def lit_readings(finding, x: torch.Tensor, policy: RestorePolicy = DEFAULT_POLICY) -> tuple[str, ...]:
