@@ -17,6 +17,7 @@ from .compat import schema, seed_input
 log = logging.getLogger("m3unet")
 
 POOL_SLOTS = 3
+PROGRESS_STEPS = 1000  # the bar counts thousandths of the work known so far
 _classifier_cache: FileCache = FileCache()
 
 
@@ -75,7 +76,7 @@ class M3UNetAutoRestore(io.ComfyNode):
                 "degradation; a step that makes things worse is rolled back. A defocus (Gaussian) blur "
                 "that the blur estimator measures is deconvolved first (M3UNet Kernel Deblur), and where JPEG or noise is "
                 "the only degradation read a shipped specialist (m3unet-jpeg, m3unet-noise) removes it; small enlarged "
-                "print (under 128 px) goes to m3unet-smallprint. Stops when the image is "
+                "print (under the classifier's minimum side, 96 px) goes to m3unet-smallprint. Stops when the image is "
                 "clean or after the step budget. Outputs the image (same size, channels and batch), a "
                 "report of what was done and why, and the plan as editable JSON."),
             inputs=[
@@ -134,14 +135,15 @@ class M3UNetAutoRestore(io.ComfyNode):
         if classifier is None:
             log.warning("M3UNet Auto Restore: no DegradationClassifier weights at %s; restoring blind",
                         SHIPPED_CLASSIFIER)
-        pbar: comfy.utils.ProgressBar | None = None
+        # The plan can grow or shrink while it runs (a step rolled back, a reading that changes), so the
+        # bar shows the share of the work known so far, in thousandths, and never moves backwards.
+        pbar = comfy.utils.ProgressBar(PROGRESS_STEPS)
+        shown = 0
 
         def on_progress(p: AutoProgress) -> None:
-            nonlocal pbar
-            scale = 100  # the bar counts hundredths of a model run, so it moves inside long runs
-            if pbar is None:
-                pbar = comfy.utils.ProgressBar(int(p.total * scale))
-            pbar.update_absolute(int(p.done * scale), int(p.total * scale))
+            nonlocal shown
+            shown = max(shown, min(PROGRESS_STEPS - 1, int(PROGRESS_STEPS * p.done / max(p.total, 1e-9))))
+            pbar.update_absolute(shown, PROGRESS_STEPS)
             model_management.throw_exception_if_processing_interrupted()
 
         device = model_management.get_torch_device()
@@ -157,5 +159,6 @@ class M3UNetAutoRestore(io.ComfyNode):
         finally:
             for m in movable:
                 m.to("cpu")
+        pbar.update_absolute(PROGRESS_STEPS, PROGRESS_STEPS)
         return io.NodeOutput(result.image.to(model_management.intermediate_device()), result.text(),
                              result.plan_json())
