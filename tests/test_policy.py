@@ -240,6 +240,42 @@ def test_a_dark_scene_whose_highlights_reach_white_is_not_brightened():
     assert [s.tasks for s in rep.plan.steps] == [["lowlight"]] and "lowlight_highlights" not in rep.rules
 
 
+def test_a_low_light_reading_just_over_the_floor_is_brightened_in_part():
+    """lowlight_ramp: between the floor and the floor plus the ramp the brightening step's change is
+    scaled by (severity - floor) / ramp, and the report says how much was applied; at the top of the
+    ramp, or with it off, the step is applied in full; under the floor nothing is done."""
+    import torch
+    from m3unet.auto.guards import brightening_share
+    from m3unet.auto.pool import Pool, PoolModel
+    from m3unet.auto.restorer import AutoRestorer
+
+    ramp = DEFAULT_POLICY.replace(lowlight_min_severity=0.2, lowlight_ramp=0.1)
+    assert brightening_share(finding(lowlight=(0.9, 0.25)), ramp) == pytest.approx(0.5)
+    assert brightening_share(finding(lowlight=(0.9, 0.2)), ramp) == 0.0
+    assert brightening_share(finding(lowlight=(0.9, 0.45)), ramp) == 1.0
+    assert brightening_share(finding(lowlight=(0.9, 0.25)), ramp.replace(lowlight_ramp=0.0)) == 1.0
+    assert brightening_share(finding(), ramp) == 1.0
+
+    def run(severity: float, policy) -> tuple[float, object]:
+        def classifier(image):  # dark until brightened past a mean of 0.2
+            return [finding(lowlight=(0.9, severity)) if float(im.mean()) < 0.2 else finding()
+                    for im in image]
+        pool = Pool(None, [PoolModel(lambda t: (3 * t).clamp(0, 1), "lowlight", "triple")])
+        result = AutoRestorer(pool, classifier, policy=policy).run(torch.full((1, 160, 160, 3), 0.15))
+        return float(result.image.mean()), result.reports[0]
+
+    level, rep = run(0.25, ramp)
+    assert level == pytest.approx(0.30, abs=1e-4) and "lowlight_ramp" in rep.rules
+    assert [s.outcome for s in rep.steps] == ["kept"] and rep.steps[0].reason.facts["share"] == 0.5
+    assert "50 % of the brightening was applied" in render(rep)
+    level, rep = run(0.25, ramp.replace(lowlight_ramp=0.0))
+    assert level == pytest.approx(0.45, abs=1e-4) and "lowlight_ramp" not in rep.rules
+    level, rep = run(0.5, ramp)
+    assert level == pytest.approx(0.45, abs=1e-4) and "lowlight_ramp" not in rep.rules
+    level, rep = run(0.15, ramp)
+    assert level == pytest.approx(0.15, abs=1e-4) and not rep.steps
+
+
 def test_low_light_that_appears_only_after_a_step_is_ignored_when_asked():
     """lowlight_as_given: the image as given reads noise only; after the noise step the reading shows
     low light. With the rule the run does not brighten (and says the rule fired), without it it does."""

@@ -50,6 +50,16 @@ def faint_readings(finding, policy: RestorePolicy = DEFAULT_POLICY) -> tuple[str
     return ("lowlight",) if finding.severity.get("lowlight", 1.0) < policy.lowlight_min_severity else ()
 
 
+def brightening_share(finding, policy: RestorePolicy = DEFAULT_POLICY) -> float:
+    """Low-light ramp: the share (0-1) of a brightening step's change to keep, from the low-light
+    severity read on the image as given: 0 at ``lowlight_min_severity``, rising linearly to 1 over
+    ``lowlight_ramp`` (1 when the ramp is off or no low light is read)."""
+    if finding is None or policy.lowlight_ramp <= 0 or "lowlight" not in finding.labels:
+        return 1.0
+    s = finding.severity.get("lowlight", 1.0)
+    return float(min(max((s - policy.lowlight_min_severity) / policy.lowlight_ramp, 0.0), 1.0))
+
+
 def highlight(x: torch.Tensor) -> float:
     """Luminance of ``[3, H, W]`` (0-1) at the 99.5th percentile: how close its brightest parts come to
     white. An under-exposed photo leaves the top of the range empty; a dark scene exposed as it should

@@ -49,6 +49,14 @@ class RestorePolicy:
         "results/lowlight-floor-validation.json): mean gain +2.36 dB with no floor, +3.97 at 0.2 (the best of "
         "0-0.5); the low-light cases keep their +7.53 dB up to 0.4. Re-checked with the stage-7 classifier "
         "(results/lowlight-floor-validation-stage7.json): +3.44 dB with no floor, +4.28 at 0.2, still the best")
+    lowlight_ramp: float = _entry(
+        0.0, "a low-light reading of the image as given between lowlight_min_severity and that plus this width "
+        "is brightened only in part (the brightening step's change scaled from 0 at the floor to 1 at the top), "
+        "so a reading just over the floor no longer brightens in full while one just under it does nothing; 0: off",
+        "scripts/lowlight_ramp_probe.py on eval --stress --split validation, centre and darkest crops "
+        "(414 cases, results/lowlight-ramp-validation.json): mean gain +4.309 dB off, +4.296 at 0.1, +4.295 at 0.2; "
+        "the validation low-light cases read from severity 0.26 on the darkest crops and lose their brightening, "
+        "so it is off")
     lowlight_max_highlight: float = _entry(
         0.9, "a low-light reading of the image as given is left alone when the image's luminance at the "
         "99.5th percentile is at least this (its highlights already reach near white: a dark scene, not an "

@@ -108,7 +108,11 @@ REASONS: dict[str, Callable[[dict[str, Any]], str]] = {
 
 
 def reason(r) -> str:
-    return REASONS[r.code](r.facts)
+    text = REASONS[r.code](r.facts)
+    if "share" in r.facts:  # the low-light ramp scaled a brightening step
+        text += (f"; the image read as barely dark (low light just over the floor), so {_pct(r.facts['share'])} "
+                 "of the brightening was applied")
+    return text
 
 
 def render(report) -> str:

@@ -106,6 +106,7 @@ class _State:
     print_like: bool = False    # the image looks like print (guards.looks_like_print)
     on_print: tuple[str, ...] = ()  # the print guard's share of ``unread``
     later: tuple[str, ...] = ()     # low light as given's share: not read on the image as given
+    brighten: float = 1.0           # share of a brightening step's change kept (guards.brightening_share)
 
 
 _STOP = object()  # _narrow: the image reads clean, stop the run
@@ -268,8 +269,10 @@ class AutoRestorer:
             report.fired("lowlight_highlights")
         if defocus is not None:
             report.fired("motion_gate" if defocus[0].task == "motion" else "defocus_gate")
+        brighten = 1.0 if fixed or faint or lit else guards.brightening_share(given, self.policy)
         return _State(x, f, report.score, fixed, unread, list(f.labels) if f is not None else [], report,
-                      list(plan.steps), defocus, print_like=print_like, on_print=on_print, later=later)
+                      list(plan.steps), defocus, print_like=print_like, on_print=on_print, later=later,
+                      brighten=brighten)
 
     def _runs(self, st: _State, steps: Sequence[Step]) -> int:
         """Model runs the given steps will take (also checks that every named model exists)."""
@@ -348,9 +351,14 @@ class AutoRestorer:
         if f is None:
             names = names[:1]  # nothing to compare candidates with: the first (M3UNet for "auto")
         ticker.plan(len(names) + self._runs(st, st.queue[:max(0, budget - st.executed)]))
+        partial = not st.fixed and st.brighten < 1 and tuple(step.tasks) == ("lowlight",)
+        if partial:
+            st.report.fired("lowlight_ramp")
         results = []
         for k, name in enumerate(names):
             y = self._fit(self._run(name, st.x, step, seed + 7919 * index + k, ticker), st.x.shape[-2:], target)
+            if partial:
+                y = st.x + st.brighten * (y - st.x)
             fy = self._reread(st, y)
             e = effect(f, fy, step.tasks, self.policy.side_weight) if fy is not None else None
             results.append((name, y, fy, e))
@@ -376,6 +384,8 @@ class AutoRestorer:
         accepted = guards.accept(e, st.fixed, self.policy)
         facts = {"tasks": list(step.tasks), "model": name, "own_change": round(-e.own_drop, 4),
                  "side_change": round(e.side_rise, 4), "count": len(results)}
+        if partial:
+            facts["share"] = round(st.brighten, 3)
         if (accepted and rise is None) or not rollback:
             why = self._kept_reason(st, step, name, accepted, rise, facts)
             st.report.steps.append(StepRecord(index, step.tasks, step.strength, text, attempts, name, "kept",
