@@ -402,3 +402,44 @@ def test_depth_of_field_keeps_a_sharp_subject_and_defocuses_the_rest(tmp_path, m
     fitted = ct.fit_heads(DegradationClassifier(ClassifierConfig()), data=str(tmp_path), per_photo=4, epochs=1,
                           val_photos=1, dof=0.5, log=lambda s: None)
     assert fitted.image_head is not None
+
+
+def test_calibration_offsets_move_each_labels_decision_and_keep_the_tensors(tmp_path):
+    """set-classifier-calibration records per-label logit offsets in the file; Classifier reads a label
+    from sigmoid(logit - offset), so a positive offset makes that label (and only it) harder to read;
+    calibrated=False reads the raw probabilities; bad offsets are clear errors and leave the file."""
+    import subprocess
+    import sys
+    from safetensors.torch import load_file
+    from m3unet.auto.classifier import ClassifierError, parse_calibration, record_calibration
+    torch.manual_seed(0)
+    path = tmp_path / "c.safetensors"
+    save_classifier(DegradationClassifier(ClassifierConfig()), path, {"min_side": "96"})
+    before = load_file(str(path))
+    image = as_image(clean_coffee()[:, :160, :160])
+    raw = Classifier(load_classifier(path))(image)[0].probabilities
+    run = lambda *a: subprocess.run([sys.executable, "-m", "m3unet", "set-classifier-calibration", *a],  # noqa: E731
+                                    capture_output=True, text=True, cwd=Path(__file__).parents[1])
+    r = run(str(path), "noise=2.5,haze=-1")
+    assert r.returncode == 0, r.stderr
+    clf = Classifier(load_classifier(path))
+    assert clf.calibration == {"noise": 2.5, "haze": -1.0} and clf.min_side == 96
+    p = clf(image)[0].probabilities
+    logit = lambda q: float(torch.logit(torch.tensor(q, dtype=torch.float64)))  # noqa: E731
+    assert logit(p["noise"]) == pytest.approx(logit(raw["noise"]) - 2.5, abs=2e-2)
+    assert logit(p["haze"]) == pytest.approx(logit(raw["haze"]) + 1.0, abs=2e-2)
+    assert all(p[k] == raw[k] for k in LABELS if k not in ("noise", "haze"))
+    assert Classifier(load_classifier(path), calibrated=False)(image)[0].probabilities == raw
+    after = load_file(str(path))
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    for bad, words in (("sharpness=1", "the labels are"), ("noise", "write LABEL=OFFSET"),
+                       ("noise=big", "must be a number"), ("noise=40", "between -10 and 10")):
+        r = run(str(path), bad)
+        assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr, (bad, r.stderr)
+    assert Classifier(load_classifier(path)).calibration == {"noise": 2.5, "haze": -1.0}
+    with pytest.raises(ClassifierError, match="JSON object"):
+        parse_calibration("{not json")
+    record_calibration(path, {})
+    assert Classifier(load_classifier(path)).calibration == {}
+    r = run(str(tmp_path / "missing.safetensors"), "noise=1")
+    assert r.returncode == 2 and "Traceback" not in r.stderr

@@ -276,9 +276,11 @@ def test_a_low_light_reading_just_over_the_floor_is_brightened_in_part():
     assert level == pytest.approx(0.15, abs=1e-4) and not rep.steps
 
 
-def test_low_light_that_appears_only_after_a_step_is_ignored_when_asked():
-    """lowlight_as_given: the image as given reads noise only; after the noise step the reading shows
-    low light. With the rule the run does not brighten (and says the rule fired), without it it does."""
+@pytest.mark.parametrize("label", ["lowlight", "haze"])
+def test_a_reading_that_appears_only_after_a_step_is_ignored_when_asked(label: str):
+    """lowlight_as_given / haze_as_given: the image as given reads noise only; after the noise step the
+    reading shows low light (or haze). With the rule the run does not act on it (and says the rule
+    fired), without it it does; the other label's rule does not interfere."""
     import torch
     from m3unet.auto.pool import Pool, PoolModel
     from m3unet.auto.restorer import AutoRestorer
@@ -288,14 +290,15 @@ def test_low_light_that_appears_only_after_a_step_is_ignored_when_asked():
 
         def classifier(image):
             calls.append(1)
-            f = finding(noise=(0.9, 0.5)) if len(calls) == 1 else finding(lowlight=(0.9, 0.6))
+            f = finding(noise=(0.9, 0.5)) if len(calls) == 1 else finding(**{label: (0.9, 0.6)})
             return [f for _ in range(image.shape[0])]
 
-        pool = Pool(None, [PoolModel(lambda t: t * 0.5, "noise", "halver"), PoolModel(lambda t: t, "lowlight", "same")],
+        pool = Pool(None, [PoolModel(lambda t: t * 0.5, "noise", "halver"), PoolModel(lambda t: t, label, "same")],
                     tile=64)
-        auto = AutoRestorer(pool, classifier, policy=DEFAULT_POLICY.replace(lowlight_as_given=as_given))
-        return auto.run(torch.full((1, 160, 160, 3), 0.4)).reports[0]
+        other = "haze" if label == "lowlight" else "lowlight"
+        policy = DEFAULT_POLICY.replace(**{f"{label}_as_given": as_given, f"{other}_as_given": True})
+        return AutoRestorer(pool, classifier, policy=policy).run(torch.full((1, 160, 160, 3), 0.4)).reports[0]
 
     on, off = run(True), run(False)
-    assert [s.tasks for s in on.steps] == [["noise"]] and "lowlight_as_given" in on.rules
-    assert ["lowlight"] in [s.tasks for s in off.steps] and "lowlight_as_given" not in off.rules
+    assert [s.tasks for s in on.steps] == [["noise"]] and f"{label}_as_given" in on.rules
+    assert [label] in [s.tasks for s in off.steps] and f"{label}_as_given" not in off.rules

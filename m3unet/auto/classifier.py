@@ -372,7 +372,8 @@ def default_plan(finding: Finding) -> list[dict]:
 class Classifier:
     """Inference wrapper: IMAGE batches in, :class:`Finding` per image out."""
 
-    def __init__(self, model: DegradationClassifier, threshold: float = 0.5, min_side: int | None = None):
+    def __init__(self, model: DegradationClassifier, threshold: float = 0.5, min_side: int | None = None,
+                 calibrated: bool = True):
         self.model = model.eval()
         self.threshold = threshold
         # The smallest short side (px) at which these weights' reading is trusted; the automatic
@@ -380,6 +381,10 @@ class Classifier:
         # recorded in the file's metadata (``fit-classifier-heads --min-side``); 0: no limit.
         meta = getattr(model, "metadata", {}) or {}
         self.min_side = int(meta.get("min_side", 0) or 0) if min_side is None else int(min_side)
+        # Per-label decision offsets (logits) chosen on validation images and recorded in the file
+        # (``set-classifier-calibration``): a label counts from sigmoid(logit - offset) >= threshold.
+        self.calibration = parse_calibration(meta.get("calibration", "")) if calibrated else {}
+        self._offsets = torch.tensor([self.calibration.get(k, 0.0) for k in LABELS])
 
     @torch.no_grad()
     def __call__(self, image: torch.Tensor) -> list[Finding]:
@@ -391,7 +396,7 @@ class Classifier:
         for x in image:
             crops, whole = views(to_rgb_float(x.cpu()), self.model.config)
             logits, sev = self.model(crops[None].to(device), whole[None].to(device))
-            p = torch.sigmoid(logits[0]).cpu()
+            p = torch.sigmoid(logits[0].cpu() - self._offsets)
             h, w = x.shape[:2]
             note = (f"unreliable: {w}x{h} px is under the {self.min_side} px these weights were measured at"
                     if min(h, w) < self.min_side else "")
@@ -410,21 +415,66 @@ def save_classifier(model: DegradationClassifier, path, metadata: dict | None = 
     save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(path), metadata=meta)
 
 
-def record_min_side(path, side: int) -> None:
-    """Record ``side`` (px) as the file's minimum trusted side (:attr:`Classifier.min_side`); the
-    tensors are written back unchanged. The file is replaced only once the new one is complete."""
+def _update_metadata(path, updates: dict[str, str]) -> None:
+    """Write ``updates`` into a classifier file's metadata; the tensors are written back unchanged and
+    the file is replaced only once the new one is complete."""
     import os
     from safetensors.torch import load_file, save_file
+
+    from ..core.weights import read_metadata
     path = Path(path)
     if not is_classifier_file(path):
         raise ClassifierError(f"{path} is not a DegradationClassifier safetensors file")
-    if int(side) < 0:
-        raise ClassifierError(f"the minimum side must be 0 (no limit) or more; got {side}")
-    from ..core.weights import read_metadata
-    meta = dict(read_metadata(path)) | {"min_side": str(int(side))}
+    meta = dict(read_metadata(path)) | updates
     tmp = path.with_name(path.name + ".tmp")
     save_file(load_file(str(path)), str(tmp), metadata=meta)
     os.replace(tmp, path)
+
+
+def record_min_side(path, side: int) -> None:
+    """Record ``side`` (px) as the file's minimum trusted side (:attr:`Classifier.min_side`)."""
+    if int(side) < 0:
+        raise ClassifierError(f"the minimum side must be 0 (no limit) or more; got {side}")
+    _update_metadata(path, {"min_side": str(int(side))})
+
+
+def parse_calibration(text: str) -> dict[str, float]:
+    """``"noise=0.5,lowlight=1.2"`` (or the file's JSON object) -> ``{label: logit offset}``; empty: none.
+    Raises :class:`ClassifierError` naming a bad entry."""
+    text = (text or "").strip()
+    if not text:
+        return {}
+    if text.startswith("{"):
+        try:
+            items = list(json.loads(text).items())
+        except (ValueError, AttributeError) as e:
+            raise ClassifierError(f"calibration {text!r} is not a JSON object of label: offset") from e
+    else:
+        items = []
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            key, eq, value = part.partition("=")
+            if not eq:
+                raise ClassifierError(f"calibration entry {part!r}: write LABEL=OFFSET, e.g. lowlight=1.2")
+            items.append((key.strip(), value.strip()))
+    out = {}
+    for key, value in items:
+        if key not in LABELS:
+            raise ClassifierError(f"calibration names {key!r}; the labels are {', '.join(LABELS)}")
+        try:
+            v = float(value)
+        except (TypeError, ValueError) as e:
+            raise ClassifierError(f"calibration {key}={value!r}: the offset must be a number (a logit)") from e
+        if not math.isfinite(v) or abs(v) > 10:
+            raise ClassifierError(f"calibration {key}={v}: the offset is a logit shift between -10 and 10")
+        out[key] = v
+    return out
+
+
+def record_calibration(path, offsets: dict[str, float]) -> None:
+    """Record per-label decision offsets (logits; :attr:`Classifier.calibration`) in a classifier file;
+    labels not named keep offset 0. An empty dict removes the calibration."""
+    offsets = parse_calibration(json.dumps(offsets)) if offsets else {}
+    _update_metadata(path, {"calibration": json.dumps({k: round(v, 4) for k, v in offsets.items()})})
 
 
 def is_classifier_file(path) -> bool:

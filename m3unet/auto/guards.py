@@ -77,11 +77,13 @@ def lit_readings(finding, x: torch.Tensor, policy: RestorePolicy = DEFAULT_POLIC
 
 
 def unread_later(finding, policy: RestorePolicy = DEFAULT_POLICY) -> tuple[str, ...]:
-    """Low light as given: ``("lowlight",)`` (ignored for the rest of the run) when the policy's
-    ``lowlight_as_given`` is on and the image as given does not read low light, else ()."""
-    if not policy.lowlight_as_given or finding is None:
+    """Readings taken as given: the labels ignored for the rest of the run because the image as given
+    does not read them and the policy takes them from the image as given only (``lowlight_as_given``,
+    ``haze_as_given``): exposure and haze are properties of the scene, which other steps do not add."""
+    if finding is None:
         return ()
-    return () if "lowlight" in finding.labels else ("lowlight",)
+    asked = (("lowlight",) if policy.lowlight_as_given else ()) + (("haze",) if policy.haze_as_given else ())
+    return tuple(k for k in asked if k not in finding.labels)
 
 
 def clipped_share(x: torch.Tensor, level: float = DEFAULT_POLICY.clip_level) -> float:

@@ -105,7 +105,7 @@ class _State:
     read: list[str] = field(default_factory=list)  # what the latest reading (with hysteresis) shows
     print_like: bool = False    # the image looks like print (guards.looks_like_print)
     on_print: tuple[str, ...] = ()  # the print guard's share of ``unread``
-    later: tuple[str, ...] = ()     # low light as given's share: not read on the image as given
+    later: tuple[str, ...] = ()     # the as-given rules' share: not read on the image as given
     brighten: float = 1.0           # share of a brightening step's change kept (guards.brightening_share)
 
 
@@ -140,8 +140,9 @@ class AutoRestorer:
         """Read a step's result with the run's ignored readings hidden; notes when the low-light
         as-given rule hid a reading that would have been acted on."""
         raw = self._read(y)
-        if raw is not None and any(k in raw.labels for k in st.later):
-            st.report.fired("lowlight_as_given")
+        for k in st.later:
+            if raw is not None and k in raw.labels:
+                st.report.fired(f"{k}_as_given")
         return self._hide(raw, st.unread)
 
     @staticmethod
@@ -243,7 +244,8 @@ class AutoRestorer:
         given = self._hide(raw, on_print)
         faint = () if fixed else guards.faint_readings(given, self.policy)
         lit = () if fixed or faint else guards.lit_readings(given, x, self.policy)
-        later = () if fixed or faint or lit else tuple(k for k in guards.unread_later(given, self.policy) if k not in on_print)
+        later = () if fixed else tuple(k for k in guards.unread_later(given, self.policy)
+                                       if k not in on_print + faint + lit)
         unread = on_print + faint + lit + later
         f = self._hide(raw, unread)
         if not fixed:

@@ -1,5 +1,5 @@
 """Command line: ``python -m m3unet restore|classify|policy|eval|plan-orders|bench|train|ablate-dilation|train-classifier|
-fit-classifier-heads|set-classifier-min-side|eval-classifier|prepare-data``."""
+fit-classifier-heads|set-classifier-min-side|set-classifier-calibration|eval-classifier|prepare-data``."""
 from __future__ import annotations
 
 import argparse
@@ -304,6 +304,11 @@ def _parser() -> argparse.ArgumentParser:
                         "its reading is trusted at (measured with eval --small-sides; tensors unchanged)")
     ms.add_argument("classifier", help="classifier .safetensors to update in place")
     ms.add_argument("side", type=int, help="pixels; 0 removes the limit")
+    mc = sub.add_parser("set-classifier-calibration", help="record in a classifier file per-label decision offsets "
+                        "(logits, chosen on validation images with scripts/calibrate_classifier.py; tensors unchanged)")
+    mc.add_argument("classifier", help="classifier .safetensors to update in place")
+    mc.add_argument("offsets", help="LABEL=OFFSET[,LABEL=OFFSET...] (a label counts from sigmoid(logit - offset) "
+                    ">= the threshold); an empty string removes the calibration")
     ec = sub.add_parser("eval-classifier", help="classifier F1 / severity / clean-pass rate on validation photos")
     ec.add_argument("--classifier", default=None)
     ec.add_argument("--data", default=None, help="prepared photo folder (default: data/photos if present)")
@@ -386,6 +391,16 @@ def _dispatch(args) -> int:
             print(f"error: {e}", file=sys.stderr)
             return 2
         print(f"{args.classifier}: min_side {args.side} px")
+        return 0
+    elif args.command == "set-classifier-calibration":
+        from ..auto.classifier import ClassifierError, parse_calibration, record_calibration
+        try:
+            offsets = parse_calibration(args.offsets)
+            record_calibration(args.classifier, offsets)
+        except (ClassifierError, OSError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print(f"{args.classifier}: calibration {offsets or 'removed'}")
         return 0
     elif args.command == "eval-classifier":
         from ..training.classifier import eval_main_args

@@ -227,7 +227,8 @@ def evaluate_stress(model_path: str | None = None, data: str | None = None, spli
         read = {FAMILY_OF_LABEL[lbl] for lbl in f.labels}
         readings.append(read)
         row = {"photo": c.photo, "name": c.name, "band": c.band, "families": sorted(c.families),
-               "read": sorted(read), "lowlight": [round(f.probabilities["lowlight"], 4), round(f.severity["lowlight"], 4)]}
+               "read": sorted(read), "lowlight": [round(f.probabilities["lowlight"], 4), round(f.severity["lowlight"], 4)],
+               "probabilities": {lbl: round(v, 4) for lbl, v in f.probabilities.items()}}
         rows.append(row)
         if not restore:
             continue

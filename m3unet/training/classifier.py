@@ -588,7 +588,8 @@ def fit_main_args(args) -> int:
                       crop_head=args.crop_head, dof=args.dof, ranges=args.ranges, dark=args.dark,
                       val_pick=args.val_pick, log=lambda s: print(s, flush=True))
     meta = dict(getattr(load_classifier(args.init), "metadata", {}))
-    meta = {k: v for k, v in meta.items() if k not in ("m3unet_classifier_config", "labels", "format")}
+    # fresh heads give fresh logits: the init file's decision offsets do not carry over
+    meta = {k: v for k, v in meta.items() if k not in ("m3unet_classifier_config", "labels", "format", "calibration")}
     meta.update({"heads_fitted_from": args.init, "heads_per_photo": args.per_photo, "heads_epochs": args.epochs,
                  "image_labels": ",".join(model.config.image_labels), "spectrum": model.config.spectrum,
                  "photometric_labels": ",".join(model.config.photometric_labels), "crop_head_refit": args.crop_head,
