@@ -60,8 +60,9 @@ class DegradationClassifierNode(io.ComfyNode):
                                tooltip=("Classifier weights: the shipped one, or your own .safetensors "
                                         "(python -m m3unet train-classifier) in models/m3unet.")),
                 io.Float.Input("threshold", default=0.5, min=0.05, max=0.95, step=0.05, tooltip=(
-                    "Probability from which a degradation is reported. Lower finds more (and more false "
-                    "alarms on clean photos); higher reports only what is certain.")),
+                    "Probability from which a degradation is reported (probabilities already include the "
+                    "classifier file's per-label calibration). Lower finds more (and more false alarms on "
+                    "clean photos); higher reports only what is certain.")),
             ],
             outputs=[
                 Degradation.Output(display_name="degradation", tooltip=(

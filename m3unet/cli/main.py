@@ -248,7 +248,7 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("classify", help="detect degradations: one JSON line per image (labels, severity, plan)")
     c.add_argument("inputs", nargs="+", help="image files (PNG/JPEG/WebP...), grey/RGB/RGBA, any size")
     c.add_argument("--classifier", default=None, help="classifier .safetensors (default: the shipped weights)")
-    c.add_argument("--threshold", type=float, default=0.5, help="probability from which a label is reported")
+    c.add_argument("--threshold", type=float, default=0.5, help="probability (after the classifier file's per-label calibration) from which a label is reported")
 
     tc = sub.add_parser("train-classifier", help="train the DegradationClassifier on synthetic degradations")
     tc.add_argument("--data", default="data/photos")
