@@ -48,7 +48,10 @@ class RestorePolicy:
         "scripts/lowlight_floor.py on eval --stress --split validation, centre and darkest crops (414 cases, "
         "results/lowlight-floor-validation.json): mean gain +2.36 dB with no floor, +3.97 at 0.2 (the best of "
         "0-0.5); the low-light cases keep their +7.53 dB up to 0.4. Re-checked with the stage-7 classifier "
-        "(results/lowlight-floor-validation-stage7.json): +3.44 dB with no floor, +4.28 at 0.2, still the best")
+        "(results/lowlight-floor-validation-stage7.json): +3.44 dB with no floor, +4.28 at 0.2, still the best; "
+        "and with the calibrated classifier and haze taken as given (results/lowlight-floor-validation-calibrated.json): "
+        "+4.31 dB with no floor, +4.34 at 0.2, +4.33 at 0.25 and 0.3: still the best, and the calibration now "
+        "keeps most faint readings from counting at all")
     lowlight_ramp: float = _entry(
         0.0, "a low-light reading of the image as given between lowlight_min_severity and that plus this width "
         "is brightened only in part (the brightening step's change scaled from 0 at the floor to 1 at the top), "
