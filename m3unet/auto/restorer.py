@@ -137,8 +137,8 @@ class AutoRestorer:
         return f
 
     def _reread(self, st: "_State", y: torch.Tensor):
-        """Read a step's result with the run's ignored readings hidden; notes when the low-light
-        as-given rule hid a reading that would have been acted on."""
+        """Read a step's result with the run's ignored readings hidden; notes when an as-given rule
+        (low light, haze) hid a reading that would have been acted on."""
         raw = self._read(y)
         for k in st.later:
             if raw is not None and k in raw.labels:
@@ -359,8 +359,9 @@ class AutoRestorer:
         results = []
         for k, name in enumerate(names):
             y = self._fit(self._run(name, st.x, step, seed + 7919 * index + k, ticker), st.x.shape[-2:], target)
-            if partial:
-                y = st.x + st.brighten * (y - st.x)
+            if partial:  # against the input at the result's size (a pool model may enlarge)
+                base = st.x if y.shape == st.x.shape else resize(st.x, tuple(y.shape[-2:]))
+                y = base + st.brighten * (y - base)
             fy = self._reread(st, y)
             e = effect(f, fy, step.tasks, self.policy.side_weight) if fy is not None else None
             results.append((name, y, fy, e))
