@@ -176,3 +176,48 @@ def test_ray_ctrl_c_stops_with_a_summary_and_a_rerun_resumes(tmp_path):
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0 and f"{len(written)} skipped" in r.stderr, r.stderr
     assert len(list(out.rglob("p*.png"))) == 60
+
+
+def test_a_worker_lost_while_a_pass_starts_sends_its_jobs_to_the_next_pass():
+    """An actor that dies mid-pass (its node killed while the pass was scheduled) ends the pass quietly:
+    its jobs stay for the next pass. An actor that fails in its creation task (the pack is not
+    importable on a node) is a clear usage error."""
+    need_ray()
+    import dataclasses
+    import types
+
+    import ray.exceptions
+
+    from m3unet.cli import ray_engine
+    from m3unet.cli.batch import UsageError
+
+    @dataclasses.dataclass
+    class FakeSettings:
+        mode: str = "single"
+
+    class Pipeline:
+        def __init__(self, error):
+            self.error = error
+
+        def map_batches(self, *a, **k):
+            return self
+
+        def iter_rows(self):
+            raise self.error
+
+    def fake_ray(error):
+        data = types.SimpleNamespace(from_items=lambda items, **k: Pipeline(error),
+                                     ActorPoolStrategy=lambda **k: None)
+        return types.SimpleNamespace(data=data, exceptions=ray.exceptions)
+
+    printed = []
+    bar = types.SimpleNamespace(print=lambda line, err=False: printed.append(line))
+    job = types.SimpleNamespace(source="a.png", output="out/a.png", comparison=None)
+    remaining = {0: job}
+    ray_engine._one_pass(fake_ray(ray.exceptions.ActorDiedError()), remaining, FakeSettings(), 2, 1, None, bar,
+                         None, None, [])
+    assert remaining == {0: job} and any("a worker was lost during the pass" in p for p in printed)
+    creation = ray.exceptions.RayActorError(error_msg="The actor died because of an error raised in its creation "
+                                                      "task: ModuleNotFoundError: No module named 'm3unet'")
+    with pytest.raises(UsageError, match="is the pack installed"):
+        ray_engine._one_pass(fake_ray(creation), remaining, FakeSettings(), 2, 1, None, bar, None, None, [])

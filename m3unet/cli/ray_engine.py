@@ -161,5 +161,11 @@ def _one_pass(ray, remaining: dict, settings: Settings, n: int, threads: int, st
             if stop.requested:
                 break
     except ray.exceptions.RayError as e:
-        raise UsageError(f"the Ray workers failed ({str(e).splitlines()[0][:300]}); is the pack installed at "
+        first_line = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        if isinstance(e, ray.exceptions.RayActorError) and "creation task" not in str(e):
+            # A worker lost mid-pass (its node killed while the pass was being scheduled): the jobs that
+            # got no record go to the next pass, as those of a worker lost with its batches do.
+            bar.print(f"ray: a worker was lost during the pass ({first_line})", err=True)
+            return
+        raise UsageError(f"the Ray workers failed ({first_line}); is the pack installed at "
                          f"{REPO} on every node? (docs/batch.md)") from None
