@@ -30,7 +30,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from m3unet.auto.classifier import LABELS, Classifier, load_classifier  # noqa: E402
-from m3unet.evaluation.stress import FAMILIES, FAMILY_OF_LABEL, STRESS_SEED, stress_set  # noqa: E402
+from m3unet.evaluation.stress import FAMILIES, FAMILY_OF_LABEL, STRESS_SEED, f1_scores, stress_set  # noqa: E402
 from m3unet.training.data import evaluation_photos  # noqa: E402
 
 GRID = np.round(np.arange(-3.0, 3.0001, 0.1), 2)
@@ -84,7 +84,6 @@ def main() -> int:
     cases = [c for region in ("centre", "dark") for c in stress_set(photos, args.per_kind, 256, STRESS_SEED, region)]
     logits = np.array([[logit(f.probabilities[k]) for k in LABELS]
                        for f in (clf(c.degraded.permute(1, 2, 0)[None])[0] for c in cases)])
-    truth = [c.families for c in cases]
     out = {"command": "scripts/calibrate_classifier.py " + " ".join(sys.argv[1:]), "split": "validation",
            "families_set": chosen,
            "regions": ["centre", "dark"], "cases": len(cases), "grid": [float(GRID[0]), float(GRID[-1]), 0.1],
@@ -94,10 +93,7 @@ def main() -> int:
         scores = []
         for off in GRID:
             read = (logits[:, cols] - off >= 0).any(1)
-            tp = sum(1 for r, t in zip(read, truth) if r and fam in t)
-            fp = sum(1 for r, t in zip(read, truth) if r and fam not in t)
-            fn = sum(1 for r, t in zip(read, truth) if not r and fam in t)
-            scores.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
+            scores.append(f1_scores(cases, [{fam} if r else set() for r in read])[fam])
         scores = np.array(scores)
         i, zero = plateau_choice(scores), int(np.argmin(np.abs(GRID)))
         if scores[i] < scores[zero] + MIN_F1_GAIN:  # not worth moving the decision
