@@ -61,3 +61,32 @@ def test_fit_heads_checks_its_shares_and_validation_photos(tmp_path):
     for kwargs, match in [({"dark": 1.5}, "dark"), ({"val_pick": "first"}, "val_pick")]:
         with pytest.raises(ValueError, match=match):
             fit_heads(DegradationClassifier(), data=str(tmp_path), **kwargs)
+
+
+def test_training_batches_over_wide_ranges_with_dark_regions_keep_labels_and_shape():
+    """``make_batch`` with ``ranges``/``dark`` (the CNN's training samples, ``train-classifier --ranges
+    --dark``): dark regions come from the photo's dark part, clean ones carry no label, and every
+    sample has the inference views' shapes."""
+    from m3unet.auto.classifier import ClassifierConfig
+    from m3unet.training.classifier import degraded_region, make_batch
+    photo = torch.full((3, 160, 240), 200, dtype=torch.uint8)
+    photo[:, 80:, :120] = 10  # a dark part: a quarter of the photo
+    gen = torch.Generator().manual_seed(0)
+    for ranges in ("train", "wide", "both"):
+        img, d = degraded_region(photo, 64, gen, ranges, dark=1.0, p_clean=1.0)
+        assert d == [] and img.shape == (3, 64, 64) and float(img.mean()) < 0.1
+    img, d = degraded_region(photo, 64, gen, "wide", p_clean=0.0, p_mix=1.0)
+    assert 2 <= len(d) <= 3 and img.shape == (3, 64, 64)
+    cfg = ClassifierConfig()
+    c, w, y, s = make_batch([photo], cfg, 5, 2, 96, gen, ranges="both", dark=0.5, dof=0.5)
+    assert c.shape == (5, 2, 3, cfg.crop, cfg.crop) and w.shape == (5, 3, cfg.global_size, cfg.global_size)
+    assert y.shape == s.shape == (5, len(LABELS)) and bool(((s > 0) <= (y > 0)).all())
+    with pytest.raises(ValueError, match="ranges"):
+        degraded_region(photo, 64, gen, "widest")
+
+
+def test_train_classifier_checks_its_ranges_and_shares(tmp_path):
+    from m3unet.training.classifier import train_classifier
+    for kwargs, match in [({"ranges": "all"}, "ranges"), ({"dark": -0.1}, "dark"), ({"dof": 2.0}, "dof")]:
+        with pytest.raises(ValueError, match=match):
+            train_classifier(data=str(tmp_path), out=str(tmp_path / "o"), steps=1, **kwargs)

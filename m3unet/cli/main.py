@@ -263,6 +263,13 @@ def _parser() -> argparse.ArgumentParser:
     tc.add_argument("--minutes", type=float, default=None, help="stop after this many minutes")
     tc.add_argument("--init", default=None, help="classifier .safetensors to start from (warm start)")
     tc.add_argument("--warmup", type=int, default=200, help="linear learning-rate warm-up steps")
+    tc.add_argument("--ranges", choices=["train", "wide", "both"], default="train",
+                    help="degradation ranges: the training ranges, wider ones in random order "
+                    "(m3unet.training.classifier.wide_degradations), or half each (default train)")
+    tc.add_argument("--dark", type=float, default=0.0, help="share of regions drawn from the photos' dark parts, "
+                    "labels unchanged: a dark scene is not low light")
+    tc.add_argument("--dof", type=float, default=0.0, help="share of regions given a shallow depth of field, "
+                    "labels unchanged: bokeh is not blur")
 
     fh = sub.add_parser("fit-classifier-heads", help="second stage: fit the classifier's decision heads on "
                         "cached features of its frozen CNN branches")

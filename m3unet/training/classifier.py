@@ -166,14 +166,55 @@ def apply_in_order(x: torch.Tensor, degs: list[deg.Degradation], gen: torch.Gene
     return x
 
 
+RANGES = ("train", "wide", "both")
+
+
+def degraded_region(photo: torch.Tensor, region: int, gen: torch.Generator, ranges: str = "train",
+                    dark: float = 0.0, dof: float = 0.0, p_clean: float | None = None,
+                    p_mix: float | None = None) -> tuple[torch.Tensor, list[deg.Degradation]]:
+    """One labelled sample: a ``region`` px square of ``photo`` (uint8 ``[3, H, W]``) degraded and
+    quantised to 8 bits, with its degradations.
+
+    ``ranges``: ``train`` (:func:`sample_degradations`, camera order), ``wide``
+    (:func:`wide_degradations`, random order) or ``both`` (half each). A share ``dark`` of the regions
+    is drawn among the photo's darkest tenth of squares (:func:`m3unet.training.data.dark_region`;
+    labels unchanged: a scene that is dark by nature is not low light), a share ``dof`` is given a
+    shallow depth of field (:func:`depth_of_field`; labels unchanged: bokeh is not blur).
+    ``p_clean``/``p_mix`` (default: each sampler's own) set the shares of clean and mixed samples.
+    """
+    if ranges not in RANGES:
+        raise ValueError(f"ranges is {ranges!r}; give train, wide or both")
+    wide = ranges == "wide" or (ranges == "both" and float(torch.rand((), generator=gen)) < 0.5)
+    shares = {k: v for k, v in (("p_clean", p_clean), ("p_mix", p_mix)) if v is not None}
+    d = wide_degradations(gen, **shares) if wide else sample_degradations(gen, **shares)
+    if dark > 0 and float(torch.rand((), generator=gen)) < dark:
+        x = dark_region(photo.float() / 255, region, gen, among=0.1)
+    else:
+        x = _region(photo, region, gen)
+    if dof > 0 and float(torch.rand((), generator=gen)) < dof:
+        x = depth_of_field(x, gen)
+    return quantise(apply_in_order(x, d, gen) if wide else deg.apply(x, d, gen)), d
+
+
 def make_batch(photos: list[torch.Tensor], cfg: ClassifierConfig, batch: int, k: int, region: int,
-               gen: torch.Generator, degs: list[list[deg.Degradation]] | None = None):
-    """One training batch: crops [B, K, 3, c, c], whole views [B, 3, g, g], labels and severities [B, L]."""
+               gen: torch.Generator, degs: list[list[deg.Degradation]] | None = None, ranges: str = "train",
+               dark: float = 0.0, dof: float = 0.0):
+    """One training batch: crops [B, K, 3, c, c], whole views [B, 3, g, g], labels and severities [B, L].
+
+    With the defaults (training ranges, no dark regions, no depth of field) or given ``degs``, each
+    sample is a random region degraded by :func:`sample_degradations`; otherwise by
+    :func:`degraded_region` with ``ranges``, ``dark`` and ``dof``."""
     crops, wholes, ys, ss = [], [], [], []
+    plain = degs is not None or (ranges == "train" and dark == 0 and dof == 0)
     for i in range(batch):
-        x = _region(photos[int(torch.randint(0, len(photos), (), generator=gen))], region, gen)
-        d = sample_degradations(gen) if degs is None else degs[i]
-        c, w = views(quantise(deg.apply(x, d, gen)), cfg, gen, k=k)
+        photo = photos[int(torch.randint(0, len(photos), (), generator=gen))]
+        if plain:
+            x = _region(photo, region, gen)
+            d = sample_degradations(gen) if degs is None else degs[i]
+            img = quantise(deg.apply(x, d, gen))
+        else:
+            img, d = degraded_region(photo, region, gen, ranges, dark, dof)
+        c, w = views(img, cfg, gen, k=k)
         y, s = targets(d)
         crops.append(c), wholes.append(w), ys.append(y), ss.append(s)
     return torch.stack(crops), torch.stack(wholes), torch.stack(ys), torch.stack(ss)
@@ -196,13 +237,20 @@ def _blur_whole(w: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 def train_classifier(data: str = "data/photos", out: str = "runs/classifier", steps: int = 4000, batch: int = 24,
                      crops: int = 6, lr: float = 1e-3, warmup: int = 200, region: int = 192, seed: int = 0,
-                     threads: int = 1, minutes: float | None = None, init: str | None = None, log=print) -> Path:
+                     threads: int = 1, minutes: float | None = None, init: str | None = None,
+                     ranges: str = "train", dark: float = 0.0, dof: float = 0.0, log=print) -> Path:
     """Train and save ``out/classifier.safetensors`` (and ``out/train-log.jsonl``); returns its path.
 
     AdamW with a linear warm-up and a cosine decay, gradient clipping at 1. ``minutes`` stops
     early (the cosine schedule is laid out over ``steps``). A checkpoint is written every 250 steps.
-    ``init`` starts from a classifier file (see :func:`warm_start`).
+    ``init`` starts from a classifier file (see :func:`warm_start`). ``ranges``, ``dark`` and ``dof``
+    choose the samples as in :func:`degraded_region` (wider ranges, dark scenes, bokeh).
     """
+    if ranges not in RANGES:
+        raise ValueError(f"ranges is {ranges!r}; give train, wide or both")
+    for name, v in (("dark", dark), ("dof", dof)):
+        if not 0 <= v <= 1:
+            raise ValueError(f"{name} is a share of the regions; give 0..1, not {v}")
     torch.set_num_threads(threads)
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
@@ -218,11 +266,11 @@ def train_classifier(data: str = "data/photos", out: str = "runs/classifier", st
     logf = open(outdir / "train-log.jsonl", "a")
     start, t0, losses, data_time = time.time(), time.time(), [], 0.0
     meta = {"data": data, "batch": batch, "crops": crops, "region": region, "lr": lr, "seed": seed,
-            "init": init or ""}
+            "init": init or "", "ranges": ranges, "dark": dark, "dof": dof}
     for step in range(1, steps + 1):
         model.train()
         td = time.time()
-        c, w, y, s = make_batch(photos, cfg, batch, crops, region, gen)
+        c, w, y, s = make_batch(photos, cfg, batch, crops, region, gen, ranges=ranges, dark=dark, dof=dof)
         w = torch.stack([_blur_whole(wi, gen) for wi in w])
         data_time += time.time() - td
         loss = classifier_loss(model, c, w, y, s)
@@ -291,16 +339,8 @@ def _cache_features(model: DegradationClassifier, photos: list[torch.Tensor], pe
     locs, glbs, sts, specs, ys, ss = [], [], [], [], [], []
     for photo in photos:
         for _ in range(per_photo):
-            wide = ranges == "wide" or (ranges == "both" and float(torch.rand((), generator=gen)) < 0.5)
-            d = (wide_degradations(gen, HEAD_P_CLEAN, HEAD_P_MIX) if wide else
-                 sample_degradations(gen, p_clean=HEAD_P_CLEAN, p_mix=HEAD_P_MIX))
-            if dark > 0 and float(torch.rand((), generator=gen)) < dark:
-                x = dark_region(photo.float() / 255, region, gen, among=0.1)
-            else:
-                x = _region(photo, region, gen)
-            if dof > 0 and float(torch.rand((), generator=gen)) < dof:
-                x = depth_of_field(x, gen)
-            c, w = views(quantise(apply_in_order(x, d, gen) if wide else deg.apply(x, d, gen)), model.config)
+            img, d = degraded_region(photo, region, gen, ranges, dark, dof, HEAD_P_CLEAN, HEAD_P_MIX)
+            c, w = views(img, model.config)
             loc, glb, st, spec = model.features(c[None], w[None])
             y, s = targets(d)
             locs.append(loc[0]), glbs.append(glb[0]), sts.append(st[0]), ys.append(y), ss.append(s)
@@ -556,7 +596,8 @@ def main_args(args) -> int:
     """``python -m m3unet train-classifier``."""
     path = train_classifier(data=args.data, out=args.out, steps=args.steps, batch=args.batch, crops=args.crops,
                             lr=args.lr, warmup=args.warmup, region=args.region, seed=args.seed, threads=args.threads,
-                            minutes=args.minutes, init=args.init, log=lambda s: print(s, flush=True))
+                            minutes=args.minutes, init=args.init, ranges=args.ranges, dark=args.dark, dof=args.dof,
+                            log=lambda s: print(s, flush=True))
     print(f"wrote {path}")
     return 0
 
