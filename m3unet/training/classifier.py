@@ -169,6 +169,16 @@ def apply_in_order(x: torch.Tensor, degs: list[deg.Degradation], gen: torch.Gene
 RANGES = ("train", "wide", "both")
 
 
+def check_sampling(ranges: str, dark: float, dof: float) -> None:
+    """Refuse sampling settings :func:`degraded_region` cannot use, naming the argument and the fix."""
+    if ranges not in RANGES:
+        raise ValueError(f"ranges is {ranges!r}; give train, wide or both")
+    if not 0 <= dof <= 1:
+        raise ValueError(f"dof (the share of regions with a depth of field) is {dof}; give 0..1")
+    if not 0 <= dark <= 1:
+        raise ValueError(f"dark (the share of regions from the photos' dark parts) is {dark}; give 0..1")
+
+
 def degraded_region(photo: torch.Tensor, region: int, gen: torch.Generator, ranges: str = "train",
                     dark: float = 0.0, dof: float = 0.0, p_clean: float | None = None,
                     p_mix: float | None = None) -> tuple[torch.Tensor, list[deg.Degradation]]:
@@ -182,8 +192,7 @@ def degraded_region(photo: torch.Tensor, region: int, gen: torch.Generator, rang
     shallow depth of field (:func:`depth_of_field`; labels unchanged: bokeh is not blur).
     ``p_clean``/``p_mix`` (default: each sampler's own) set the shares of clean and mixed samples.
     """
-    if ranges not in RANGES:
-        raise ValueError(f"ranges is {ranges!r}; give train, wide or both")
+    check_sampling(ranges, dark, dof)
     wide = ranges == "wide" or (ranges == "both" and float(torch.rand((), generator=gen)) < 0.5)
     shares = {k: v for k, v in (("p_clean", p_clean), ("p_mix", p_mix)) if v is not None}
     d = wide_degradations(gen, **shares) if wide else sample_degradations(gen, **shares)
@@ -246,11 +255,7 @@ def train_classifier(data: str = "data/photos", out: str = "runs/classifier", st
     ``init`` starts from a classifier file (see :func:`warm_start`). ``ranges``, ``dark`` and ``dof``
     choose the samples as in :func:`degraded_region` (wider ranges, dark scenes, bokeh).
     """
-    if ranges not in RANGES:
-        raise ValueError(f"ranges is {ranges!r}; give train, wide or both")
-    for name, v in (("dark", dark), ("dof", dof)):
-        if not 0 <= v <= 1:
-            raise ValueError(f"{name} is a share of the regions; give 0..1, not {v}")
+    check_sampling(ranges, dark, dof)
     torch.set_num_threads(threads)
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
@@ -403,16 +408,11 @@ def fit_heads(model: DegradationClassifier, data: str = "data/photos", per_photo
     elif model.image_head is None or labels != list(model.config.image_labels):
         # An older file, or another label set: a fresh image-level head (zero output at first).
         model = _new_image_head(model, {"image_head": True, "image_labels": labels})
-    if not 0 <= dof <= 1:
-        raise ValueError(f"dof (the share of regions with a depth of field) is {dof}; give 0..1")
-    if not 0 <= dark <= 1:
-        raise ValueError(f"dark (the share of regions from the photos' dark parts) is {dark}; give 0..1")
+    check_sampling(ranges, dark, dof)
     if val_pick not in ("last", "spread"):
         raise ValueError(f"val_pick is {val_pick!r}; give last or spread")
     photos = _photos(Path(data), "train")
     t0 = time.time()
-    if ranges not in ("train", "wide", "both"):
-        raise ValueError(f"ranges is {ranges!r}; give train, wide or both")
     if not 0 < val_photos < len(photos):
         raise ValueError(f"val_photos is {val_photos}; give 1..{len(photos) - 1} (the split has {len(photos)} photos)")
     val_index = (set(range(len(photos) - val_photos, len(photos))) if val_pick == "last" else
