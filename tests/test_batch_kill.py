@@ -29,21 +29,26 @@ def pixels(path: Path) -> np.ndarray:
     return np.asarray(im)
 
 
+# Enough images that the 14 attempts below cannot finish the batch even on a fast machine, where
+# each attempt restores several more after its target before the kill lands.
+N_IMAGES = 144
+
+
 def test_killed_batch_resumes_to_a_complete_correct_tree(tmp_path):
     rng = np.random.default_rng(7)
     src = tmp_path / "album"
-    for i in range(72):
+    for i in range(N_IMAGES):
         folder = src / ("scans" if i % 3 == 0 else "phone" if i % 3 == 1 else ".")
         folder.mkdir(parents=True, exist_ok=True)
         arr = rng.integers(0, 255, (48, 56, 3), dtype=np.uint8)
         if i % 4 == 0:
-            Image.fromarray(arr).save(folder / f"img{i:02d}.jpg", quality=60)
+            Image.fromarray(arr).save(folder / f"img{i:03d}.jpg", quality=60)
         elif i % 4 == 1:
-            Image.fromarray(arr[..., 0]).save(folder / f"img{i:02d}.png")
+            Image.fromarray(arr[..., 0]).save(folder / f"img{i:03d}.png")
         elif i % 4 == 2:
-            Image.fromarray((arr[..., 0].astype(np.uint16) * 257)).save(folder / f"img{i:02d}.png")  # 16-bit grey
+            Image.fromarray((arr[..., 0].astype(np.uint16) * 257)).save(folder / f"img{i:03d}.png")  # 16-bit grey
         else:
-            Image.fromarray(np.dstack([arr, arr[..., :1]])).save(folder / f"img{i:02d}.png")  # RGBA
+            Image.fromarray(np.dstack([arr, arr[..., :1]])).save(folder / f"img{i:03d}.png")  # RGBA
     inputs_before = tree(src)
     cmd = [sys.executable, "-m", "m3unet", "restore", str(src), "--mode", "single", "--threads", "1"]
 
@@ -51,7 +56,7 @@ def test_killed_batch_resumes_to_a_complete_correct_tree(tmp_path):
     r = subprocess.run(cmd + ["-o", str(ref)], cwd=REPO, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr
     expected = {k for k in tree(ref) if k != "restore-log.jsonl"}
-    assert len(expected) == 72
+    assert len(expected) == N_IMAGES
 
     out = tmp_path / "out"
     kills = mid_batch = 0
@@ -83,6 +88,6 @@ def test_killed_batch_resumes_to_a_complete_correct_tree(tmp_path):
     for name in expected:
         assert np.array_equal(pixels(out / name), pixels(ref / name)), name
     assert tree(src) == inputs_before  # no input touched
-    last_run = [json.loads(line) for line in (out / "restore-log.jsonl").read_text().splitlines()][-72:]
+    last_run = [json.loads(line) for line in (out / "restore-log.jsonl").read_text().splitlines()][-N_IMAGES:]
     assert sorted(Path(x["output"]).relative_to(out).as_posix() for x in last_run) == sorted(expected)
     assert {x["status"] for x in last_run} <= {"ok", "skipped"}
