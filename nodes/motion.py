@@ -1,4 +1,4 @@
-"""Motion Deblur: estimate a straight camera-shake blur from the cepstrum, deconvolve it, clean up with M3UNet."""
+"""Motion Deblur: estimate a camera-shake blur (cepstrum, then a fitted bowed path), deconvolve it, clean up with M3UNet."""
 from __future__ import annotations
 
 import comfy.model_management as model_management
@@ -25,12 +25,13 @@ class M3UNetMotionDeblur(io.ComfyNode):
             category=CATEGORY,
             search_aliases=["motion blur", "camera shake", "deblur", "shaky photo", "deconvolution"],
             description=(
-                "Removes straight camera-shake (motion) blur: the blur's length and direction are read from the "
-                "image's cepstrum, a regularised deconvolution undoes it, and one M3UNet pass removes the "
-                "ringing and noise left. Set length and angle by hand when the estimate is off (the report "
-                "says what was used). When an estimate finds no clear shake, only the clean-up pass runs (the "
-                "report says so). Curved shake is only partly undone. The output keeps the input's size, "
-                "channels and batch."),
+                "Removes camera-shake (motion) blur: the blur's length and direction are read from the "
+                "image's cepstrum and refined into the straight or bowed path whose spectrum matches the "
+                "image's, a regularised deconvolution undoes it, and one M3UNet pass removes the ringing and "
+                "noise left. Set length and angle by hand when the estimate is off (a straight path is then "
+                "used; the report says what was used). When an estimate finds no clear shake, only the "
+                "clean-up pass runs (the report says so). A zig-zag shake is only partly undone. The output "
+                "keeps the input's size, channels and batch."),
             inputs=[
                 M3UNetModel.Input("model", tooltip="The model from Load M3UNet Model (runs the clean-up pass)."),
                 io.Image.Input("image", tooltip="Shaken image(s); a batch is deblurred image by image."),
@@ -47,7 +48,7 @@ class M3UNetMotionDeblur(io.ComfyNode):
             ],
             outputs=[
                 io.Image.Output(display_name="IMAGE", tooltip="The deblurred image(s)."),
-                io.String.Output(display_name="report", tooltip="Per image: the shake length, angle and noise used."),
+                io.String.Output(display_name="report", tooltip="Per image: the shake length, angle, bow and noise used."),
             ],
         )
 

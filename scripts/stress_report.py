@@ -74,12 +74,13 @@ def pages_table(runs: list[tuple[str, dict]]) -> str:
 def main() -> int:
     before, now = load("stress-test-before.json"), load("stress-test.json")
     previous, last = load("stress-test-e814429.json"), load("stress-test-04123b8.json")
+    latest = load("stress-test-7c6bec4.json")
     val = load("stress-validation.json")
     if now is None:
         print("results/stress-test.json is missing; run the commands in docs/stress.md first")
         return 1
     runs = ([("67bd65c", before)] if before else []) + ([("e814429", previous)] if previous else [])
-    runs += ([("04123b8", last)] if last else []) + [("now", now)]
+    runs += ([("04123b8", last)] if last else []) + ([("7c6bec4", latest)] if latest else []) + [("now", now)]
     out = ["# The stress set", "",
            "Photos degraded over wider ranges than training uses, to see what the automatic restore does on",
            "degradations nobody tuned on (`m3unet/evaluation/stress.py`): Gaussian noise 5-50/255,",
@@ -93,11 +94,12 @@ def main() -> int:
            ".venv/bin/python -m m3unet eval --stress --json results/stress-test.json --plot docs/stress.png",
            ".venv/bin/python -m m3unet eval --stress --region dark --json results/stress-test-dark.json",
            ".venv/bin/python -m m3unet eval --stress --split validation --json results/stress-validation.json",
-           "# 67bd65c, e814429 and 04123b8: the first two commands at those commits (67bd65c: before the motion",
-           "# deblur, the low-light floor, low light as given and the print guard's low-resolution reading;",
-           "# e814429: before the stage-7 classifier and small_print_routes; 04123b8: before the highlight",
-           "# limit on brightening, the milder deconvolution of down-sampled photos, the 96 px minimum side,",
-           "# the classifier's low-light and haze calibration and haze taken as given)",
+           "# 67bd65c, e814429, 04123b8 and 7c6bec4: the first two commands at those commits (67bd65c: before",
+           "# the motion deblur, the low-light floor, low light as given and the print guard's low-resolution",
+           "# reading; e814429: before the stage-7 classifier and small_print_routes; 04123b8: before the",
+           "# highlight limit on brightening, the milder deconvolution of down-sampled photos, the 96 px minimum",
+           "# side, the classifier's low-light and haze calibration and haze taken as given; 7c6bec4: before",
+           "# the motion deblur's fitted path and its match gate)",
            "python scripts/stress_report.py   # writes this page",
            "```", "",
            f"Test photos ({', '.join(now['photos'])}): they chose nothing.", "",
@@ -118,9 +120,10 @@ def main() -> int:
     out += [f"Kinds and bands below the input now: {', '.join(below) if below else 'none'} (target: none). "
             f"Clean photos: {clean:+.2f} dB (target: at most 0.3 dB lost)." if clean is not None else "", ""]
     dark, dark_prev = load("stress-test-dark.json"), load("stress-test-dark-e814429.json")
-    dark_last = load("stress-test-dark-04123b8.json")
+    dark_last, dark_latest = load("stress-test-dark-04123b8.json"), load("stress-test-dark-7c6bec4.json")
     if dark:
         druns = ([("e814429", dark_prev)] if dark_prev else []) + ([("04123b8", dark_last)] if dark_last else [])
+        druns += [("7c6bec4", dark_latest)] if dark_latest else []
         druns.append(("now", dark))
         out += ["The test photos' darkest crops (`--region dark`: each photo's own dark scene, 256 px):", "",
                 f1_table(druns), "", gain_table(druns), ""]

@@ -9,7 +9,7 @@ import torch
 
 from m3unet.auto.guards import cepstrum_reads_motion
 from m3unet.auto.motion import (MotionDeblur, MotionDeblurError, MotionEstimate, deconvolve, estimate_motion,
-                                line_kernel)
+                                fit_path, line_kernel, path_kernel)
 from m3unet.auto.policy import DEFAULT_POLICY
 from m3unet.core.metrics import psnr
 from m3unet.training import synthesis as deg
@@ -207,3 +207,90 @@ def test_estimate_describes_itself():
     e = MotionEstimate(12.34, 45.6, 10.0, 1.5)
     assert e.describe() == "motion 12.3 px at 46 degrees, noise 1.5/255"
     assert math.isfinite(estimate_motion(torch.rand(3, 40, 40)).length)  # a small image still reads
+
+
+def _centroid_offset(k: torch.Tensor) -> float:
+    i = torch.arange(k.shape[0], dtype=torch.float64) - k.shape[0] // 2
+    k = k.double() / k.sum()
+    return math.hypot(float((k.sum(1) * i).sum()), float((k.sum(0) * i).sum()))
+
+
+def test_path_kernel_is_a_centred_bowed_path_and_its_mirror_has_the_opposite_bow():
+    assert torch.equal(path_kernel(11.0, 35.0, 0.0), line_kernel(11.0, 35.0))
+    k = path_kernel(15.0, 0.0, 0.2)
+    assert k.shape[0] % 2 == 1 and float(k.sum()) == pytest.approx(1.0, abs=1e-6)
+    assert _centroid_offset(k) < 0.05
+    c = k.shape[0] // 2
+    assert float(k[c].sum()) < 0.5  # bowed away from the straight centre row
+    assert torch.allclose(path_kernel(15.0, 70.0, -0.2), path_kernel(15.0, 70.0, 0.2).flip(0, 1), atol=1e-6)
+    for bad in ((0.0, 0.1), (10.0, float("nan"))):
+        with pytest.raises(MotionDeblurError):
+            path_kernel(bad[0], 30.0, bad[1])
+
+
+@pytest.mark.parametrize("length,angle,bow", [(15.0, 30.0, 0.15), (19.0, 120.0, -0.2)])
+def test_fit_path_reads_a_bowed_shake_and_its_sign(length, angle, bow):
+    x = _photo()
+    y = deg.convolve(x, path_kernel(length, angle, bow)).clamp(0, 1)
+    est = estimate_motion(y)
+    fit = fit_path(y, est)
+    assert abs(fit.length - length) < 1.5, fit
+    assert _angle_error(fit.angle, angle) < 6, fit
+    assert abs(fit.bow - bow) <= 0.05, fit
+    assert fit.match > 0.3 and fit.confidence == est.confidence
+    straight = psnr(deconvolve(y, line_kernel(est.length, est.angle), 0.01).clamp(0, 1), x)
+    bowed = psnr(deconvolve(y, path_kernel(fit.length, fit.angle, fit.bow), 0.01).clamp(0, 1), x)
+    assert bowed > straight + 1.0, (straight, bowed)
+
+
+def test_fit_path_keeps_a_straight_blur_straight():
+    x = _photo()
+    y = deg.convolve(x, line_kernel(13.0, 115.0)).clamp(0, 1)
+    fit = fit_path(y, estimate_motion(y))
+    assert abs(fit.bow) <= 0.05 and abs(fit.length - 13.0) < 1.0 and _angle_error(fit.angle, 115.0) < 4, fit
+
+
+def test_the_reading_fits_the_path_only_when_estimating_and_the_policy_says_so():
+    from m3unet.auto.policy import RestorePolicy
+    x = _photo()
+    y = deg.convolve(x, path_kernel(15.0, 30.0, 0.15)).clamp(0, 1)
+    restorer = object()  # the reading never touches the clean-up model
+    fitted = MotionDeblur(restorer).reading(y)
+    assert fitted.bow != 0 and fitted.match > 0
+    assert MotionDeblur(restorer, policy=RestorePolicy(motion_fit_path=False)).reading(y).bow == 0
+    given = MotionDeblur(restorer).reading(y, length=15.0, angle=30.0)
+    assert given.bow == 0 and given.length == 15.0 and math.isinf(given.confidence)
+
+
+def test_a_shallow_cepstrum_opens_the_gate_only_through_a_well_matched_fitted_path():
+    """With the cepstrum's own depth out of reach (``motion_confidence`` 1000), a bowed shake still
+    opens the gate through its fitted path (``motion_match``), and the step deconvolves the bowed
+    path; with the fit off, or a match asked for that no photo reaches, the gate stays shut."""
+    from m3unet.auto.classifier import Finding, LABELS
+    from m3unet.auto.guards import fitted_path_reads_motion
+    from m3unet.auto.pool import Pool
+    from m3unet.auto.restorer import AutoRestorer
+
+    def classifier(image):
+        p = {k: (0.9 if k == "motion" else 0.01) for k in LABELS}
+        return [Finding(p, {k: 0.5 for k in LABELS}) for _ in range(image.shape[0])]
+
+    x = _photo(192)
+    y = deg.convolve(x, path_kernel(15.0, 30.0, 0.15)).clamp(0, 1).permute(1, 2, 0)[None]
+    deep_only = DEFAULT_POLICY.replace(motion_confidence=1000.0)
+
+    def steps(policy):
+        pool = Pool(None, [MotionDeblur(_Identity(), policy=policy)], tile=256)
+        res = AutoRestorer(pool, classifier, policy=policy).run(y, seed=0)
+        return [s.chosen for s in res.reports[0].steps], res
+
+    chosen, res = steps(deep_only)
+    assert chosen == ["motion-deblur"]
+    assert psnr(res.image[0].permute(2, 0, 1), x) > psnr(y[0].permute(2, 0, 1), x) + 2
+    assert "motion-deblur" not in steps(deep_only.replace(motion_fit_path=False))[0]
+    assert "motion-deblur" not in steps(deep_only.replace(motion_match=0.99))[0]
+    est = MotionEstimate(15.0, 30.0, confidence=6.0, noise=0.5, symmetry=0.05, bow=0.15, match=0.5)
+    assert fitted_path_reads_motion(est, DEFAULT_POLICY)
+    for bad in (dict(match=0.2), dict(confidence=4.0), dict(symmetry=0.6), dict(length=3.0)):
+        assert not fitted_path_reads_motion(MotionEstimate(**{**est.__dict__, **bad}), DEFAULT_POLICY), bad
+    assert not fitted_path_reads_motion(est, DEFAULT_POLICY.replace(motion_fit_path=False))

@@ -155,6 +155,15 @@ def cepstrum_reads_motion(est, policy: RestorePolicy = DEFAULT_POLICY) -> bool:
             and est.symmetry < policy.motion_max_symmetry)
 
 
+def fitted_path_reads_motion(est, policy: RestorePolicy = DEFAULT_POLICY) -> bool:
+    """Motion gate for a shake the cepstrum reads shallow (long or curved): at least
+    ``motion_fit_confidence`` deep, ``motion_min_length`` long, directional, and a fitted path
+    (:func:`m3unet.auto.motion.fit_path`) that matches the photo's spectrum by ``motion_match``."""
+    return (policy.motion_fit_path and est.length >= policy.motion_min_length
+            and est.confidence >= policy.motion_fit_confidence and est.symmetry < policy.motion_max_symmetry
+            and getattr(est, "match", 0.0) >= policy.motion_match)
+
+
 def is_too_small(x: torch.Tensor, min_side: int) -> bool:
     """Under the classifier's minimum side (from its weights) its reading is not trusted."""
     return min(x.shape[-2:]) < min_side

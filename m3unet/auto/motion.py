@@ -52,9 +52,13 @@ class MotionEstimate:
     noise: float = 0.0
     symmetry: float = 0.0   # depth of the cepstrum at the perpendicular offset over the peak's: ~1 for
                             # resampling (the same comb along both axes), ~0 for a directional blur
+    bow: float = 0.0        # the path's largest offset from its chord over the chord's length, signed
+                            # (0: a straight line; see :func:`path_kernel` and :func:`fit_path`)
+    match: float = 0.0      # correlation of the fitted path's spectrum with the photo's (0: not fitted)
 
     def describe(self) -> str:
-        return f"motion {self.length:.1f} px at {self.angle:.0f} degrees, noise {self.noise:.1f}/255"
+        bow = f", bowed {self.bow:+.2f}" if self.bow else ""
+        return f"motion {self.length:.1f} px at {self.angle:.0f} degrees{bow}, noise {self.noise:.1f}/255"
 
 
 def _tiles(h: int, w: int, t: int) -> list[tuple[int, int]]:
@@ -137,6 +141,139 @@ def line_kernel(length: float, angle: float) -> torch.Tensor:
     for ddx, ddy, wgt in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
         k.index_put_(((y0 + ddy).clamp(0, size - 1), (x0 + ddx).clamp(0, size - 1)), wgt, accumulate=True)
     return (k / k.sum()).float()
+
+
+def path_kernel(length: float, angle: float, bow: float = 0.0) -> torch.Tensor:
+    """A motion-blur kernel along a bowed camera path: a chord of ``length`` px at ``angle`` degrees
+    whose points are offset perpendicularly by ``bow * length * (1 - t^2)`` (``t`` from -1 to 1 along
+    the chord: a parabolic arc, the second-order model of a shake), anti-aliased, centred on its
+    centroid, normalised to sum 1, odd side. ``bow`` 0 is :func:`line_kernel`."""
+    if not bow:
+        return line_kernel(length, angle)
+    if not (math.isfinite(length) and length > 0 and math.isfinite(bow)):
+        raise MotionDeblurError(f"motion length {length} / bow {bow}; give a positive length and a finite bow")
+    t = torch.linspace(-1.0, 1.0, max(32, int(16 * length)), dtype=torch.float64)
+    along, off = t * length / 2, bow * length * (1 - t ** 2)
+    th = math.radians(angle)
+    xs, ys = along * math.cos(th) - off * math.sin(th), along * math.sin(th) + off * math.cos(th)
+    xs, ys = xs - xs.mean(), ys - ys.mean()
+    size = (int(math.ceil(2 * float(torch.maximum(xs.abs().max(), ys.abs().max())))) + 3) | 1
+    c = size // 2
+    k = torch.zeros(size, size, dtype=torch.float64)
+    xs, ys = xs + c, ys + c
+    x0, y0 = xs.floor().long(), ys.floor().long()
+    fx, fy = xs - x0, ys - y0
+    for ddx, ddy, wgt in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
+        k.index_put_(((y0 + ddy).clamp(0, size - 1), (x0 + ddx).clamp(0, size - 1)), wgt, accumulate=True)
+    return (k / k.sum()).float()
+
+
+# Fitting the path to the spectrum: a blur multiplies the photo's power spectrum by |K|^2, whose fine
+# structure (the zeros of a line's sinc, smeared along a bowed path) stands out of a natural photo's
+# smooth power law once both are high-passed in the log domain.
+FIT_BAND = (0.02, 0.45)   # radial frequencies (cycles/px) compared
+FIT_FLOOR = 1e-3          # |K|^2 floor: noise and quantisation fill the kernel's zeros
+FIT_SMOOTH = 3.0          # the log spectra's smooth part: Gaussian of this many frequency bins
+BOWS = tuple(round(0.05 * i, 2) for i in range(-6, 7))   # bows tried: -0.3 .. 0.3
+SIGN_CROP = 512           # the bow's sign is judged on the centre of the photo, at most this side (px)
+
+
+def _highpass(logp: torch.Tensor) -> torch.Tensor:
+    """``logp`` ``[..., t, t]`` (unshifted spectra) minus its Gaussian-smoothed self (circular)."""
+    r = int(3 * FIT_SMOOTH)
+    g = torch.exp(-torch.arange(-r, r + 1, dtype=logp.dtype) ** 2 / (2 * FIT_SMOOTH ** 2))
+    g = g / g.sum()
+    x = logp.reshape(-1, 1, *logp.shape[-2:])
+    sm = torch.nn.functional.conv2d(torch.nn.functional.pad(x, (r, r, r, r), mode="circular"), g[None, None, :, None])
+    sm = torch.nn.functional.conv2d(sm, g[None, None, None, :])
+    return (x - sm).reshape(logp.shape)
+
+
+def power_spectrum(grey: torch.Tensor, tile: int = TILE) -> torch.Tensor:
+    """Welch-averaged power spectrum ``[t, t]`` (unshifted) of a ``[H, W]`` image (Hann-windowed tiles)."""
+    h, w = grey.shape
+    t = min(tile, h, w)
+    win = torch.hann_window(t, periodic=False, dtype=torch.float64)
+    win2 = win[:, None] * win[None, :]
+    acc = torch.zeros(t, t, dtype=torch.float64)
+    pos = _tiles(h, w, t)
+    for y, x in pos:
+        p = grey[y:y + t, x:x + t].double()
+        acc += torch.fft.fft2((p - p.mean()) * win2).abs() ** 2
+    return acc / len(pos)
+
+
+def _matches(observed: torch.Tensor, band: torch.Tensor, params: list[tuple[float, float, float]],
+             t: int) -> torch.Tensor:
+    """Correlation of the high-passed log spectrum ``observed`` (in ``band``) with each path's."""
+    out = torch.full((len(params),), -1.0, dtype=torch.float64)
+    ks = []
+    for i, (length, angle, bow) in enumerate(params):
+        k = path_kernel(length, angle, bow).double()
+        if k.shape[0] <= t // 2:
+            kp = torch.zeros(t, t, dtype=torch.float64)
+            kp[:k.shape[0], :k.shape[1]] = k
+            ks.append((i, kp))
+    if not ks:
+        return out
+    model = _highpass(torch.log(torch.fft.fft2(torch.stack([kp for _, kp in ks])).abs() ** 2 + FIT_FLOOR))[:, band]
+    model = model - model.mean(1, keepdim=True)
+    corr = (model @ observed) / (model.norm(dim=1) * observed.norm() + 1e-12)
+    out[[i for i, _ in ks]] = corr
+    return out
+
+
+def _gradient_sparsity(grey: torch.Tensor, kernel: torch.Tensor, balance: float) -> float:
+    """``|grad x|_1 / |grad x|_2`` of the deconvolution of ``[H, W]`` by ``kernel`` (Krishnan, Tay &
+    Fergus, CVPR 2011): lower for the sharp photo than for one deconvolved by a mirrored path."""
+    x = deconvolve(grey[None].float(), kernel, balance)[0].clamp(0, 1)
+    gx, gy = x[:, 1:] - x[:, :-1], x[1:, :] - x[:-1, :]
+    return float((gx.abs().sum() + gy.abs().sum()) / (gx.pow(2).sum() + gy.pow(2).sum()).sqrt().clamp(min=1e-12))
+
+
+def fit_path(x: torch.Tensor, est: MotionEstimate, base_balance: float = 0.01) -> MotionEstimate:
+    """Refine the cepstrum's straight reading ``est`` of ``[3, H, W]`` into a bowed path
+    (:func:`path_kernel`) whose spectrum best matches the photo's.
+
+    Search, each stage around the last's best: straight paths of 0.6-2x the cepstral length within
+    20 degrees; then lengths, angles and bows (:data:`BOWS`) near it; then a finer grid. The power
+    spectrum cannot tell a path from its mirror image (the same bow with the opposite sign), so the
+    sign is the one whose deconvolution has the sparser gradients."""
+    g = luminance(x.float())
+    p = power_spectrum(g)
+    t = p.shape[0]
+    f = torch.fft.fftfreq(t, dtype=torch.float64)
+    rad = (f[:, None] ** 2 + f[None, :] ** 2).sqrt()
+    band = (rad > FIT_BAND[0]) & (rad < FIT_BAND[1])
+    observed = _highpass(torch.log(p + 1e-12))[band]
+    observed = observed - observed.mean()
+    l0, a0 = max(est.length, 3.0), est.angle
+    step = max(0.5, l0 / 15)
+
+    def best_of(params):
+        c = _matches(observed, band, params, t)
+        i = int(c.argmax())
+        return params[i], float(c[i])
+
+    lengths = [float(v) for v in torch.arange(max(3.0, 0.6 * l0), min(MAX_LENGTH, 2.0 * l0) + 1e-6, step)]
+    (length, angle, _), _ = best_of([(L, a0 + da, 0.0) for L in lengths for da in range(-20, 21, 5)])
+    (length, angle, bow), _ = best_of([(L, angle + da, b) for L in (length - step, length, length + step) if L >= 3
+                                       for da in (-5.0, -2.5, 0.0, 2.5, 5.0) for b in BOWS])
+    (length, angle, bow), match = best_of([(length + dl, angle + da, round(bow + db, 4))
+                                           for dl in (-0.5 * step, -0.25 * step, 0.0, 0.25 * step, 0.5 * step)
+                                           if length + dl >= 3
+                                           for da in (-2.0, -1.0, 0.0, 1.0, 2.0) for db in (-0.025, 0.0, 0.025)])
+    if bow:
+        balance = balance_for(est.noise, length, base_balance)
+        h, w = g.shape
+        top, left = max(0, (h - SIGN_CROP) // 2), max(0, (w - SIGN_CROP) // 2)
+        part = g[top:top + SIGN_CROP, left:left + SIGN_CROP]
+        if _gradient_sparsity(part, path_kernel(length, angle, -bow), balance) < \
+                _gradient_sparsity(part, path_kernel(length, angle, bow), balance):
+            bow = -bow
+    if angle % 360.0 >= 180.0:  # the same path seen from its other end
+        angle, bow = angle - 180.0, -bow
+    return MotionEstimate(length, angle % 180.0, est.confidence, est.noise, est.symmetry, bow, match)
 
 
 def _otf(kernel: torch.Tensor, h: int, w: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
@@ -230,12 +367,13 @@ class MotionDeblur:
                                               and est.symmetry < self.policy.motion_max_symmetry)
 
     def describe(self) -> str:
-        return (f"{self.name} (linear motion kernel from the cepstrum, Wiener deconvolution, then an M3UNet "
-                "clean-up pass; the automatic restore's motion step)")
+        return (f"{self.name} (motion kernel from the cepstrum, fitted to a bowed path, Wiener deconvolution, "
+                "then an M3UNet clean-up pass; the automatic restore's motion step)")
 
-    @staticmethod
-    def reading(x: torch.Tensor, length: float | None = None, angle: float | None = None) -> MotionEstimate:
-        """The cepstrum's reading of ``[3, H, W]``, with ``length`` / ``angle`` replacing it where given."""
+    def reading(self, x: torch.Tensor, length: float | None = None, angle: float | None = None,
+                fit: bool = True) -> MotionEstimate:
+        """The cepstrum's reading of ``[3, H, W]``, with ``length`` / ``angle`` replacing it where given;
+        with neither given and ``fit``, refined into a bowed path (:meth:`refine`)."""
         est = estimate_motion(x)
         if length is not None:
             if not (math.isfinite(float(length)) and float(length) >= 1.0):
@@ -244,6 +382,15 @@ class MotionDeblur:
                                  float("inf"), est.noise)
         elif angle is not None:
             est = MotionEstimate(est.length, float(angle) % 180.0, est.confidence, est.noise)
+        elif fit:
+            est = self.refine(x, est)
+        return est
+
+    def refine(self, x: torch.Tensor, est: MotionEstimate) -> MotionEstimate:
+        """The cepstral reading ``est`` of ``[3, H, W]`` fitted to a bowed path (:func:`fit_path`) when
+        policy ``motion_fit_path`` is on and the kernel is worth deconvolving; else ``est``."""
+        if self.policy.motion_fit_path and est.match == 0 and self.would_deconvolve(est):
+            return fit_path(x, est, self.base_balance)
         return est
 
     def deconvolve(self, x: torch.Tensor, est: MotionEstimate) -> torch.Tensor:
@@ -254,7 +401,7 @@ class MotionDeblur:
         """Deconvolve ``[3, H, W]`` with the kernel of ``est``, whatever its confidence."""
         if est.length < 1.0:
             return x
-        k = line_kernel(est.length, est.angle)
+        k = path_kernel(est.length, est.angle, est.bow)
         return deconvolve(x.float(), k, balance_for(est.noise, est.length, self.base_balance)).clamp(0, 1).to(x.dtype)
 
     def deblur(self, x: torch.Tensor, est: MotionEstimate, seed: int = 0, tile: int = 512,

@@ -193,6 +193,21 @@ class RestorePolicy:
         "more with noise); larger is smoother and safer",
         "scripts/motion_probe.py --balances 0.01,0.015,0.025 (validation photos): linear motion +3.36 / +3.29 / "
         "+3.10 dB, camera shake +1.89 / +1.91 / +1.85 dB with the clean-up pass")
+    motion_fit_path: bool = _entry(
+        True, "refine the cepstrum's straight kernel into the bowed camera path whose spectrum matches the photo's "
+        "(length, angle, bow; the bow's sign from the sparser deconvolution) before deconvolving",
+        "scripts/motion_probe.py --fit (validation photos, results/motion-fit-validation.json): with the clean-up "
+        "pass linear motion +3.36 -> +3.62 dB, camera shake +1.89 -> +3.45 dB; eval --stress --split validation "
+        "(docs/motion.md)")
+    motion_match: float = _entry(
+        0.35, "a fitted path whose spectrum correlates this well with the photo's opens the motion gate from "
+        "motion_fit_confidence on (instead of motion_confidence): long and curved shakes read shallow in the cepstrum",
+        "scripts/motion_probe.py --fit (validation photos): clean, noisy, JPEG, low-light and hazy photos match at "
+        "most 0.19, defocus 0.27 (down-sampling up to 0.43 is shut out by motion_max_symmetry); the 7 shakes with "
+        "a cepstral depth of 5-9 that match 0.35 or more gain +2.0 to +5.7 dB")
+    motion_fit_confidence: float = _entry(
+        5.0, "the least cepstral depth at which a well-matched fitted path (motion_match) opens the motion gate",
+        "scripts/motion_probe.py (validation photos): clean, noisy, low-light and hazy photos read at most 5.0")
     # --- images under the classifier's minimum side ------------------------------------------------
     small_image_routes: bool = _entry(
         True, "under the classifier's minimum side, let the blur estimator route the image: kernel deblur, "

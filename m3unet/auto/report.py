@@ -85,7 +85,8 @@ REASONS: dict[str, Callable[[dict[str, Any]], str]] = {
                           f"the image looked down-sampled and brought back to size: it was deconvolved by a "
                           f"{f['sigma']:.1f} px blur ({f['scale']:g} of the estimate, so as not to sharpen past what "
                           "the resampling kept), then cleaned up by M3UNet"),
-    "motion_kernel": lambda f: (f"the blur looked like camera shake of {f['length']:.0f} px: it was deconvolved, "
+    "motion_kernel": lambda f: (f"the blur looked like camera shake of {f['length']:.0f} px"
+                                f"{' along a curved path' if f.get('bow') else ''}: it was deconvolved, "
                                 "then cleaned up by M3UNet"),
     "enlarged_print": lambda f: "it looks like small print that was enlarged: the small-print specialist restored it",
     # why it stopped

@@ -500,7 +500,8 @@ class AutoRestorer:
     def _motion_step(self, x: torch.Tensor, f, print_like: bool = False):
         """``(Step, reading)`` for the motion deblur when the motion gate opens (policy ``motion_gate``:
         one of ``motion_labels`` read, or with ``motion_needs_label`` off any image but print, and a
-        confident directional kernel in the cepstrum), else None."""
+        confident directional kernel in the cepstrum, or a shallower one whose fitted path matches the
+        photo's spectrum), else None. The reading is the fitted path (policy ``motion_fit_path``)."""
         tool = self._motion_tool()
         if tool is None or not self.policy.motion_gate or f is None:
             return None
@@ -509,9 +510,14 @@ class AutoRestorer:
                 return None
         elif print_like:
             return None
-        est = tool.reading(x)
+        est = tool.reading(x, fit=False)
         if not guards.cepstrum_reads_motion(est, self.policy):
-            return None
+            if not (self.policy.motion_fit_path and est.confidence >= self.policy.motion_fit_confidence):
+                return None
+            est = tool.refine(x, est)
+            if not guards.fitted_path_reads_motion(est, self.policy):
+                return None
+        est = tool.refine(x, est)
         strength = round(min(1.0, max(0.0, (est.length - 5.0) / 20.0)), 2)  # the motion severity scale
         return Step("motion", strength, tool.name, est.describe()), est
 
@@ -559,7 +565,8 @@ class AutoRestorer:
         e = effect(st.finding, fy, step.task, self.policy.side_weight)
         attempts = [Attempt(step.model, sy, round(e.own_drop, 4), round(e.side_rise, 4), fy.labels)]
         labels = [k for k in st.finding.labels if k in self.policy.defocus_labels]
-        reason = (Reason("motion_kernel", {"labels": labels, "length": est.length, "angle": est.angle})
+        reason = (Reason("motion_kernel", {"labels": labels, "length": est.length, "angle": est.angle,
+                                                  "bow": getattr(est, "bow", 0.0)})
                   if step.task == "motion" else
                   Reason("defocus", {"labels": labels, "sigma": est.sigma, "noise": est.noise,
                                      **({"scale": est.scale} if est.scale != 1.0 else {})}))
