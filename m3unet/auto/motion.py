@@ -71,8 +71,8 @@ def _tiles(h: int, w: int, t: int) -> list[tuple[int, int]]:
     return pos
 
 
-def cepstrum(grey: torch.Tensor, tile: int = TILE) -> torch.Tensor:
-    """Centred power cepstrum ``[t, t]`` of a ``[H, W]`` image from its Welch-averaged log spectrum."""
+def power_spectrum(grey: torch.Tensor, tile: int = TILE) -> torch.Tensor:
+    """Welch-averaged power spectrum ``[t, t]`` (unshifted) of a ``[H, W]`` image (Hann-windowed tiles)."""
     h, w = grey.shape
     t = min(tile, h, w)
     win = torch.hann_window(t, periodic=False, dtype=torch.float64)
@@ -82,8 +82,12 @@ def cepstrum(grey: torch.Tensor, tile: int = TILE) -> torch.Tensor:
     for y, x in pos:
         p = grey[y:y + t, x:x + t].double()
         acc += torch.fft.fft2((p - p.mean()) * win2).abs() ** 2
-    c = torch.fft.ifft2(torch.log(acc / len(pos) + 1e-12)).real
-    return torch.fft.fftshift(c)
+    return acc / len(pos)
+
+
+def cepstrum(grey: torch.Tensor, tile: int = TILE) -> torch.Tensor:
+    """Centred power cepstrum ``[t, t]`` of a ``[H, W]`` image from its Welch-averaged log spectrum."""
+    return torch.fft.fftshift(torch.fft.ifft2(torch.log(power_spectrum(grey, tile) + 1e-12)).real)
 
 
 def noise_level(grey: torch.Tensor) -> float:
@@ -187,20 +191,6 @@ def _highpass(logp: torch.Tensor) -> torch.Tensor:
     sm = torch.nn.functional.conv2d(torch.nn.functional.pad(x, (r, r, r, r), mode="circular"), g[None, None, :, None])
     sm = torch.nn.functional.conv2d(sm, g[None, None, None, :])
     return (x - sm).reshape(logp.shape)
-
-
-def power_spectrum(grey: torch.Tensor, tile: int = TILE) -> torch.Tensor:
-    """Welch-averaged power spectrum ``[t, t]`` (unshifted) of a ``[H, W]`` image (Hann-windowed tiles)."""
-    h, w = grey.shape
-    t = min(tile, h, w)
-    win = torch.hann_window(t, periodic=False, dtype=torch.float64)
-    win2 = win[:, None] * win[None, :]
-    acc = torch.zeros(t, t, dtype=torch.float64)
-    pos = _tiles(h, w, t)
-    for y, x in pos:
-        p = grey[y:y + t, x:x + t].double()
-        acc += torch.fft.fft2((p - p.mean()) * win2).abs() ** 2
-    return acc / len(pos)
 
 
 def _matches(observed: torch.Tensor, band: torch.Tensor, params: list[tuple[float, float, float]],
