@@ -1,4 +1,4 @@
-"""Motion deblur: estimate a linear camera-shake kernel from the cepstrum, deconvolve, clean up with M3UNet.
+"""Motion deblur: estimate a camera-shake kernel from the cepstrum, fit its path, deconvolve, clean up with M3UNet.
 
 A straight motion blur of length ``L`` along direction ``d`` multiplies the image spectrum by a
 sinc whose zeros repeat every ``1/L`` along ``d``; the log spectrum is periodic there, so the
@@ -10,6 +10,10 @@ overlapping Hann-windowed tiles (Welch), the peak is found beyond a few pixels f
 refined to sub-pixel by the centroid of its neighbourhood. Its depth in units of the cepstrum's
 spread is the reading's ``confidence``: defocus, down-sampling, noise and clean photos have no
 such peak.
+
+The straight reading is then fitted to a bowed (parabolic-arc) camera path whose power spectrum
+best matches the photo's (:func:`fit_path`: high-passed log spectra correlated, the sign of the
+bow from the sparser deconvolution, after Krishnan, Tay & Fergus, CVPR 2011).
 
 The kernel is then undone by a Wiener / constrained least-squares filter (gradient penalty, as in
 :func:`m3unet.auto.deblur.wiener_deconvolve`) and a blind M3UNet pass removes what deconvolution
