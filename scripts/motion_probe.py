@@ -55,18 +55,18 @@ def main() -> int:
             row = {"photo": pid, "kind": kind, "params": a.params if a else {}, "length": round(est.length, 2),
                    "angle": round(est.angle, 1), "confidence": round(est.confidence, 2),
                    "noise": round(est.noise, 2), "symmetry": round(est.symmetry, 2), "input": round(psnr(y, clean), 3)}
-            if args.fit and est.length >= 1.0:
-                fit = fit_path(y, est)
+            fit = fit_path(y, est) if args.fit and est.length >= 1.0 else None
+            if fit is not None:
                 row["fit"] = {"length": round(fit.length, 2), "angle": round(fit.angle, 1), "bow": fit.bow,
                               "match": round(fit.match, 3)}
             if kind in ("linear motion", "camera shake"):
                 for b, tool in tools.items():
                     row[f"wiener {b}"] = round(psnr(tool.deconvolve(y, est), clean), 3)
                     row[f"full {b}"] = round(psnr(tool.deblur(y, est, seed=0), clean), 3)
-                    if args.fit and est.length >= 1.0:
-                        fit = fit_path(y, est, b)
-                        row[f"wiener fit {b}"] = round(psnr(tool._deconvolve_with(y, fit), clean), 3)
-                        row[f"full fit {b}"] = round(psnr(tool.deblur(y, fit, seed=0), clean), 3)
+                    if fit is not None:  # the balance only enters the bow's sign test
+                        fit_b = fit if b == 0.01 else fit_path(y, est, b)
+                        row[f"wiener fit {b}"] = round(psnr(tool._deconvolve_with(y, fit_b), clean), 3)
+                        row[f"full fit {b}"] = round(psnr(tool.deblur(y, fit_b, seed=0), clean), 3)
             rows.append(row)
             print(json.dumps(row), flush=True)
     print("\nconfidence by kind (min / median / max):")

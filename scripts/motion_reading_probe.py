@@ -2,9 +2,9 @@
 
 For each case of the validation stress set (``--region centre|dark``), the classifier's reading as
 recorded by ``eval --stress --split validation --json FILE``, and the same reading with "motion"
-added wherever the motion gate's spectral criteria hold (a cepstral peak deep enough,
-:func:`m3unet.auto.guards.cepstrum_reads_motion`, or a shallower one whose fitted path matches the
-photo's spectrum, :func:`m3unet.auto.guards.fitted_path_reads_motion`). Prints the F1 per family of
+added wherever the motion gate's spectral test holds
+(:meth:`m3unet.auto.motion.MotionDeblur.gate_reading`: a cepstral peak deep enough, or a shallower
+one whose fitted path matches the photo's spectrum). Prints the F1 per family of
 both and the cases where motion was added:
 
     .venv/bin/python scripts/motion_reading_probe.py --stress-json results/stress-validation.json --region centre
@@ -21,21 +21,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from m3unet.auto.guards import cepstrum_reads_motion, fitted_path_reads_motion  # noqa: E402
-from m3unet.auto.motion import estimate_motion, fit_path  # noqa: E402
+from m3unet.auto.motion import MotionDeblur  # noqa: E402
 from m3unet.auto.policy import DEFAULT_POLICY  # noqa: E402
 from m3unet.evaluation.stress import STRESS_SEED, f1_scores, stress_set  # noqa: E402
 from m3unet.training.data import evaluation_photos  # noqa: E402
-
-
-def spectral_motion(x: torch.Tensor) -> bool:
-    """The motion gate's spectral test on ``[3, H, W]`` under the shipped policy."""
-    est = estimate_motion(x)
-    if cepstrum_reads_motion(est, DEFAULT_POLICY):
-        return True
-    if est.confidence < DEFAULT_POLICY.motion_fit_confidence:
-        return False
-    return fitted_path_reads_motion(fit_path(x, est, DEFAULT_POLICY.motion_balance), DEFAULT_POLICY)
 
 
 def main() -> int:
@@ -50,13 +39,14 @@ def main() -> int:
     if len(rows) != len(cases):
         raise SystemExit(f"{args.stress_json} holds {len(rows)} cases, the {args.region} stress set {len(cases)}: "
                          "give the result of eval --stress --split validation for that region")
+    gate = MotionDeblur(None, base_balance=DEFAULT_POLICY.motion_balance)  # the reading needs no restorer
     base, hybrid = [], []
     for c, r in zip(cases, rows):
         if (c.photo, c.name) != (r["photo"], r["name"]):
             raise SystemExit(f"{args.stress_json} does not follow the stress set's order (case {c.photo} {c.name})")
         read = set(r["read"])
         base.append(read)
-        hybrid.append(read | ({"motion"} if spectral_motion(c.degraded) else set()))
+        hybrid.append(read | ({"motion"} if gate.gate_reading(c.degraded) is not None else set()))
         if hybrid[-1] != read:
             print(f"  motion added: {c.photo} {c.name} (applied: {', '.join(sorted(c.families))}; "
                   f"read: {', '.join(sorted(read)) or 'nothing'})")

@@ -161,7 +161,7 @@ def fitted_path_reads_motion(est, policy: RestorePolicy = DEFAULT_POLICY) -> boo
     (:func:`m3unet.auto.motion.fit_path`) that matches the photo's spectrum by ``motion_match``."""
     return (policy.motion_fit_path and est.length >= policy.motion_min_length
             and est.confidence >= policy.motion_fit_confidence and est.symmetry < policy.motion_max_symmetry
-            and getattr(est, "match", 0.0) >= policy.motion_match)
+            and est.match >= policy.motion_match)
 
 
 def is_too_small(x: torch.Tensor, min_side: int) -> bool:

@@ -30,6 +30,7 @@ from typing import Callable
 import torch
 
 from ..core.image import luminance
+from . import guards
 from .deblur import deconvolve_and_clean, progress_for
 from .policy import DEFAULT_POLICY, RestorePolicy
 
@@ -133,22 +134,27 @@ def estimate_motion(x: torch.Tensor) -> MotionEstimate:
                           noise_level(g), max(0.0, perp) / depth if depth > 0 else 1.0)
 
 
+def _splat(xs: torch.Tensor, ys: torch.Tensor, size: int) -> torch.Tensor:
+    """A ``size x size`` kernel from points ``(xs, ys)`` (px, float64), each spread bilinearly over
+    its four neighbours (anti-aliased), normalised to sum 1."""
+    k = torch.zeros(size, size, dtype=torch.float64)
+    x0, y0 = xs.floor().long(), ys.floor().long()
+    fx, fy = xs - x0, ys - y0
+    for ddx, ddy, wgt in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
+        k.index_put_(((y0 + ddy).clamp(0, size - 1), (x0 + ddx).clamp(0, size - 1)), wgt, accumulate=True)
+    return (k / k.sum()).float()
+
+
 def line_kernel(length: float, angle: float) -> torch.Tensor:
     """A straight motion-blur kernel: a ``length`` px segment at ``angle`` degrees, anti-aliased
     (bilinear splats of points along it), normalised to sum 1, odd side."""
     if not (math.isfinite(length) and length > 0):
         raise MotionDeblurError(f"motion length is {length}; give a positive number of pixels")
     size = (int(math.ceil(length)) + 2) | 1
-    k = torch.zeros(size, size, dtype=torch.float64)
     c = size // 2
     s = torch.linspace(-0.5, 0.5, max(16, int(8 * length)), dtype=torch.float64) * length
     th = math.radians(angle)
-    xs, ys = c + s * math.cos(th), c + s * math.sin(th)
-    x0, y0 = xs.floor().long(), ys.floor().long()
-    fx, fy = xs - x0, ys - y0
-    for ddx, ddy, wgt in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
-        k.index_put_(((y0 + ddy).clamp(0, size - 1), (x0 + ddx).clamp(0, size - 1)), wgt, accumulate=True)
-    return (k / k.sum()).float()
+    return _splat(c + s * math.cos(th), c + s * math.sin(th), size)
 
 
 def path_kernel(length: float, angle: float, bow: float = 0.0) -> torch.Tensor:
@@ -167,13 +173,7 @@ def path_kernel(length: float, angle: float, bow: float = 0.0) -> torch.Tensor:
     xs, ys = xs - xs.mean(), ys - ys.mean()
     size = (int(math.ceil(2 * float(torch.maximum(xs.abs().max(), ys.abs().max())))) + 3) | 1
     c = size // 2
-    k = torch.zeros(size, size, dtype=torch.float64)
-    xs, ys = xs + c, ys + c
-    x0, y0 = xs.floor().long(), ys.floor().long()
-    fx, fy = xs - x0, ys - y0
-    for ddx, ddy, wgt in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
-        k.index_put_(((y0 + ddy).clamp(0, size - 1), (x0 + ddx).clamp(0, size - 1)), wgt, accumulate=True)
-    return (k / k.sum()).float()
+    return _splat(xs + c, ys + c, size)
 
 
 # Fitting the path to the spectrum: a blur multiplies the photo's power spectrum by |K|^2, whose fine
@@ -386,6 +386,19 @@ class MotionDeblur:
         if self.policy.motion_fit_path and est.match == 0 and self.would_deconvolve(est):
             return fit_path(x, est, self.base_balance)
         return est
+
+    def gate_reading(self, x: torch.Tensor, policy: RestorePolicy | None = None) -> MotionEstimate | None:
+        """The spectral half of the automatic restore's motion gate on ``[3, H, W]`` under ``policy``
+        (default: the tool's): the fitted reading when the cepstrum reads a confident directional
+        kernel (:func:`m3unet.auto.guards.cepstrum_reads_motion`) or a shallower one whose fitted path
+        matches the photo's spectrum (:func:`m3unet.auto.guards.fitted_path_reads_motion`); else None."""
+        policy = policy or self.policy
+        est = self.reading(x, fit=False)
+        deep = guards.cepstrum_reads_motion(est, policy)
+        if not deep and est.confidence < policy.motion_fit_confidence:
+            return None
+        est = self.refine(x, est)
+        return est if deep or guards.fitted_path_reads_motion(est, policy) else None
 
     def deconvolve(self, x: torch.Tensor, est: MotionEstimate) -> torch.Tensor:
         """The deconvolution stage alone on ``[3, H, W]`` (skipped where :meth:`would_deconvolve` says no)."""

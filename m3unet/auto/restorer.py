@@ -510,14 +510,9 @@ class AutoRestorer:
                 return None
         elif print_like:
             return None
-        est = tool.reading(x, fit=False)
-        if not guards.cepstrum_reads_motion(est, self.policy):
-            if not (self.policy.motion_fit_path and est.confidence >= self.policy.motion_fit_confidence):
-                return None
-            est = tool.refine(x, est)
-            if not guards.fitted_path_reads_motion(est, self.policy):
-                return None
-        est = tool.refine(x, est)
+        est = tool.gate_reading(x, self.policy)
+        if est is None:
+            return None
         strength = round(min(1.0, max(0.0, (est.length - 5.0) / 20.0)), 2)  # the motion severity scale
         return Step("motion", strength, tool.name, est.describe()), est
 
@@ -566,7 +561,7 @@ class AutoRestorer:
         attempts = [Attempt(step.model, sy, round(e.own_drop, 4), round(e.side_rise, 4), fy.labels)]
         labels = [k for k in st.finding.labels if k in self.policy.defocus_labels]
         reason = (Reason("motion_kernel", {"labels": labels, "length": est.length, "angle": est.angle,
-                                                  "bow": getattr(est, "bow", 0.0)})
+                                                  "bow": est.bow})
                   if step.task == "motion" else
                   Reason("defocus", {"labels": labels, "sigma": est.sigma, "noise": est.noise,
                                      **({"scale": est.scale} if est.scale != 1.0 else {})}))
