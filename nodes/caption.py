@@ -147,16 +147,17 @@ _classifier_lock = threading.Lock()
 
 
 def shipped_classifier():
-    """The DegradationClassifier with the pack's shipped weights, or None while none are installed."""
+    """The DegradationClassifier's reading (:class:`m3unet.auto.reading.Reader`) with the pack's shipped weights,
+    or None while none are installed."""
     global _classifier
-    from ..m3unet.auto import Classifier, load_classifier
+    from ..m3unet.auto import Classifier, Reader, load_classifier
     from ..m3unet.core import REPO
     path = REPO / "weights" / "classifier-default.safetensors"
     if not path.is_file():
         return None
     with _classifier_lock:
         if _classifier is None:
-            _classifier = Classifier(load_classifier(path))
+            _classifier = Reader(Classifier(load_classifier(path)))
         return _classifier
 
 

@@ -7,7 +7,7 @@ import comfy.model_management as model_management
 import folder_paths
 from comfy_api.latest import io, ui
 
-from ..m3unet.auto import DEFAULT_CLASSIFIER, LABELS, Classifier, DegradationClassifier, load_classifier
+from ..m3unet.auto import DEFAULT_CLASSIFIER, LABELS, Classifier, DegradationClassifier, Reader, load_classifier
 from .common import CATEGORY, FOLDER_NAME, Degradation, FileCache, file_fingerprint, is_classifier_name
 from .compat import schema
 
@@ -51,7 +51,8 @@ class DegradationClassifierNode(io.ComfyNode):
             description=(
                 "Detects which degradations each image has (" + ", ".join(LABELS) + ") and how severe "
                 "(light, moderate, heavy), with a small CNN reading native-resolution crops and a "
-                "downscaled whole view (about 0.05 s per megapixel on a CPU). Outputs the findings for the "
+                "downscaled whole view (about 0.05 s per megapixel on a CPU); motion blur is also read from the "
+                "image's spectrum (a second or two more on a large photo). Outputs the findings for the "
                 "M3UNet Sampler's degradation input, a readable report and the restoration text M3UNet "
                 "understands ('remove the moderate motion blur, then remove the light noise')."),
             inputs=[
@@ -94,7 +95,7 @@ class DegradationClassifierNode(io.ComfyNode):
     @classmethod
     def execute(cls, image, classifier_name: str, threshold: float = 0.5) -> io.NodeOutput:
         model_management.throw_exception_if_processing_interrupted()
-        clf = Classifier(get_classifier(classifier_name), threshold=threshold)
+        clf = Reader(Classifier(get_classifier(classifier_name), threshold=threshold))
         findings = []
         for i in range(image.shape[0]):  # one image at a time: interruptible, small memory
             findings += clf(image[i:i + 1].cpu())

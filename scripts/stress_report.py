@@ -24,6 +24,11 @@ def f1_table(runs: list[tuple[str, dict]]) -> str:
             "| target | " + " | ".join(f">= {TARGET[f]:.2f}" for f in FAMILIES) + " | >= 0.95 |"]
     for name, r in runs:
         rows.append(f"| {name} | " + " | ".join(f"{r['f1'][f]:.2f}" for f in FAMILIES) + f" | {r['clean_no_label']:.2f} |")
+        if r is runs[-1][1] and "f1_classifier_alone" in r:  # the reading without the spectral motion test
+            clean = [row for row in r["rows"] if row["name"] == "clean"]
+            alone = sum(1 for row in clean if not row.get("read_by_classifier", row["read"])) / max(1, len(clean))
+            rows.append(f"| {name}, classifier alone | " + " | ".join(f"{r['f1_classifier_alone'][f]:.2f}" for f in FAMILIES)
+                        + f" | {alone:.2f} |")
     return "\n".join(rows)
 
 
@@ -74,13 +79,14 @@ def pages_table(runs: list[tuple[str, dict]]) -> str:
 def main() -> int:
     before, now = load("stress-test-before.json"), load("stress-test.json")
     previous, last = load("stress-test-e814429.json"), load("stress-test-04123b8.json")
-    latest = load("stress-test-7c6bec4.json")
+    latest, prior = load("stress-test-7c6bec4.json"), load("stress-test-83ee956.json")
     val = load("stress-validation.json")
     if now is None:
         print("results/stress-test.json is missing; run the commands in docs/stress.md first")
         return 1
     runs = ([("67bd65c", before)] if before else []) + ([("e814429", previous)] if previous else [])
-    runs += ([("04123b8", last)] if last else []) + ([("7c6bec4", latest)] if latest else []) + [("now", now)]
+    runs += ([("04123b8", last)] if last else []) + ([("7c6bec4", latest)] if latest else [])
+    runs += ([("83ee956", prior)] if prior else []) + [("now", now)]
     out = ["# The stress set", "",
            "Photos degraded over wider ranges than training uses, to see what the automatic restore does on",
            "degradations nobody tuned on (`m3unet/evaluation/stress.py`): Gaussian noise 5-50/255,",
@@ -94,18 +100,22 @@ def main() -> int:
            ".venv/bin/python -m m3unet eval --stress --json results/stress-test.json --plot docs/stress.png",
            ".venv/bin/python -m m3unet eval --stress --region dark --json results/stress-test-dark.json",
            ".venv/bin/python -m m3unet eval --stress --split validation --json results/stress-validation.json",
-           "# 67bd65c, e814429, 04123b8 and 7c6bec4: the first two commands at those commits (67bd65c: before",
+           "# 67bd65c, e814429, 04123b8, 7c6bec4 and 83ee956: the first two commands at those commits (67bd65c: before",
            "# the motion deblur, the low-light floor, low light as given and the print guard's low-resolution",
            "# reading; e814429: before the stage-7 classifier and small_print_routes; 04123b8: before the",
            "# highlight limit on brightening, the milder deconvolution of down-sampled photos, the 96 px minimum",
            "# side, the classifier's low-light and haze calibration and haze taken as given; 7c6bec4: before",
-           "# the motion deblur's fitted path and its match gate)",
+           "# the motion deblur's fitted path and its match gate; 83ee956: before the reading's noise, JPEG and",
+           "# soft offsets and its motion read from the spectrum, the restore's results the same)",
            "python scripts/stress_report.py   # writes this page",
            "```", "",
            f"Test photos ({', '.join(now['photos'])}): they chose nothing.", "",
            "## Classifier: F1 per family (test photos)", "",
            "Defocus and down-sampling are scored as one *soft* family (they overlap by construction,",
-           "`results/label-overlap.json`); the classifier keeps both labels for the plan.", "",
+           "`results/label-overlap.json`); the classifier keeps both labels for the plan. Scored is the reading",
+           "the pack reports (the Degradation Classifier node, `classify`): the classifier at its file's",
+           "calibration, with motion also read from the spectrum; *classifier alone* leaves the spectrum out",
+           "([classifier.md](classifier.md#calibration)). The automatic restore acts at its own decision points.", "",
            f1_table(runs), ""]
     if val:
         out += ["On the validation photos (which chose the settings):", "", f1_table([("now", val)]), ""]
@@ -121,9 +131,11 @@ def main() -> int:
             f"Clean photos: {clean:+.2f} dB (target: at most 0.3 dB lost)." if clean is not None else "", ""]
     dark, dark_prev = load("stress-test-dark.json"), load("stress-test-dark-e814429.json")
     dark_last, dark_latest = load("stress-test-dark-04123b8.json"), load("stress-test-dark-7c6bec4.json")
+    dark_prior = load("stress-test-dark-83ee956.json")
     if dark:
         druns = ([("e814429", dark_prev)] if dark_prev else []) + ([("04123b8", dark_last)] if dark_last else [])
         druns += [("7c6bec4", dark_latest)] if dark_latest else []
+        druns += [("83ee956", dark_prior)] if dark_prior else []
         druns.append(("now", dark))
         out += ["The test photos' darkest crops (`--region dark`: each photo's own dark scene, 256 px):", "",
                 f1_table(druns), "", gain_table(druns), ""]

@@ -443,3 +443,57 @@ def test_calibration_offsets_move_each_labels_decision_and_keep_the_tensors(tmp_
     assert Classifier(load_classifier(path)).calibration == {}
     r = run(str(tmp_path / "missing.safetensors"), "noise=1")
     assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_offsets_given_at_the_call_replace_the_files_calibration_for_the_labels_they_name(tmp_path):
+    """The restore acts at its own decision points: Classifier(image, offsets=...) reads the labels
+    named there at those offsets and every other label at the file's; unknown labels are clear errors."""
+    from m3unet.auto.classifier import ClassifierError, record_calibration
+    torch.manual_seed(0)
+    path = tmp_path / "c.safetensors"
+    save_classifier(DegradationClassifier(ClassifierConfig()), path)
+    image = as_image(clean_coffee()[:, :160, :160])
+    raw = Classifier(load_classifier(path))(image)[0].probabilities
+    record_calibration(path, {"noise": 3.0, "haze": -2.0, "jpeg": 1.0})
+    clf = Classifier(load_classifier(path))
+    read = clf(image)[0].probabilities
+    acting = clf(image, offsets={"noise": 0.0, "blur": 1.5})[0].probabilities
+    logit = lambda q: float(torch.logit(torch.tensor(q, dtype=torch.float64)))  # noqa: E731
+    assert acting["noise"] == raw["noise"] and read["noise"] < raw["noise"]
+    assert logit(acting["blur"]) == pytest.approx(logit(raw["blur"]) - 1.5, abs=2e-2)
+    assert acting["haze"] == read["haze"] and acting["jpeg"] == read["jpeg"] and acting["motion"] == raw["motion"]
+    assert clf(image, offsets={})[0].probabilities == read
+    with pytest.raises(ClassifierError, match="sharpness"):
+        clf(image, offsets={"sharpness": 1.0})
+
+
+def test_the_restore_reads_at_its_policys_decision_points_and_classify_plans_as_it_would(tmp_path):
+    """A file calibrated to hardly ever report noise: its reading (classify's `detected`) lacks noise on
+    a noisy photo, while the automatic restore, acting on noise at offset 0 (act_offsets), reads it and
+    plans it, and classify's `plan` (the restore's) has the noise step."""
+    import json
+    import subprocess
+    import sys
+    from m3unet.auto.classifier import record_calibration
+    from m3unet.auto.policy import DEFAULT_POLICY
+    from m3unet.auto.pool import Pool
+    from m3unet.auto.restorer import AutoRestorer
+    path = tmp_path / "c.safetensors"
+    path.write_bytes(DEFAULT_CLASSIFIER.read_bytes())
+    record_calibration(path, {"noise": 9.0})
+    torch.manual_seed(1)
+    noisy = (clean_coffee()[:, :192, :192] + torch.randn(3, 192, 192) * 25 / 255).clamp(0, 1)
+    clf = Classifier(load_classifier(path))
+    assert "noise" not in clf(as_image(noisy))[0].labels
+    assert DEFAULT_POLICY.act_offsets.get("noise") == 0.0
+    restorer = AutoRestorer(Pool(None, []), clf)
+    assert "noise" in restorer.classify(noisy).labels
+    shifted = AutoRestorer(Pool(None, []), clf, policy=DEFAULT_POLICY.replace(act_offsets={}))
+    assert "noise" not in shifted.classify(noisy).labels
+    Image.fromarray((as_image(noisy)[0] * 255).round().to(torch.uint8).numpy()).save(tmp_path / "noisy.png")
+    r = subprocess.run([sys.executable, "-m", "m3unet", "classify", "--classifier", str(path), str(tmp_path / "noisy.png")],
+                       capture_output=True, text=True, cwd=Path(__file__).parents[1])
+    assert r.returncode == 0, r.stderr
+    rec = json.loads(r.stdout)
+    assert "noise" not in rec["detected"] and any(s["task"] == "noise" or "noise" in s.get("also", [])
+                                                  for s in rec["plan"])

@@ -48,6 +48,12 @@ def test_overrides_are_typed_and_unknown_keys_are_clear_errors():
         policy_from(["print_guard=maybe"])
     with pytest.raises(PolicyError, match="write KEY=VALUE"):
         policy_from(["print_guard"])
+    offsets = policy_from(['act_offsets={"noise": 1, "jpeg": -0.5}']).act_offsets
+    assert offsets == {"noise": 1.0, "jpeg": -0.5} and all(isinstance(v, float) for v in offsets.values())
+    with pytest.raises(PolicyError, match="nois unknown; the labels are"):
+        policy_from(['act_offsets={"nois": 1}'])
+    with pytest.raises(PolicyError, match="'act_offsets' takes a dict"):
+        policy_from(["act_offsets=noise"])
 
 
 def test_docs_policy_table_is_the_policy():

@@ -7,6 +7,7 @@ from .factory import build_auto_restorer
 from .policy import DEFAULT_POLICY, PolicyError, RestorePolicy, policy_from
 from .deblur import MAX_SIGMA, BlurEstimatorError, KernelDeblur, is_estimator_file, shipped_estimator
 from .motion import MotionDeblur, MotionDeblurError, MotionEstimate, estimate_motion
+from .reading import Reader
 from .plan import TASKS, Plan, PlanError, Step, parse_plans, plan_from_finding
 from .pool import M3UNetPoolModel, Pool, PoolError, PoolModel, load_pool_model, parse_pool_arg, shipped_tools
 from .restorer import (DEFAULT_BUDGET, MAX_BUDGET, SHIPPED_CLASSIFIER, AutoProgress, AutoRestorer, AutoResult,
@@ -19,4 +20,4 @@ __all__ = ["DEFAULT_CLASSIFIER", "LABELS", "Classifier", "ClassifierError", "Deg
            "parse_pool_arg", "shipped_tools", "DEFAULT_BUDGET", "MAX_BUDGET", "SHIPPED_CLASSIFIER", "AutoProgress",
            "AutoRestorer", "AutoResult", "classifier_or_shipped", "load_shipped_classifier",
            "build_auto_restorer", "DEFAULT_POLICY", "PolicyError", "RestorePolicy", "policy_from",
-           "MotionDeblur", "MotionDeblurError", "MotionEstimate", "estimate_motion"]
+           "MotionDeblur", "MotionDeblurError", "MotionEstimate", "estimate_motion", "Reader"]

@@ -20,6 +20,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Mapping
 
 import torch
 import torch.nn as nn
@@ -328,11 +329,14 @@ class Finding:
     severity: dict[str, float]
     threshold: float = 0.5
     note: str = ""  # a caveat about this reading (e.g. an image under the classifier's minimum side)
+    # labels read from the image's spectrum although the network's probability is under the threshold,
+    # with what was read (m3unet.auto.reading: motion blur from the cepstrum)
+    spectral: dict[str, str] = field(default_factory=dict)
 
     @property
     def labels(self) -> list[str]:
         """Detected labels, most severe first."""
-        found = [k for k, p in self.probabilities.items() if p >= self.threshold]
+        found = [k for k, p in self.probabilities.items() if p >= self.threshold or k in self.spectral]
         return sorted(found, key=lambda k: -self.severity[k])
 
     def levels(self) -> dict[str, str]:
@@ -340,8 +344,10 @@ class Finding:
         return {k: level(self.severity[k]) for k in self.labels}
 
     def report(self) -> str:
-        text = "; ".join(f"{k}: {level(self.severity[k])} (p={self.probabilities[k]:.2f}, "
-                         f"severity {self.severity[k]:.2f})" for k in self.labels) or "no degradation detected"
+        text = "; ".join(f"{k}: {level(self.severity[k])} (" + (
+            f"from the spectrum: {self.spectral[k]}" if k in self.spectral and self.probabilities[k] < self.threshold
+            else f"p={self.probabilities[k]:.2f}") + f", severity {self.severity[k]:.2f})"
+            for k in self.labels) or "no degradation detected"
         return text + (f" [{self.note}]" if self.note else "")
 
     def restoration_text(self) -> str:
@@ -350,11 +356,12 @@ class Finding:
         return describe([Degradation(k, self.severity[k]) for k in self.labels])
 
     def to_dict(self) -> dict:
-        """JSON-ready: probability and severity (0-1) of every label, the detected labels and their levels."""
+        """JSON-ready: probability and severity (0-1) of every label, the detected labels and their levels
+        (and ``spectral``: the labels read from the spectrum, with what was read)."""
         return {"labels": {k: self.probabilities[k] for k in LABELS},
                 "severity": {k: self.severity[k] for k in LABELS},
                 "detected": self.labels, "levels": self.levels(), "threshold": self.threshold} | (
-                    {"note": self.note} if self.note else {})
+                    {"note": self.note} if self.note else {}) | ({"spectral": dict(self.spectral)} if self.spectral else {})
 
 
 def default_plan(finding: Finding) -> list[dict]:
@@ -386,17 +393,32 @@ class Classifier:
         self.calibration = parse_calibration(meta.get("calibration", "")) if calibrated else {}
         self._offsets = torch.tensor([self.calibration.get(k, 0.0) for k in LABELS])
 
+    def offsets_with(self, offsets: Mapping[str, float] | None) -> torch.Tensor:
+        """The per-label decision offsets (logits): the file's calibration, with the labels named in
+        ``offsets`` taking those values instead."""
+        if not offsets:
+            return self._offsets
+        unknown = sorted(set(offsets) - set(LABELS))
+        if unknown:
+            raise ClassifierError(f"decision offsets name {', '.join(unknown)}; the labels are {', '.join(LABELS)}")
+        return torch.tensor([float(offsets.get(k, self.calibration.get(k, 0.0))) for k in LABELS])
+
     @torch.no_grad()
-    def __call__(self, image: torch.Tensor) -> list[Finding]:
-        """Classify an IMAGE batch ``[B, H, W, C]`` (float 0-1 or uint8; grey/RGB/RGBA)."""
+    def __call__(self, image: torch.Tensor, offsets: Mapping[str, float] | None = None) -> list[Finding]:
+        """Classify an IMAGE batch ``[B, H, W, C]`` (float 0-1 or uint8; grey/RGB/RGBA).
+
+        ``offsets``: per-label decision offsets (logits) used in place of the file's calibration for
+        the labels they name (the automatic restore acts on some labels at another decision point
+        than the reading's, :attr:`m3unet.auto.policy.RestorePolicy.act_offsets`)."""
         from ..core.image import check_image, to_rgb_float
         image = check_image(image)
+        shift = self.offsets_with(offsets)
         device = next(self.model.parameters()).device
         out = []
         for x in image:
             crops, whole = views(to_rgb_float(x.cpu()), self.model.config)
             logits, sev = self.model(crops[None].to(device), whole[None].to(device))
-            p = torch.sigmoid(logits[0].cpu() - self._offsets)
+            p = torch.sigmoid(logits[0].cpu() - shift)
             h, w = x.shape[:2]
             note = (f"unreliable: {w}x{h} px is under the {self.min_side} px these weights were measured at"
                     if min(h, w) < self.min_side else "")

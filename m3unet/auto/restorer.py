@@ -131,7 +131,10 @@ class AutoRestorer:
     def _read(self, x: torch.Tensor):
         if self.classifier is None:
             return None
-        f = self.classifier(x.permute(1, 2, 0)[None])[0]
+        image = x.permute(1, 2, 0)[None]
+        # the shipped kind of classifier reads at the policy's decision points for acting
+        f = (self.classifier(image, offsets=self.policy.act_offsets) if isinstance(self.classifier, Classifier)
+             else self.classifier(image))[0]
         if getattr(f, "threshold", None) != self.policy.detection_threshold:
             f = dataclasses.replace(f, threshold=self.policy.detection_threshold)
         return f

@@ -39,8 +39,13 @@ def run(args) -> int:
         return EXIT_USAGE
     from ..auto.classifier import Classifier, load_classifier
     from ..auto.plan import plan_from_finding
+    from ..auto.reading import Reader
+    from ..auto.policy import DEFAULT_POLICY
     exp = expand_inputs(args.inputs, Path(".nonexistent-output-folder"), skip_outputs=False)
     clf = Classifier(load_classifier(args.classifier), threshold=args.threshold)
+    reader = Reader(clf, spectral_motion=False if getattr(args, "no_spectral_motion", False) else None)
+    # the plan is the restore's: it acts at its policy's decision points, which may differ from the reading's
+    acting = Classifier(clf.model, threshold=DEFAULT_POLICY.detection_threshold)
     failures = 0
     for _, why in exp.missing:
         print(f"error: {why}", file=sys.stderr)
@@ -49,7 +54,7 @@ def run(args) -> int:
         src = s.path
         try:
             image = read_image(src)
-            finding = clf(image[None])[0]
+            finding = reader(image[None])[0]
         except (FileNotFoundError, ValueError) as e:
             print(f"error: {e}" if str(src) in str(e) else f"error: {src}: {e}", file=sys.stderr)
             failures += 1
@@ -61,6 +66,8 @@ def run(args) -> int:
         h, w = image.shape[:2]
         rec = {"file": str(src), "labels": labels, "severity": severity,
                "detected": [k for k in d["detected"] if k not in unmeasured]}
+        if "spectral" in d:
+            rec["spectral"] = d["spectral"]  # labels read from the image's spectrum, with what was read
         notes = []
         if unmeasured:
             notes.append(f"{', '.join(unmeasured)} cannot be measured on a {w}x{h} px image")
@@ -69,7 +76,8 @@ def run(args) -> int:
                          "not trusted, and restore does one blind pass instead of a plan")
             rec["plan"] = []
         else:
-            rec["plan"] = plan_from_finding(finding).to_dict()["steps"]
+            # the restore acts at its policy's decision points, which may differ from the reading's
+            rec["plan"] = plan_from_finding(acting(image[None], offsets=DEFAULT_POLICY.act_offsets)[0]).to_dict()["steps"]
         if unmeasured:
             rec["unmeasured"] = unmeasured
         if notes:

@@ -249,6 +249,9 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("inputs", nargs="+", help="image files (PNG/JPEG/WebP...), grey/RGB/RGBA, any size")
     c.add_argument("--classifier", default=None, help="classifier .safetensors (default: the shipped weights)")
     c.add_argument("--threshold", type=float, default=0.5, help="probability (after the classifier file's per-label calibration) from which a label is reported")
+    c.add_argument("--no-spectral-motion", action="store_true",
+                   help="read motion blur with the classifier alone (by default motion is also read from the "
+                        "image's spectrum, as the automatic restore's motion gate does)")
 
     tc = sub.add_parser("train-classifier", help="train the DegradationClassifier on synthetic degradations")
     tc.add_argument("--data", default="data/photos")

@@ -1,0 +1,80 @@
+"""The reading the pack reports: the classifier's findings, with motion blur also read from the spectrum.
+
+The classifier's CNN misses some motion blurs that the image's cepstrum shows plainly (low-contrast
+and dark scenes above all). Where the policy says so (``spectral_motion_reading``), motion counts as
+read when the classifier reads it *or* the motion gate's spectral test holds on the image
+(:meth:`m3unet.auto.motion.MotionDeblur.gate_reading`: a deep cepstral peak, or a shallower one whose
+fitted camera path matches the photo's power spectrum; Cannon 1976, Krishnan et al. 2011); the
+finding then says what the spectrum showed (:attr:`m3unet.auto.classifier.Finding.spectral`) and
+its motion severity is at least the read length's on the classifier's scale (5-25 px). Images
+under the classifier's minimum side and images that look like print
+(:func:`m3unet.auto.guards.looks_like_print`) are read by the classifier alone.
+
+This is what the Degradation Classifier node, ``python -m m3unet classify`` and MLLM Caption report,
+and what the stress set's F1 scores. The automatic restore acts on the classifier's own reading at
+its policy's decision points (:attr:`m3unet.auto.policy.RestorePolicy.act_offsets`); its motion gate
+runs the same spectral test itself.
+"""
+from __future__ import annotations
+
+import dataclasses
+import torch
+
+from ..core.image import check_image, to_rgb_float
+from . import guards
+from .classifier import Classifier, Finding
+from .motion import MotionDeblur, MotionEstimate
+from .policy import DEFAULT_POLICY, RestorePolicy
+
+MOTION_SCALE = (5.0, 25.0)  # px of motion at severity 0 and 1 (m3unet.training.synthesis.params_for)
+
+
+def motion_severity(length: float) -> float:
+    """A motion length (px) on the classifier's motion severity scale."""
+    lo, hi = MOTION_SCALE
+    return round(min(1.0, max(0.0, (length - lo) / (hi - lo))), 4)
+
+
+class Reader:
+    """IMAGE batch ``[B, H, W, C]`` -> one :class:`Finding` per image: the classifier's reading, with
+    motion also read from the spectrum where the policy asks for it."""
+
+    def __init__(self, classifier: Classifier, policy: RestorePolicy | None = None, spectral_motion: bool | None = None):
+        self.classifier = classifier
+        self.policy = policy or DEFAULT_POLICY
+        self.spectral_motion = self.policy.spectral_motion_reading if spectral_motion is None else spectral_motion
+        self._gate = MotionDeblur(None, base_balance=self.policy.motion_balance, policy=self.policy)
+
+    @property
+    def threshold(self) -> float:
+        return self.classifier.threshold
+
+    @property
+    def min_side(self) -> int:
+        return self.classifier.min_side
+
+    def spectral_motion_of(self, x: torch.Tensor, finding: Finding) -> MotionEstimate | None:
+        """The motion the spectrum shows on ``[3, H, W]`` when the classifier does not read it and the
+        spectral test may be asked (not under the minimum side, not on print), else None."""
+        if not self.spectral_motion or "motion" in finding.labels:
+            return None
+        if guards.is_too_small(x, max(self.min_side, 1)) or guards.looks_like_print(x, self.policy):
+            return None
+        return self._gate.gate_reading(x, self.policy)
+
+    @torch.no_grad()
+    def __call__(self, image: torch.Tensor, offsets=None) -> list[Finding]:
+        image = check_image(image)
+        findings = self.classifier(image, offsets=offsets)
+        out = []
+        for img, f in zip(image, findings):
+            est = self.spectral_motion_of(to_rgb_float(img.cpu()), f)
+            if est is not None:
+                what = (f"{est.length:.1f} px at {est.angle:.0f} degrees" + (f", bowed {est.bow:+.2f}" if est.bow else "")
+                        + f" (cepstral depth {est.confidence:.1f}" + (f", path match {est.match:.2f})" if est.match else ")"))
+                f = dataclasses.replace(f, spectral={**f.spectral, "motion": what},
+                                        severity={**f.severity, "motion": max(f.severity["motion"],
+                                                                              motion_severity(est.length))})
+            out.append(f)
+        return out
+
