@@ -100,6 +100,7 @@ def main() -> int:
            ".venv/bin/python -m m3unet eval --stress --json results/stress-test.json --plot docs/stress.png",
            ".venv/bin/python -m m3unet eval --stress --region dark --json results/stress-test-dark.json",
            ".venv/bin/python -m m3unet eval --stress --split validation --json results/stress-validation.json",
+           ".venv/bin/python -m m3unet eval --stress --split validation --region dark --json results/stress-validation-dark.json",
            "# 67bd65c, e814429, 04123b8, 7c6bec4 and 83ee956: the first two commands at those commits (67bd65c: before",
            "# the motion deblur, the low-light floor, low light as given and the print guard's low-resolution",
            "# reading; e814429: before the stage-7 classifier and small_print_routes; 04123b8: before the",
@@ -119,6 +120,9 @@ def main() -> int:
            f1_table(runs), ""]
     if val:
         out += ["On the validation photos (which chose the settings):", "", f1_table([("now", val)]), ""]
+    val_dark = load("stress-validation-dark.json")
+    if val_dark:
+        out += ["Their darkest crops:", "", f1_table([("now", val_dark)]), ""]
     out += ["## Automatic restore: PSNR gain over the input (test photos)", "",
             "Straight motion 9-17 px: " + ", ".join(f"{motion_mid(r)} at {n}" for n, r in runs) + " (target >= +2 dB).",
             "Mixes of two or three: " + ", ".join(f"{mixes(r)} at {n}" for n, r in runs) + " (target >= +1.5 dB).",

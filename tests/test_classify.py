@@ -497,3 +497,26 @@ def test_the_restore_reads_at_its_policys_decision_points_and_classify_plans_as_
     rec = json.loads(r.stdout)
     assert "noise" not in rec["detected"] and any(s["task"] == "noise" or "noise" in s.get("also", [])
                                                   for s in rec["plan"])
+
+
+def test_validation_samples_are_what_eval_classifier_reads_in_order_and_seeded(monkeypatch):
+    """validation_samples yields per photo `per_photo` clean, single and mixed regions interleaved, then
+    `per_photo` bokeh regions per photo; the same seed gives the same samples, and evaluate_classifier
+    counts exactly those (its clean and bokeh tallies and the true labels of its singles and mixtures)."""
+    import m3unet.training.data as data
+    from m3unet.training.classifier import evaluate_classifier, validation_samples
+    photos = {f"p{i}": (np.random.default_rng(i).random((96, 112, 3)) * 255).astype(np.uint8) for i in range(2)}
+    monkeypatch.setattr(data, "evaluation_photos", lambda d, split="validation": photos)
+    a = list(validation_samples(None, "validation", per_photo=2, region=64, seed=3))
+    b = list(validation_samples(None, "validation", per_photo=2, region=64, seed=3))
+    modes = [m for m, _, _ in a]
+    assert modes == ["clean", "single", "mixture"] * 4 + ["bokeh"] * 4
+    assert all(torch.equal(x, y) for (_, x, _), (_, y, _) in zip(a, b))
+    assert all(x.shape == (3, 64, 64) and x.dtype == torch.float32 for _, x, _ in a)
+    assert all(len(d) == 1 for m, _, d in a if m == "single") and all(len(d) >= 2 for m, _, d in a if m == "mixture")
+    assert all(not d for m, _, d in a if m in ("clean", "bokeh"))
+    torch.manual_seed(0)
+    out = evaluate_classifier(DegradationClassifier(ClassifierConfig()), per_photo=2, region=64, seed=3)
+    assert out["photos"] == 2
+    truths = sum(1 for m, _, d in a if m in ("single", "mixture") for _ in {deg.LABEL[x.kind] for x in d})
+    assert sum(tp + fn for kind in out["counts"].values() for tp, fp, fn in kind.values()) == truths

@@ -18,6 +18,8 @@ runs the same spectral test itself.
 from __future__ import annotations
 
 import dataclasses
+from typing import Mapping
+
 import torch
 
 from ..core.image import check_image, to_rgb_float
@@ -63,7 +65,8 @@ class Reader:
         return self._gate.gate_reading(x, self.policy)
 
     @torch.no_grad()
-    def __call__(self, image: torch.Tensor, offsets=None) -> list[Finding]:
+    def __call__(self, image: torch.Tensor, offsets: Mapping[str, float] | None = None) -> list[Finding]:
+        """Read an IMAGE batch (``offsets``: as :meth:`Classifier.__call__`)."""
         image = check_image(image)
         findings = self.classifier(image, offsets=offsets)
         out = []

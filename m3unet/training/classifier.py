@@ -519,6 +519,29 @@ def _mixture(gen: torch.Generator) -> list[deg.Degradation]:
             return d
 
 
+def validation_samples(data: str | None = None, split: str = "validation", per_photo: int = 6, region: int = 256,
+                       seed: int = 0):
+    """The samples :func:`evaluate_classifier` reads, in its order: ``(mode, image, degradations)`` with
+    ``mode`` one of clean, single, mixture (``per_photo`` of each per photo, interleaved, seed ``seed``)
+    and then bokeh (``per_photo`` clean regions per photo given a shallow depth of field, seed ``seed + 1``);
+    ``image`` is ``[3, S, S]`` quantised to 8 bits."""
+    from .data import evaluation_photos
+    photos = [torch.from_numpy(np.array(a, copy=True)).permute(2, 0, 1) for a in evaluation_photos(data, split).values()]
+    gen = torch.Generator().manual_seed(seed)
+    size = region if region > 0 else 1 << 30  # 0: the largest square
+    for photo in photos:
+        for j in range(per_photo * 3):
+            x = _region(photo, size, gen)
+            mode = ("clean", "single", "mixture")[j % 3]
+            d = [] if mode == "clean" else _single(gen) if mode == "single" else _mixture(gen)
+            yield mode, quantise(deg.apply(x, d, gen)), d
+    # A separate stream, so that the samples above do not move.
+    bokeh_gen = torch.Generator().manual_seed(seed + 1)
+    for photo in photos:
+        for _ in range(per_photo):
+            yield "bokeh", quantise(depth_of_field(_region(photo, size, bokeh_gen), bokeh_gen)), []
+
+
 def evaluate_classifier(model: DegradationClassifier, data: str | None = None, split: str = "validation", per_photo: int = 6,
                         region: int = 256, seed: int = 0, threshold: float = 0.5, confusion: bool = False) -> dict:
     """Held-out metrics: F1 per label (singles, mixtures), severity within one level, clean pass rate.
@@ -530,63 +553,45 @@ def evaluate_classifier(model: DegradationClassifier, data: str | None = None, s
     Also ``per_photo`` clean regions with a shallow depth of field (:func:`depth_of_field`): the
     share read with no label (``bokeh_no_label``), since bokeh is not a blur to remove.
     """
-    from .data import evaluation_photos
-    photos = [torch.from_numpy(np.array(a, copy=True)).permute(2, 0, 1) for a in evaluation_photos(data, split).values()]
-    gen = torch.Generator().manual_seed(seed)
     clf = Classifier(model, threshold)
     counts = {kind: {k: [0, 0, 0] for k in LABELS} for kind in ("single", "mixture")}  # tp, fp, fn
     conf = {k: {j: 0 for j in LABELS + ("none",)} for k in LABELS}  # singles: true label -> detected
     clean_fp = {k: 0 for k in LABELS}
-    sev_ok = sev_n = clean_ok = clean_n = 0
-    size = region if region > 0 else 1 << 30  # 0: the largest square
-    for photo in photos:
-        for j in range(per_photo * 3):
-            x = _region(photo, size, gen)
-            mode = ("clean", "single", "mixture")[j % 3]
-            d = [] if mode == "clean" else _single(gen) if mode == "single" else _mixture(gen)
-            y = quantise(deg.apply(x, d, gen))
-            f = clf(y.permute(1, 2, 0)[None])[0]
-            truth, tsev = targets(d)
-            found = set(f.labels)
-            if mode == "clean":
-                clean_n += 1
-                clean_ok += not found
-                for k in found:
-                    clean_fp[k] += 1
-                continue
-            if mode == "single":
-                t = LABELS[int(truth.argmax())]
-                for k in found or {"none"}:
-                    conf[t][k] += 1
-            for i, k in enumerate(LABELS):
-                t = bool(truth[i])
-                c = counts[mode][k]
-                c[0] += t and k in found
-                c[1] += (not t) and k in found
-                c[2] += t and k not in found
-                if t:
-                    sev_n += 1
-                    sev_ok += abs(deg.LEVELS.index(level(f.severity[k])) - deg.LEVELS.index(level(float(tsev[i])))) <= 1
-    # Clean regions given a shallow depth of field (a sharp subject, a defocused background): a
-    # property of the photo, not a blur to remove. A separate stream, so the numbers above do not move.
-    bokeh_gen = torch.Generator().manual_seed(seed + 1)
-    bokeh_ok = bokeh_n = 0
     bokeh_fp = {k: 0 for k in LABELS}
-    for photo in photos:
-        for _ in range(per_photo):
-            x = depth_of_field(_region(photo, size, bokeh_gen), bokeh_gen)
-            found = set(clf(quantise(x).permute(1, 2, 0)[None])[0].labels)
-            bokeh_n += 1
-            bokeh_ok += not found
+    sev_ok = sev_n = clean_ok = clean_n = bokeh_ok = bokeh_n = 0
+    for mode, y, d in validation_samples(data, split, per_photo, region, seed):
+        f = clf(y.permute(1, 2, 0)[None])[0]
+        found = set(f.labels)
+        if mode in ("clean", "bokeh"):
+            n_ok = not found
+            if mode == "clean":
+                clean_n, clean_ok = clean_n + 1, clean_ok + n_ok
+            else:
+                bokeh_n, bokeh_ok = bokeh_n + 1, bokeh_ok + n_ok
             for k in found:
-                bokeh_fp[k] += 1
+                (clean_fp if mode == "clean" else bokeh_fp)[k] += 1
+            continue
+        truth, tsev = targets(d)
+        if mode == "single":
+            t = LABELS[int(truth.argmax())]
+            for k in found or {"none"}:
+                conf[t][k] += 1
+        for i, k in enumerate(LABELS):
+            t = bool(truth[i])
+            c = counts[mode][k]
+            c[0] += t and k in found
+            c[1] += (not t) and k in found
+            c[2] += t and k not in found
+            if t:
+                sev_n += 1
+                sev_ok += abs(deg.LEVELS.index(level(f.severity[k])) - deg.LEVELS.index(level(float(tsev[i])))) <= 1
     f1 = {kind: {k: round(2 * tp / max(1, 2 * tp + fp + fn), 3) for k, (tp, fp, fn) in c.items()}
           for kind, c in counts.items()}
     out = {"f1": f1, "severity_within_one_level": round(sev_ok / max(1, sev_n), 3),
            "clean_no_label": round(clean_ok / max(1, clean_n), 3), "clean_false_labels": clean_fp,
            "bokeh_no_label": round(bokeh_ok / max(1, bokeh_n), 3), "bokeh_false_labels": bokeh_fp,
-           "photos": len(photos), "per_photo": per_photo, "region": region, "seed": seed, "threshold": threshold,
-           "counts": counts}
+           "photos": clean_n // max(1, per_photo), "per_photo": per_photo, "region": region, "seed": seed,
+           "threshold": threshold, "counts": counts}
     if confusion:
         out["single_confusion"] = conf
     return out
