@@ -232,7 +232,8 @@ def evaluate_stress(model_path: str | None = None, data: str | None = None, spli
         readings.append(read)
         by_classifier.append(alone)
         row = {"photo": c.photo, "name": c.name, "band": c.band, "families": sorted(c.families),
-               "read": sorted(read), **({"read_by_classifier": sorted(alone)} if alone != read else {}), "lowlight": [round(f.probabilities["lowlight"], 4), round(f.severity["lowlight"], 4)],
+               "read": sorted(read), **({"read_by_classifier": sorted(alone)} if alone != read else {}),
+               "lowlight": [round(f.probabilities["lowlight"], 4), round(f.severity["lowlight"], 4)],
                "probabilities": {lbl: round(v, 4) for lbl, v in f.probabilities.items()}}
         rows.append(row)
         if not restore:
