@@ -41,6 +41,7 @@ MIN_OFFSET = 3.0    # cepstral peaks closer to the origin than this are the imag
 MAX_LENGTH = 40.0   # longest blur searched (px)
 SHAKE_CONFIDENCE = 5.0  # an estimate under this depth is no shake at all: clean, noisy, dark and hazy
                         # validation photos read at most 5.0 (scripts/motion_probe.py)
+MOTION_SCALE = (5.0, 25.0)  # px of motion at severity 0 and 1 (m3unet.training.synthesis.params_for)
 
 
 class MotionDeblurError(ValueError):
@@ -132,6 +133,12 @@ def estimate_motion(x: torch.Tensor) -> MotionEstimate:
     depth = float(-c[py, px])
     return MotionEstimate(math.hypot(dx, dy), math.degrees(math.atan2(dy, dx)) % 180.0, depth / spread,
                           noise_level(g), max(0.0, perp) / depth if depth > 0 else 1.0)
+
+
+def motion_severity(length: float) -> float:
+    """A motion length (px) on the classifier's motion severity scale (0 at 5 px, 1 at 25 px, clipped)."""
+    lo, hi = MOTION_SCALE
+    return min(1.0, max(0.0, (length - lo) / (hi - lo)))
 
 
 def _splat(xs: torch.Tensor, ys: torch.Tensor, size: int) -> torch.Tensor:

@@ -25,16 +25,8 @@ import torch
 from ..core.image import check_image, to_rgb_float
 from . import guards
 from .classifier import Classifier, Finding
-from .motion import MotionDeblur, MotionEstimate
+from .motion import MotionDeblur, MotionEstimate, motion_severity
 from .policy import DEFAULT_POLICY, RestorePolicy
-
-MOTION_SCALE = (5.0, 25.0)  # px of motion at severity 0 and 1 (m3unet.training.synthesis.params_for)
-
-
-def motion_severity(length: float) -> float:
-    """A motion length (px) on the classifier's motion severity scale."""
-    lo, hi = MOTION_SCALE
-    return round(min(1.0, max(0.0, (length - lo) / (hi - lo))), 4)
 
 
 class Reader:
@@ -48,10 +40,6 @@ class Reader:
         self._gate = MotionDeblur(None, base_balance=self.policy.motion_balance, policy=self.policy)
 
     @property
-    def threshold(self) -> float:
-        return self.classifier.threshold
-
-    @property
     def min_side(self) -> int:
         return self.classifier.min_side
 
@@ -60,7 +48,7 @@ class Reader:
         spectral test may be asked (not under the minimum side, not on print), else None."""
         if not self.spectral_motion or "motion" in finding.labels:
             return None
-        if guards.is_too_small(x, max(self.min_side, 1)) or guards.looks_like_print(x, self.policy):
+        if guards.is_too_small(x, self.min_side) or guards.looks_like_print(x, self.policy):
             return None
         return self._gate.gate_reading(x, self.policy)
 
@@ -77,7 +65,7 @@ class Reader:
                         + f" (cepstral depth {est.confidence:.1f}" + (f", path match {est.match:.2f})" if est.match else ")"))
                 f = dataclasses.replace(f, spectral={**f.spectral, "motion": what},
                                         severity={**f.severity, "motion": max(f.severity["motion"],
-                                                                              motion_severity(est.length))})
+                                                                              round(motion_severity(est.length), 4))})
             out.append(f)
         return out
 

@@ -32,6 +32,7 @@ from ..core.image import InputError, check_image, like_input, resize, to_rgb_flo
 from . import guards
 from .classifier import DEFAULT_CLASSIFIER, Classifier, load_classifier
 from .decisions import Attempt, AutoProgress, AutoReport, AutoResult, Reading, Reason, StepRecord
+from .motion import motion_severity
 from .plan import MODEL_M3UNET, Plan, Step, load_order_table, plan_for, plan_from_finding
 from .policy import DEFAULT_POLICY, RestorePolicy
 from .pool import Pool, PoolModel
@@ -516,7 +517,7 @@ class AutoRestorer:
         est = tool.gate_reading(x, self.policy)
         if est is None:
             return None
-        strength = round(min(1.0, max(0.0, (est.length - 5.0) / 20.0)), 2)  # the motion severity scale
+        strength = round(motion_severity(est.length), 2)
         return Step("motion", strength, tool.name, est.describe()), est
 
     def _estimator_reading(self, x: torch.Tensor):
