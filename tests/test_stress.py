@@ -70,3 +70,28 @@ def test_darkest_crop_finds_the_photo_s_dark_scene():
     import pytest
     with pytest.raises(ValueError, match="region"):
         stress_set({"p": a}, per_kind=1, crop=96, region="left")
+
+
+def _row(photo, applied, read):
+    return {"photo": photo, "families": sorted({stress.FAMILY_OF_KIND[k] for k in applied}),
+            "applied": [{"kind": k} for k in applied], "read": read}
+
+
+def test_miss_causes_tells_hidden_texture_and_low_light_noise_from_other_misses():
+    rows = [_row("a", ["gaussian noise", "defocus"], []),         # noise smoothed away by a later blur
+            _row("a", ["defocus", "gaussian noise"], ["blur"]),   # noise on top, missed: a real miss
+            _row("b", ["low light"], ["lowlight", "noise"]),      # low light's own sensor noise read
+            _row("b", [], ["noise"]),                             # a clean case read as noisy
+            _row("c", ["poisson-gaussian"], ["noise"]),           # read right
+            _row("c", ["jpeg", "downsampling"], ["lowres"])]      # JPEG under a later down-sampling
+    m = stress.miss_causes(rows)
+    noise = m["noise"]
+    assert (noise["fn_hidden"], noise["fn_other"], noise["fp_lowlight_noise"], noise["fp_other"]) == (1, 1, 1, 1)
+    assert noise["f1"] == round(2 * 1 / (2 * 1 + 2 + 2), 3)            # as scored: tp 1, fp 2, fn 2
+    assert noise["f1_visible"] == round(2 * 1 / (2 * 1 + 1 + 1), 3)    # the hidden and sensor cases left out
+    assert noise["photo_out"] == ["a", round(2 * 1 / (2 + 2 + 0), 3)]  # leaving out a removes both misses
+    assert m["jpeg"]["fn_hidden"] == 1 and np.isnan(m["jpeg"]["f1_visible"])  # nothing visible left to score
+    # families other than noise and JPEG are never excused
+    assert m["soft"]["fn_hidden"] == 0 and m["soft"]["f1_visible"] == m["soft"]["f1"]
+    # the scored F1 is f1_scores' on the same readings
+    assert stress.miss_causes([_row("a", ["haze"], ["haze"]), _row("a", [], ["haze"])])["haze"]["f1"] == round(2 / 3, 3)

@@ -207,6 +207,62 @@ def f1_scores(cases: list[StressCase], readings: list[set[str]]) -> dict[str, fl
     return out
 
 
+# Kinds that smooth away fine texture applied before them, and the families made of such texture.
+SMOOTHING_KINDS = ("defocus", "linear motion", "camera shake", "downsampling")
+TEXTURE_FAMILIES = ("noise", "jpeg")
+
+
+def _hidden(applied: list[dict], family: str) -> bool:
+    """True when the last degradation of ``family`` in a case (rows' ``applied``, in the order
+    applied) is followed by a defocus, a motion blur or a down-sampling: for noise and JPEG, what
+    the case is scored on is then mostly gone from the pixels."""
+    idx = [i for i, a in enumerate(applied) if FAMILY_OF_KIND[a["kind"]] == family]
+    return bool(idx) and any(a["kind"] in SMOOTHING_KINDS for a in applied[idx[-1] + 1:])
+
+
+def _f1(counts: tuple[int, int, int]) -> float:
+    tp, fp, fn = counts
+    return round(2 * tp / (2 * tp + fp + fn), 3) if tp + fp + fn else float("nan")
+
+
+def miss_causes(rows: list[dict], read_key: str = "read") -> dict[str, dict]:
+    """Where the reading's misses on a stress run come from, per family (``rows`` of
+    :func:`evaluate_stress`): ``f1`` as scored; ``fn_hidden``, noise or JPEG missed where a later
+    defocus, motion blur or down-sampling smoothed it away; ``fp_lowlight_noise``, noise read on a low-light
+    case (the stress set's low light carries its own sensor noise, 2-10/255) with no noise applied;
+    ``fn_other`` and ``fp_other``, the rest; ``f1_visible``, F1 with those two kinds of case left out
+    of the family's count; ``photo_out``, the photo whose leaving out raises F1 most and the F1 then."""
+    out = {}
+    for fam in FAMILIES:
+        causes = {"fn_hidden": 0, "fp_lowlight_noise": 0, "fn_other": 0, "fp_other": 0}
+        counts, visible, per_photo = [0, 0, 0], [0, 0, 0], {}
+        for r in rows:
+            truth = fam in r["families"]
+            read = fam in {FAMILY_OF_LABEL.get(lbl, lbl) for lbl in r.get(read_key, r["read"])}
+            kind = 0 if truth and read else 1 if read else 2 if truth else None
+            if kind is None:
+                continue
+            counts[kind] += 1
+            per_photo.setdefault(r["photo"], [0, 0, 0])[kind] += 1
+            hidden = truth and fam in TEXTURE_FAMILIES and _hidden(r["applied"], fam)
+            sensor = (fam == "noise" and not truth and read and
+                      any(a["kind"] == "low light" for a in r["applied"]))
+            if kind == 2:
+                causes["fn_hidden" if hidden else "fn_other"] += 1
+            elif kind == 1:
+                causes["fp_lowlight_noise" if sensor else "fp_other"] += 1
+            if not (hidden or sensor):
+                visible[kind] += 1
+        best = None
+        for photo, c in per_photo.items():
+            f = _f1(tuple(a - b for a, b in zip(counts, c)))
+            if best is None or f > best[1]:
+                best = (photo, f)
+        out[fam] = {"f1": _f1(tuple(counts)), **causes, "f1_visible": _f1(tuple(visible)),
+                    "photo_out": list(best) if best else None}
+    return out
+
+
 def evaluate_stress(model_path: str | None = None, data: str | None = None, split: str = "test", per_kind: int = 2,
                     crop: int = 256, seed: int = STRESS_SEED, policy=None, classifier_path: str | None = None,
                     region: str = "centre", restore: bool = True, log: Callable[[str], None] = print) -> dict:
