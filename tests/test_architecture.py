@@ -201,3 +201,13 @@ def test_checker_reads_imports_inside_functions(tmp_path):
     f = tmp_path / "mod.py"
     f.write_text("def f():\n    from ..training.train import x\n    return x\n")
     assert (2, "m3unet.training.train") in imported_modules(f, "m3unet.core.mod")
+
+
+def test_the_label_list_is_spelled_once():
+    """The classifier's outputs, the plan's tasks and the policy's labels are one tuple from the
+    domain layer, covering every label a degradation kind is reported under."""
+    from m3unet.auto import classifier, plan, policy
+    from m3unet.core import degradations
+    assert classifier.LABELS is plan.TASKS is policy.LABELS is degradations.LABELS
+    assert set(degradations.LABELS) == set(degradations.LABEL.values())
+    assert len(set(degradations.LABELS)) == len(degradations.LABELS)

@@ -27,9 +27,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..core.image import luminance
-from ..core.degradations import Degradation, LABEL, level
+from ..core.degradations import LABELS, Degradation, LABEL, level
 
-LABELS = ("noise", "blur", "motion", "jpeg", "lowres", "lowlight", "haze")
 DEFAULT_CLASSIFIER = Path(__file__).resolve().parents[2] / "weights" / "classifier-default.safetensors"
 JPEG_BLOCK = 8
 

@@ -44,9 +44,9 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from .policy import DEFAULT_POLICY
-from ..core.degradations import ORDER, Degradation, level
+from ..core.degradations import LABELS, ORDER, Degradation, level
 
-TASKS = ("noise", "blur", "motion", "jpeg", "lowres", "lowlight", "haze")  # = m3unet.auto.classifier.LABELS
+TASKS = LABELS  # a plan's tasks are the classifier's labels
 MODEL_AUTO = "auto"
 MODEL_M3UNET = "m3unet"
 PLAN_VERSION = 1

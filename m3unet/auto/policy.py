@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from ..core.degradations import LABEL
+from ..core.degradations import LABELS
 
 
 def _entry(default: Any, decides: str, origin: str) -> Any:
@@ -26,7 +26,6 @@ class PolicyError(ValueError):
     """A policy entry that does not exist or a value of the wrong type; the message names it."""
 
 
-LABELS = tuple(dict.fromkeys(LABEL.values()))  # the classifier's labels (= m3unet.auto.classifier.LABELS)
 # entries whose items come from a fixed vocabulary
 CHOICES = {"small_print_routes": ("deblur", "enlarged_print", "blind")}
 

@@ -13,6 +13,8 @@ KINDS = ("noise", "poisson", "blur", "motion", "lowres", "haze", "lowlight", "jp
 # The label a kind is reported under by the classifier (Poisson noise is "noise").
 LABEL = {"noise": "noise", "poisson": "noise", "blur": "blur", "motion": "motion",
          "lowres": "lowres", "haze": "haze", "lowlight": "lowlight", "jpeg": "jpeg"}
+# The classifier's labels, in the order of its outputs (also the plan's tasks).
+LABELS = ("noise", "blur", "motion", "jpeg", "lowres", "lowlight", "haze")
 ORDER = {k: i for i, k in enumerate(("blur", "motion", "lowres", "haze", "lowlight", "noise", "poisson", "jpeg"))}
 LEVELS = ("light", "moderate", "heavy")
 
