@@ -465,6 +465,14 @@ def test_offsets_given_at_the_call_replace_the_files_calibration_for_the_labels_
     assert clf(image, offsets={})[0].probabilities == read
     with pytest.raises(ClassifierError, match="sharpness"):
         clf(image, offsets={"sharpness": 1.0})
+    # the same reading re-decided at other offsets and threshold, without running the network again
+    once = clf(image)[0]
+    again = clf.decide_at(once, {"noise": 0.0, "blur": 1.5}, threshold=0.3)
+    assert again.probabilities == acting and again.severity == once.severity and again.threshold == 0.3
+    assert again.labels == [k for k in sorted(acting, key=lambda k: -once.severity[k]) if acting[k] >= 0.3]
+    assert clf.decide_at(once).probabilities == read
+    with pytest.raises(ClassifierError, match="logits"):
+        clf.decide_at(type(once)(once.probabilities, once.severity))
 
 
 def test_the_restore_reads_at_its_policys_decision_points_and_classify_plans_as_it_would(tmp_path):

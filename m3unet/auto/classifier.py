@@ -331,6 +331,8 @@ class Finding:
     # labels read from the image's spectrum although the network's probability is under the threshold,
     # with what was read (m3unet.auto.reading: motion blur from the cepstrum)
     spectral: dict[str, str] = field(default_factory=dict)
+    # the network's logits per label before any decision offset (Classifier.decide_at re-decides from them)
+    logits: tuple[float, ...] | None = field(default=None, repr=False, compare=False)
 
     @property
     def labels(self) -> list[str]:
@@ -422,8 +424,20 @@ class Classifier:
             note = (f"unreliable: {w}x{h} px is under the {self.min_side} px these weights were measured at"
                     if min(h, w) < self.min_side else "")
             out.append(Finding({k: round(float(v), 4) for k, v in zip(LABELS, p)},
-                               {k: round(float(v), 4) for k, v in zip(LABELS, sev[0].cpu())}, self.threshold, note))
+                               {k: round(float(v), 4) for k, v in zip(LABELS, sev[0].cpu())}, self.threshold, note,
+                               logits=tuple(float(v) for v in logits[0].cpu())))
         return out
+
+    def decide_at(self, finding: Finding, offsets: Mapping[str, float] | None = None,
+                  threshold: float | None = None) -> Finding:
+        """The same reading at other decision points, without running the network again: what
+        ``self(image, offsets)`` would give (threshold: this classifier's unless given). ``finding``
+        must come from a :class:`Classifier` call; labels read from the spectrum are not carried over."""
+        if finding.logits is None or len(finding.logits) != len(LABELS):
+            raise ClassifierError("decide_at needs a finding made by a Classifier call (it carries the logits)")
+        p = torch.sigmoid(torch.tensor(finding.logits) - self.offsets_with(offsets))
+        return Finding({k: round(float(v), 4) for k, v in zip(LABELS, p)}, dict(finding.severity),
+                       self.threshold if threshold is None else threshold, finding.note, logits=finding.logits)
 
 
 def save_classifier(model: DegradationClassifier, path, metadata: dict | None = None) -> None:

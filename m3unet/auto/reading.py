@@ -56,7 +56,13 @@ class Reader:
     def __call__(self, image: torch.Tensor, offsets: Mapping[str, float] | None = None) -> list[Finding]:
         """Read an IMAGE batch (``offsets``: as :meth:`Classifier.__call__`)."""
         image = check_image(image)
-        findings = self.classifier(image, offsets=offsets)
+        return self.with_spectrum(image, self.classifier(image, offsets=offsets))
+
+    @torch.no_grad()
+    def with_spectrum(self, image: torch.Tensor, findings: list[Finding]) -> list[Finding]:
+        """The classifier's ``findings`` on an IMAGE batch with the motion the spectrum shows added
+        where the classifier misses it (:meth:`spectral_motion_of`)."""
+        image = check_image(image)
         out = []
         for img, f in zip(image, findings):
             est = self.spectral_motion_of(to_rgb_float(img.cpu()), f)

@@ -44,8 +44,6 @@ def run(args) -> int:
     exp = expand_inputs(args.inputs, Path(".nonexistent-output-folder"), skip_outputs=False)
     clf = Classifier(load_classifier(args.classifier), threshold=args.threshold)
     reader = Reader(clf, spectral_motion=False if getattr(args, "no_spectral_motion", False) else None)
-    # the plan is the restore's: it acts at its policy's decision points, which may differ from the reading's
-    acting = Classifier(clf.model, threshold=DEFAULT_POLICY.detection_threshold)
     failures = 0
     for _, why in exp.missing:
         print(f"error: {why}", file=sys.stderr)
@@ -54,7 +52,8 @@ def run(args) -> int:
         src = s.path
         try:
             image = read_image(src)
-            finding = reader(image[None])[0]
+            read = clf(image[None])[0]
+            finding = reader.with_spectrum(image[None], [read])[0]
         except (FileNotFoundError, ValueError) as e:
             print(f"error: {e}" if str(src) in str(e) else f"error: {src}: {e}", file=sys.stderr)
             failures += 1
@@ -77,7 +76,8 @@ def run(args) -> int:
             rec["plan"] = []
         else:
             # the restore acts at its policy's decision points, which may differ from the reading's
-            rec["plan"] = plan_from_finding(acting(image[None], offsets=DEFAULT_POLICY.act_offsets)[0]).to_dict()["steps"]
+            acting = clf.decide_at(read, DEFAULT_POLICY.act_offsets, DEFAULT_POLICY.detection_threshold)
+            rec["plan"] = plan_from_finding(acting).to_dict()["steps"]
         if unmeasured:
             rec["unmeasured"] = unmeasured
         if notes:
