@@ -286,3 +286,19 @@ def test_the_shipped_empty_text_embedding_is_the_encoders_and_saves_loading_it()
     r = Restorer(model)
     assert torch.equal(r.embed_text(["", " "]), shipped.expand(2, -1)) and r._text_encoder is None
     assert r.embed_text(["remove the noise"]).shape == (1, 384) and r._text_encoder is not None
+
+
+def test_the_splits_are_disjoint_and_the_holdout_needs_prepared_data(tmp_path):
+    """Every named photo belongs to exactly one split; validation, holdout and test never train; the
+    holdout split asks for prepare-data when nothing is prepared, and unknown splits are clear errors."""
+    import pytest
+    from m3unet.training import data
+    assert not (data.VALIDATION & data.HOLDOUT or data.VALIDATION & data.TEST or data.HOLDOUT & data.TEST)
+    assert len(data.HOLDOUT) == len(data.LOMIRI16_PHOTOS) == 14
+    assert {data.split_of(p) for p in data.HOLDOUT} == {"holdout"}
+    assert {data.split_of(p) for p in data.TEST} == {"test"} and data.split_of("mate-Aqua") == "train"
+    assert set(data.EVALUATION_SPLITS) == set(data.SPLITS) - {"train"}
+    with pytest.raises(FileNotFoundError, match="prepare-data"):
+        data.evaluation_photos(None if not data.DEFAULT_DATA.exists() else str(tmp_path / "none"), "holdout")
+    with pytest.raises(ValueError, match="holdout"):
+        data.evaluation_photos(None, "train")

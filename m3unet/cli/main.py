@@ -111,10 +111,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="--auto: seed of the validation mixes (default 1, the reported ones; plan-orders measures seed 0)")
     e.add_argument("--data", default=None, help="prepared photo folder (default: data/photos if present, "
                    "else the validation photos bundled with scikit-image)")
-    e.add_argument("--split", choices=("validation", "test"), default=None,
+    e.add_argument("--split", choices=("validation", "holdout", "test"), default=None,
                    help="photos to measure on: validation (chooses thresholds and rules; the default, and "
-                   "the scikit-image photos when nothing is prepared) or test (never used to choose; the "
-                   "published figures, and the default of --stress; needs prepare-data)")
+                   "the scikit-image photos when nothing is prepared), holdout (never trained on; more scenes to "
+                   "check and choose on; needs prepare-data) or test (never used to choose; the published "
+                   "figures, and the default of --stress; needs prepare-data)")
     e.add_argument("--model", default=None)
     e.add_argument("--crop", type=int, default=None, help="centre crop size per photo (0: whole photo; "
                    "default 256, with --peers 288)")
@@ -322,9 +323,10 @@ def _parser() -> argparse.ArgumentParser:
     ec = sub.add_parser("eval-classifier", help="classifier F1 / severity / clean-pass rate on validation photos")
     ec.add_argument("--classifier", default=None)
     ec.add_argument("--data", default=None, help="prepared photo folder (default: data/photos if present)")
-    ec.add_argument("--split", choices=("validation", "test"), default="validation",
+    ec.add_argument("--split", choices=("validation", "holdout", "test"), default="validation",
                    help="photos to measure on: validation (chooses thresholds and rules; the default, and "
-                   "the scikit-image photos when nothing is prepared) or test (never used to choose; the "
+                   "the scikit-image photos when nothing is prepared), holdout (never trained on; more scenes "
+                   "to check and choose on; needs prepare-data) or test (never used to choose; the "
                    "published figures; needs prepare-data)")
     ec.add_argument("--per-photo", dest="per_photo", type=int, default=40,
                     help="clean, single and mixture samples per validation photo (each)")

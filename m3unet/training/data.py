@@ -2,17 +2,22 @@
 
 Sources (see ``../shared/offline-assets.md``): Debian ``mate-backgrounds`` nature photos,
 the OpenCV source distribution's ``samples/data`` photos, scikit-image's bundled photos, and the real
-photographs among Debian's ``plasma-workspace-wallpapers`` and ``lomiri-wallpapers-20.04``.
+photographs among Debian's ``plasma-workspace-wallpapers``, ``lomiri-wallpapers-20.04`` and
+``lomiri-wallpapers-16.04``.
 Each photo is converted to RGB, down-scaled (area/Lanczos) so that its long side is at most
 ``max_side`` (which also averages away sensor noise and JPEG artefacts of the originals, giving
 cleaner ground truth), and written as PNG. A manifest records source, licence and hashes.
 The photos themselves are never committed; ``python -m m3unet prepare-data`` rebuilds them.
 
-The split is by photo, in three parts:
+The split is by photo, in four parts:
 
 - ``train``: the photos models are trained on;
 - ``validation``: never trained on; thresholds, checkpoints and rules of the automatic restore are
   chosen on these (:data:`VALIDATION`);
+- ``holdout``: never trained on; measured like validation, in addition to it, on scenes the
+  validation photos lack (high-key and grey scenes, shallow depth of field, textures): the
+  community photographs of Debian's ``lomiri-wallpapers-16.04`` (:data:`HOLDOUT`), added after every
+  earlier choice, so the figures published for validation stay reproducible;
 - ``test``: never trained on and never used to choose anything; published figures come from these
   (:data:`TEST`). They were assigned by a content-blind rule (the six of the twelve Debian wallpaper
   photos whose id has the lowest SHA-256), before any of them was looked at.
@@ -60,6 +65,15 @@ SKIMAGE_LICENCE = {"astronaut": "public domain (NASA)", "chelsea": "CC0 (Stefan 
 PLASMA_PHOTOS = ["BytheWater", "ColdRipple", "ColorfulCups", "DarkestHour", "EveningGlow", "FallenLeaf", "Grey",
                  "Kite", "OneStandsOut", "Path", "summer_1am"]
 LOMIRI_PHOTOS = ["Kleiber_by_Lukas_Baubkus.jpg"]
+# Debian lomiri-wallpapers-16.04: its community photographs, with their licences (debian/copyright);
+# umang_by_Abhishek_Mudgal is digital art and is left out. All of them form the holdout split.
+LOMIRI16_PHOTOS = {"Bridge_by_Sander_Klootwijk.jpg": "CC-BY-SA-4.0", "Dragonfly_by_Bolly.jpg": "CC-BY-SA-4.0",
+                   "Picture_0B_by_freespace.jpg": "CC-BY-4.0", "Picture_1A_by_freespace.jpg": "CC-BY-4.0",
+                   "Wine_by_Jakkub_Mede.jpg": "CC-BY-4.0", "aitzgorri_by_Aitzol_Berasategi.jpg": "CC-BY-4.0",
+                   "analogpattern_by_Peter_Nerlich.jpg": "CC-BY-SA-4.0", "free_by_Peter_Nerlich.jpg": "CC-BY-SA-4.0",
+                   "friends_by_Aitzol_Berasategi.jpg": "CC-BY-4.0", "greentock_by_Peter_Nerlich.jpg": "CC-BY-SA-4.0",
+                   "life_by_Aitzol_Berasategi.jpg": "CC-BY-4.0", "picosdeeuropa_by_Aitzol_Berasategi.jpg": "CC-BY-4.0",
+                   "seeding_by_Clements_Engelhardt.jpg": "CC0-1.0", "sunset_by_Aitzol_Berasategi.jpg": "CC-BY-4.0"}
 
 # Never used in training; the automatic restore's thresholds and rules are chosen on these. The
 # scikit-image ones ship inside the package, so tests and CI can evaluate without downloading anything.
@@ -68,7 +82,9 @@ VALIDATION = {"skimage-astronaut", "skimage-chelsea", "skimage-coffee", "opencv-
 # Never used in training nor to choose anything: the photos published figures are measured on.
 TEST = {"lomiri-Kleiber", "plasma-BytheWater", "plasma-ColdRipple", "plasma-ColorfulCups", "plasma-OneStandsOut",
         "plasma-Path"}
-SPLITS = ("train", "validation", "test")
+HOLDOUT = {"lomiri16-" + name.split("_by_")[0] for name in LOMIRI16_PHOTOS}
+SPLITS = ("train", "validation", "holdout", "test")
+EVALUATION_SPLITS = ("validation", "holdout", "test")
 
 
 @dataclass
@@ -158,9 +174,18 @@ def _lomiri_photos(cache: Path) -> Iterator[Photo]:
                     "CC-BY-SA-3.0 (debian/copyright)", _sha256(data), Image.open(io.BytesIO(data)))
 
 
+def _lomiri16_photos(cache: Path) -> Iterator[Photo]:
+    deb, root = _deb(cache, "lomiri-wallpapers-16.04")
+    for rel, licence in LOMIRI16_PHOTOS.items():
+        data = (root / "usr/share/backgrounds" / rel).read_bytes()
+        yield Photo(f"lomiri16-{rel.split('_by_')[0]}", f"Debian {deb.name}: backgrounds/{rel}",
+                    f"{licence} (debian/copyright)", _sha256(data), Image.open(io.BytesIO(data)))
+
+
 def split_of(photo_id: str) -> str:
-    """Which split a photo belongs to: ``validation``, ``test`` or ``train``."""
-    return "validation" if photo_id in VALIDATION else "test" if photo_id in TEST else "train"
+    """Which split a photo belongs to: ``validation``, ``holdout``, ``test`` or ``train``."""
+    return ("validation" if photo_id in VALIDATION else "holdout" if photo_id in HOLDOUT else
+            "test" if photo_id in TEST else "train")
 
 
 def _normalise(img: Image.Image, max_side: int) -> Image.Image:
@@ -179,7 +204,7 @@ def prepare(out: Path, cache: Path | None = None, max_side: int = 1024) -> dict:
     cache.mkdir(parents=True, exist_ok=True)
     entries = []
     for gen in (_mate_photos(cache), _opencv_photos(cache), _skimage_photos(), _plasma_photos(cache),
-                _lomiri_photos(cache)):
+                _lomiri_photos(cache), _lomiri16_photos(cache)):
         for photo in gen:
             split = split_of(photo.id)
             img = _normalise(photo.image, max_side)
@@ -216,17 +241,17 @@ DEFAULT_DATA = Path("data/photos")
 
 
 def evaluation_photos(data: str | None, split: str = "validation") -> dict[str, np.ndarray]:
-    """The photos of ``split`` (``validation`` or ``test``) under ``data`` (default ``data/photos`` if
-    prepared). Without prepared data the validation split falls back to the scikit-image validation
-    photos; the test split needs ``python -m m3unet prepare-data``."""
-    if split not in ("validation", "test"):
-        raise ValueError(f"evaluation split must be validation or test; got {split!r}")
+    """The photos of ``split`` (``validation``, ``holdout`` or ``test``) under ``data`` (default
+    ``data/photos`` if prepared). Without prepared data the validation split falls back to the
+    scikit-image validation photos; the others need ``python -m m3unet prepare-data``."""
+    if split not in EVALUATION_SPLITS:
+        raise ValueError(f"evaluation split must be {', '.join(EVALUATION_SPLITS)}; got {split!r}")
     if data is None and (DEFAULT_DATA / "manifest.json").exists():
         data = str(DEFAULT_DATA)
     if data:
         return load_split(Path(data), split)
-    if split == "test":
-        raise FileNotFoundError("the test photos are not prepared: run `python -m m3unet prepare-data` first "
+    if split != "validation":
+        raise FileNotFoundError(f"the {split} photos are not prepared: run `python -m m3unet prepare-data` first "
                                 "(or pass --split validation)")
     return skimage_validation()
 
