@@ -116,6 +116,8 @@ def main() -> int:
            ".venv/bin/python -m m3unet eval --stress --region dark --json results/stress-test-dark.json",
            ".venv/bin/python -m m3unet eval --stress --split validation --json results/stress-validation.json",
            ".venv/bin/python -m m3unet eval --stress --split validation --region dark --json results/stress-validation-dark.json",
+           ".venv/bin/python -m m3unet eval --stress --split holdout --json results/stress-holdout.json",
+           ".venv/bin/python -m m3unet eval --stress --split holdout --region dark --json results/stress-holdout-dark.json",
            "# 67bd65c, e814429, 04123b8, 7c6bec4 and 83ee956: the first two commands at those commits (67bd65c: before",
            "# the motion deblur, the low-light floor, low light as given and the print guard's low-resolution",
            "# reading; e814429: before the stage-7 classifier and small_print_routes; 04123b8: before the",
@@ -138,8 +140,14 @@ def main() -> int:
     val_dark = load("stress-validation-dark.json")
     if val_dark:
         out += ["Their darkest crops:", "", f1_table([("now", val_dark)]), ""]
+    hold, hold_dark = load("stress-holdout.json"), load("stress-holdout-dark.json")
+    if hold:
+        out += ["On the holdout photos (never trained on, and measured only after every setting was chosen:",
+                f"{', '.join(hold['photos'])}; high-key and grey scenes, shallow depth of field, a texture):", "",
+                f1_table([("now, centre", hold)] + ([("now, darkest", hold_dark)] if hold_dark else [])), ""]
     sets = [(n, r) for n, r in (("test, centre", now), ("test, darkest", load("stress-test-dark.json")),
-                                 ("validation, centre", val), ("validation, darkest", val_dark)) if r]
+                                 ("validation, centre", val), ("validation, darkest", val_dark),
+                                 ("holdout, centre", hold), ("holdout, darkest", hold_dark)) if r]
     out += ["### Where the misses come from", "",
             "The same readings, each miss put down to one cause (`m3unet.evaluation.stress.miss_causes`): noise or",
             "JPEG applied *before* a defocus, a motion blur or a down-sampling in a mix's random order and read as",
@@ -170,6 +178,10 @@ def main() -> int:
                 f1_table(druns), "", gain_table(druns), ""]
     if val:
         out += ["Validation photos, now:", "", gain_table([("now", val)]), ""]
+    if hold:
+        out += ["Holdout photos, now, centre crops:", "", gain_table([("now", hold)]), ""]
+    if hold_dark:
+        out += ["Holdout photos, now, darkest crops:", "", gain_table([("now", hold_dark)]), ""]
     pv, pt, pt_prev = load("ocr-pages-validation.json"), load("ocr-pages-test.json"), load("ocr-pages-test-e814429.json")
     pt_last = load("ocr-pages-test-04123b8.json")
     if pv or pt:
