@@ -196,6 +196,12 @@ def stress_set(photos: dict[str, np.ndarray], per_kind: int = 2, crop: int = 256
     return cases
 
 
+def _f1(counts: tuple[int, int, int]) -> float:
+    """F1 from (true positives, false positives, false negatives), 3 decimals; NaN when all are 0."""
+    tp, fp, fn = counts
+    return round(2 * tp / (2 * tp + fp + fn), 3) if tp + fp + fn else float("nan")
+
+
 def f1_scores(cases: list[StressCase], readings: list[set[str]]) -> dict[str, float]:
     """F1 per family of the classifier's readings (label families) against the applied families."""
     out = {}
@@ -203,7 +209,7 @@ def f1_scores(cases: list[StressCase], readings: list[set[str]]) -> dict[str, fl
         tp = sum(1 for c, r in zip(cases, readings) if fam in c.families and fam in r)
         fp = sum(1 for c, r in zip(cases, readings) if fam not in c.families and fam in r)
         fn = sum(1 for c, r in zip(cases, readings) if fam in c.families and fam not in r)
-        out[fam] = round(2 * tp / (2 * tp + fp + fn), 3) if tp + fp + fn else float("nan")
+        out[fam] = _f1((tp, fp, fn))
     return out
 
 
@@ -220,12 +226,7 @@ def _hidden(applied: list[dict], family: str) -> bool:
     return bool(idx) and any(a["kind"] in SMOOTHING_KINDS for a in applied[idx[-1] + 1:])
 
 
-def _f1(counts: tuple[int, int, int]) -> float:
-    tp, fp, fn = counts
-    return round(2 * tp / (2 * tp + fp + fn), 3) if tp + fp + fn else float("nan")
-
-
-def miss_causes(rows: list[dict], read_key: str = "read") -> dict[str, dict]:
+def miss_causes(rows: list[dict]) -> dict[str, dict]:
     """Where the reading's misses on a stress run come from, per family (``rows`` of
     :func:`evaluate_stress`): ``f1`` as scored; ``fn_hidden``, noise or JPEG missed where a later
     defocus, motion blur or down-sampling smoothed it away; ``fp_lowlight_noise``, noise read on a low-light
@@ -238,7 +239,7 @@ def miss_causes(rows: list[dict], read_key: str = "read") -> dict[str, dict]:
         counts, visible, per_photo = [0, 0, 0], [0, 0, 0], {}
         for r in rows:
             truth = fam in r["families"]
-            read = fam in {FAMILY_OF_LABEL.get(lbl, lbl) for lbl in r.get(read_key, r["read"])}
+            read = fam in r["read"]  # rows hold the families read
             kind = 0 if truth and read else 1 if read else 2 if truth else None
             if kind is None:
                 continue

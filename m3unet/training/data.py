@@ -82,7 +82,14 @@ VALIDATION = {"skimage-astronaut", "skimage-chelsea", "skimage-coffee", "opencv-
 # Never used in training nor to choose anything: the photos published figures are measured on.
 TEST = {"lomiri-Kleiber", "plasma-BytheWater", "plasma-ColdRipple", "plasma-ColorfulCups", "plasma-OneStandsOut",
         "plasma-Path"}
-HOLDOUT = {"lomiri16-" + name.split("_by_")[0] for name in LOMIRI16_PHOTOS}
+
+
+def _lomiri16_id(file_name: str) -> str:
+    """``lomiri16-<title>`` from a lomiri-wallpapers-16.04 file name (``<title>_by_<author>.jpg``)."""
+    return "lomiri16-" + file_name.split("_by_")[0]
+
+
+HOLDOUT = {_lomiri16_id(name) for name in LOMIRI16_PHOTOS}
 SPLITS = ("train", "validation", "holdout", "test")
 EVALUATION_SPLITS = ("validation", "holdout", "test")
 
@@ -178,7 +185,7 @@ def _lomiri16_photos(cache: Path) -> Iterator[Photo]:
     deb, root = _deb(cache, "lomiri-wallpapers-16.04")
     for rel, licence in LOMIRI16_PHOTOS.items():
         data = (root / "usr/share/backgrounds" / rel).read_bytes()
-        yield Photo(f"lomiri16-{rel.split('_by_')[0]}", f"Debian {deb.name}: backgrounds/{rel}",
+        yield Photo(_lomiri16_id(rel), f"Debian {deb.name}: backgrounds/{rel}",
                     f"{licence} (debian/copyright)", _sha256(data), Image.open(io.BytesIO(data)))
 
 
