@@ -269,3 +269,13 @@ def test_classify_bad_classifier_and_threshold(tmp_path):
     assert r.returncode == 2 and "not a DegradationClassifier checkpoint" in r.stderr and "Traceback" not in r.stderr
     r = m3unet("classify", "assets/examples/coffee_degraded.png", "--threshold", "1.5")
     assert r.returncode == 2 and "--threshold" in r.stderr
+
+
+@pytest.mark.parametrize("split", ["holdout", "test"])
+def test_unprepared_photos_are_a_clear_error(tmp_path, capsys, split):
+    """Evaluating a split whose photos were never prepared names the folder and the fix, with no traceback."""
+    from m3unet.cli.main import main
+    assert main(["eval", "--stress", "--no-restore", "--split", split, "--data", str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err
+    line = next(x for x in err.splitlines() if x.startswith("error: "))
+    assert "prepare-data" in line and str(tmp_path / "none") in line and "Traceback" not in err

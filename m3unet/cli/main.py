@@ -362,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return _dispatch(args)
-    except ValueError as e:  # CheckpointError, InputError: clear messages, no traceback
+    except (ValueError, FileNotFoundError) as e:  # CheckpointError, InputError, unprepared photos: no traceback
         print(f"error: {e}", file=sys.stderr)
         return 2
 
