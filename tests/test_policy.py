@@ -241,9 +241,45 @@ def test_a_dark_scene_whose_highlights_reach_white_is_not_brightened():
     auto = AutoRestorer(Pool(None, []), classifier, policy=limit)
     rep = auto.run(scene).reports[0]
     assert not rep.plan.steps and "lowlight_highlights" in rep.rules and rep.first.lit == ["lowlight"]
-    assert "highlights already reach near white" in render(rep)
+    assert "brighter than an under-exposed photo's" in render(rep)
     rep = auto.run(under).reports[0]
     assert [s.tasks for s in rep.plan.steps] == [["lowlight"]] and "lowlight_highlights" not in rep.rules
+
+
+def test_a_hazy_reading_on_an_image_with_deep_blacks_is_not_dehazed():
+    """haze_min_black_point: the same haze reading is acted on for a hazy image (airlight lifts every
+    pixel, so its black point is high) and left alone, with the report saying why, for a clear grey
+    scene that keeps deep blacks; the black point ignores a few isolated dark pixels; 0 turns it off."""
+    from m3unet.auto.guards import black_point, deep_black_readings
+    from m3unet.auto.pool import Pool
+    from m3unet.auto.restorer import AutoRestorer
+
+    scene = torch.linspace(0.35, 0.8, 160).view(1, 1, 160, 1).expand(1, 160, 160, 3).clone()  # a grey wall
+    scene[:, 100:140, 20:60] = 0.03                  # a dark doorway: 1600 of 25600 pixels
+    t, airlight = 0.6, 0.85
+    hazy = scene * t + airlight * (1 - t)             # the atmospheric scattering model
+    specks = torch.full((1, 160, 160, 3), 0.6)
+    specks[:, ::16, ::16] = 0.0                       # isolated dark pixels (noise), not a dark region
+    assert black_point(scene[0].permute(2, 0, 1)) < 0.05
+    assert black_point(hazy[0].permute(2, 0, 1)) == pytest.approx(0.03 * t + airlight * (1 - t), abs=0.01)
+    assert not guards.looks_like_print(scene[0].permute(2, 0, 1))
+    assert black_point(specks[0].permute(2, 0, 1)) > 0.5
+    read = finding(haze=(0.95, 0.5))
+    limit = DEFAULT_POLICY.replace(haze_min_black_point=0.15)
+    assert deep_black_readings(read, scene[0].permute(2, 0, 1), limit) == ("haze",)
+    assert deep_black_readings(read, hazy[0].permute(2, 0, 1), limit) == ()
+    assert deep_black_readings(read, scene[0].permute(2, 0, 1), limit.replace(haze_min_black_point=0.0)) == ()
+    assert deep_black_readings(finding(), scene[0].permute(2, 0, 1), limit) == ()
+
+    def classifier(image):
+        return [read for _ in range(image.shape[0])]
+
+    auto = AutoRestorer(Pool(None, []), classifier, policy=limit)
+    rep = auto.run(scene).reports[0]
+    assert not rep.plan.steps and "haze_black_point" in rep.rules and rep.first.deep_blacks == ["haze"]
+    assert "keeps deep blacks" in render(rep)
+    rep = auto.run(hazy).reports[0]
+    assert [s.tasks for s in rep.plan.steps] == [["haze"]] and "haze_black_point" not in rep.rules
 
 
 def test_a_low_light_reading_just_over_the_floor_is_brightened_in_part():

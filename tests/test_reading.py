@@ -85,3 +85,36 @@ def test_classify_reports_the_spectral_reading_unless_asked_not_to(blind, tmp_pa
     assert r.returncode == 0, r.stderr
     rec = json.loads(r.stdout)
     assert "motion" not in rec["detected"] and "spectral" not in rec
+
+
+class _ReadsDarkAndHazy:
+    """A stand-in classifier that reads heavy low light and haze on every image."""
+    min_side = 0
+
+    def __call__(self, image, offsets=None):
+        from m3unet.auto.classifier import LABELS, Finding
+        p = {k: 0.95 if k in ("lowlight", "haze") else 0.01 for k in LABELS}
+        return [Finding(dict(p), {k: 0.6 if k in ("lowlight", "haze") else 0.0 for k in LABELS}) for _ in image]
+
+
+def test_the_reading_leaves_out_what_the_images_tones_rule_out_and_says_why():
+    """scene_limits_reading: low light on a dark scene whose highlights are brighter than an
+    under-exposed photo's, and haze on an image that keeps deep blacks, move to Finding.scene with
+    why (as the restore leaves them alone); an under-exposed, veiled image keeps both; off, nothing moves."""
+    reader = Reader(_ReadsDarkAndHazy())
+    ramp = torch.linspace(0.05, 0.3, 200).view(1, 1, 200).expand(3, 200, 200).clone()   # dim, no deep blacks
+    under = ramp + 0.12                                                                   # veiled: black point 0.17
+    scene = under.clone()
+    scene[:, 10:30, 10:30] = 0.95                                                         # a lamp
+    scene[:, 150:190, 150:190] = 0.02                                                     # a dark doorway
+    f_under, f_scene = reader(_image(under))[0], reader(_image(scene))[0]
+    assert set(f_under.labels) == {"lowlight", "haze"}
+    assert not f_under.scene and "scene" not in f_under.to_dict()
+    assert f_scene.labels == [] and set(f_scene.scene) == {"lowlight", "haze"}
+    assert "a dark scene" in f_scene.scene["lowlight"] and "deep blacks" in f_scene.scene["haze"]
+    assert f_scene.to_dict()["scene"] == f_scene.scene and f_scene.to_dict()["detected"] == []
+    assert "lowlight read (p=0.95) but left out" in f_scene.report()
+    assert f_scene.probabilities == f_under.probabilities  # the network's reading itself is kept
+    off = Reader(_ReadsDarkAndHazy(), DEFAULT_POLICY.replace(scene_limits_reading=False))(_image(scene))[0]
+    assert set(off.labels) == {"lowlight", "haze"} and not off.scene
+    assert set(Reader(_ReadsDarkAndHazy(), scene_limits=False)(_image(scene))[0].labels) == {"lowlight", "haze"}

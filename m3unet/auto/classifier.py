@@ -333,11 +333,15 @@ class Finding:
     spectral: dict[str, str] = field(default_factory=dict)
     # the network's logits per label before any decision offset (Classifier.decide_at re-decides from them)
     logits: tuple[float, ...] | None = field(default=None, repr=False, compare=False)
+    # labels the network reads that the image's tones rule out, with why (m3unet.auto.reading: low light
+    # on a dark scene whose highlights are too bright for under-exposure, haze on an image with deep blacks)
+    scene: dict[str, str] = field(default_factory=dict)
 
     @property
     def labels(self) -> list[str]:
         """Detected labels, most severe first."""
-        found = [k for k, p in self.probabilities.items() if p >= self.threshold or k in self.spectral]
+        found = [k for k, p in self.probabilities.items()
+                 if (p >= self.threshold or k in self.spectral) and k not in self.scene]
         return sorted(found, key=lambda k: -self.severity[k])
 
     def levels(self) -> dict[str, str]:
@@ -349,6 +353,9 @@ class Finding:
             f"from the spectrum: {self.spectral[k]}" if k in self.spectral and self.probabilities[k] < self.threshold
             else f"p={self.probabilities[k]:.2f}") + f", severity {self.severity[k]:.2f})"
             for k in self.labels) or "no degradation detected"
+        if self.scene:
+            text += "; " + "; ".join(f"{k} read (p={self.probabilities[k]:.2f}) but left out: {why}"
+                                     for k, why in self.scene.items())
         return text + (f" [{self.note}]" if self.note else "")
 
     def restoration_text(self) -> str:
@@ -358,11 +365,13 @@ class Finding:
 
     def to_dict(self) -> dict:
         """JSON-ready: probability and severity (0-1) of every label, the detected labels and their levels
-        (and ``spectral``: the labels read from the spectrum, with what was read)."""
+        (and ``spectral``: the labels read from the spectrum, with what was read; ``scene``: the labels
+        read but left out because the image's tones rule them out, with why)."""
         return {"labels": {k: self.probabilities[k] for k in LABELS},
                 "severity": {k: self.severity[k] for k in LABELS},
                 "detected": self.labels, "levels": self.levels(), "threshold": self.threshold} | (
-                    {"note": self.note} if self.note else {}) | ({"spectral": dict(self.spectral)} if self.spectral else {})
+                    {"note": self.note} if self.note else {}) | ({"spectral": dict(self.spectral)} if self.spectral else {}) | (
+                    {"scene": dict(self.scene)} if self.scene else {})
 
 
 def default_plan(finding: Finding) -> list[dict]:

@@ -63,17 +63,37 @@ def brightening_share(finding, policy: RestorePolicy = DEFAULT_POLICY) -> float:
 def highlight(x: torch.Tensor) -> float:
     """Luminance of ``[3, H, W]`` (0-1) at the 99.5th percentile: how close its brightest parts come to
     white. An under-exposed photo leaves the top of the range empty; a dark scene exposed as it should
-    be keeps highlights near white (lamps, windows, a lit face)."""
+    be keeps brighter highlights (lamps, windows, a lit face)."""
     return float(torch.quantile(_luminance_sample(x[..., :3, :, :]), 0.995))
 
 
 def lit_readings(finding, x: torch.Tensor, policy: RestorePolicy = DEFAULT_POLICY) -> tuple[str, ...]:
     """Highlight limit: ``("lowlight",)`` when the reading finds low light but the image's
     :func:`highlight` is at least the policy's ``lowlight_max_highlight`` (its brightest parts are
-    already near white, so it is a dark scene, not an under-exposed one), else ()."""
+    brighter than the under-exposure the brightening step undoes leaves them, so it is a dark scene, not
+    an under-exposed one), else ()."""
     if finding is None or "lowlight" not in finding.labels or policy.lowlight_max_highlight > 1:
         return ()
     return ("lowlight",) if highlight(x) >= policy.lowlight_max_highlight else ()
+
+
+def black_point(x: torch.Tensor) -> float:
+    """The black point of ``[3, H, W]`` (0-1): the 1st percentile of min(R, G, B) after a 5x5 box mean
+    (the mean keeps single noisy pixels from deciding). Haze adds airlight A(1 - t) to every pixel, so a
+    hazy image has no deep blacks (the dark channel prior, He, Sun and Tang, CVPR 2009)."""
+    dark = x[..., :3, :, :].amin(-3).float().reshape(1, 1, *x.shape[-2:])
+    smooth = torch.nn.functional.avg_pool2d(dark, 5, 1, 2, count_include_pad=False).flatten()
+    smooth = smooth[:: smooth.numel() // (1 << 20) + 1] if smooth.numel() > 1 << 20 else smooth
+    return float(torch.quantile(smooth, 0.01))
+
+
+def deep_black_readings(finding, x: torch.Tensor, policy: RestorePolicy = DEFAULT_POLICY) -> tuple[str, ...]:
+    """Black-point limit: ``("haze",)`` when the reading finds haze but the image's :func:`black_point`
+    is under the policy's ``haze_min_black_point`` (it keeps blacks deeper than the lightest haze the
+    dehazing step removes would leave: a clear, low-contrast scene, not a hazy one), else ()."""
+    if finding is None or "haze" not in finding.labels or policy.haze_min_black_point <= 0:
+        return ()
+    return ("haze",) if black_point(x) < policy.haze_min_black_point else ()
 
 
 def unread_later(finding, policy: RestorePolicy = DEFAULT_POLICY) -> tuple[str, ...]:

@@ -50,7 +50,11 @@ def reading(r) -> str:
     if getattr(r, "faint", None):
         text += "; it is a little dark, which a dark scene also is, so it was not brightened"
     if getattr(r, "lit", None):
-        text += "; it is dark, but its highlights already reach near white, as a dark scene's do, so it was not brightened"
+        text += ("; it is dark, but its highlights are brighter than an under-exposed photo's, as a dark scene's are, "
+                 "so it was not brightened")
+    if getattr(r, "deep_blacks", None):
+        text += ("; it looks hazy, but it keeps deep blacks, which haze would have lifted (a clear, low-contrast "
+                 "scene), so it was not dehazed")
     return text
 
 

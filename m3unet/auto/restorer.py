@@ -96,7 +96,7 @@ class _State:
     finding: object | None
     score: float | None
     fixed: bool                 # the plan was given: run as written
-    unread: tuple[str, ...]     # readings ignored all run: on_print + the low-light rules' (faint, later)
+    unread: tuple[str, ...]     # readings ignored all run: on_print + the low-light and haze rules' (faint, lit, deep, later)
     first_labels: list[str]
     report: AutoReport
     queue: list[Step]
@@ -248,9 +248,10 @@ class AutoRestorer:
         given = self._hide(raw, on_print)
         faint = () if fixed else guards.faint_readings(given, self.policy)
         lit = () if fixed or faint else guards.lit_readings(given, x, self.policy)
+        deep = () if fixed else guards.deep_black_readings(given, x, self.policy)
         later = () if fixed else tuple(k for k in guards.unread_later(given, self.policy)
-                                       if k not in on_print + faint + lit)
-        unread = on_print + faint + lit + later
+                                       if k not in on_print + faint + lit + deep)
+        unread = on_print + faint + lit + deep + later
         f = self._hide(raw, unread)
         if not fixed:
             plan = plan_from_finding(f, self.table, joint=self._joint_tasks())
@@ -264,7 +265,7 @@ class AutoRestorer:
             rest = [s.only(t for t in s.tasks if t not in self.policy.defocus_labels) for s in plan.steps]
             plan = Plan([defocus[0]] + [s for s in rest if s is not None])
         report = AutoReport(Reading.of(f, ignored=[k for k in on_print if f is not None and k in f.probabilities],
-                                       faint=list(faint), lit=list(lit)),
+                                       faint=list(faint), lit=list(lit), deep_blacks=list(deep)),
                             degradation_score(f) if f is not None else None, Plan(list(plan.steps)),
                             size=(int(x.shape[-1]), int(x.shape[-2])))
         if on_print and any(k in raw.labels for k in on_print):
@@ -273,6 +274,8 @@ class AutoRestorer:
             report.fired("lowlight_floor")
         if lit:
             report.fired("lowlight_highlights")
+        if deep:
+            report.fired("haze_black_point")
         if defocus is not None:
             report.fired("motion_gate" if defocus[0].task == "motion" else "defocus_gate")
         brighten = 1.0 if fixed or faint or lit else guards.brightening_share(given, self.policy)

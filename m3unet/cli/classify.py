@@ -53,7 +53,7 @@ def run(args) -> int:
         try:
             image = read_image(src)
             read = clf(image[None])[0]
-            finding = reader.with_spectrum(image[None], [read])[0]
+            finding = reader.complete(image[None], [read])[0]
         except (FileNotFoundError, ValueError) as e:
             print(f"error: {e}" if str(src) in str(e) else f"error: {src}: {e}", file=sys.stderr)
             failures += 1
@@ -67,6 +67,8 @@ def run(args) -> int:
                "detected": [k for k in d["detected"] if k not in unmeasured]}
         if "spectral" in d:
             rec["spectral"] = d["spectral"]  # labels read from the image's spectrum, with what was read
+        if "scene" in d:
+            rec["scene"] = d["scene"]  # labels read but left out: the image's tones rule them out
         notes = []
         if unmeasured:
             notes.append(f"{', '.join(unmeasured)} cannot be measured on a {w}x{h} px image")
@@ -76,7 +78,8 @@ def run(args) -> int:
             rec["plan"] = []
         else:
             # the restore acts at its policy's decision points, which may differ from the reading's
-            acting = clf.decide_at(read, DEFAULT_POLICY.act_offsets, DEFAULT_POLICY.detection_threshold)
+            acting = reader.with_scene(image[None], [clf.decide_at(read, DEFAULT_POLICY.act_offsets,
+                                                                    DEFAULT_POLICY.detection_threshold)])[0]
             rec["plan"] = plan_from_finding(acting).to_dict()["steps"]
         if unmeasured:
             rec["unmeasured"] = unmeasured

@@ -285,7 +285,8 @@ def evaluate_stress(model_path: str | None = None, data: str | None = None, spli
         # the reading as the pack reports it (the restore acts at its policy's decision points)
         f = reader(c.degraded.permute(1, 2, 0)[None])[0]
         read = {FAMILY_OF_LABEL[lbl] for lbl in f.labels}
-        alone = {FAMILY_OF_LABEL[lbl] for lbl in f.labels if lbl not in f.spectral}  # the classifier alone
+        alone = {FAMILY_OF_LABEL[lbl] for lbl in list(f.labels) + list(f.scene)
+                 if lbl not in f.spectral}  # the classifier alone: no spectrum, no scene limits
         readings.append(read)
         by_classifier.append(alone)
         row = {"photo": c.photo, "name": c.name, "band": c.band, "families": sorted(c.families),
