@@ -52,7 +52,9 @@ class DegradationClassifierNode(io.ComfyNode):
                 "Detects which degradations each image has (" + ", ".join(LABELS) + ") and how severe "
                 "(light, moderate, heavy), with a small CNN reading native-resolution crops and a "
                 "downscaled whole view (about 0.05 s per megapixel on a CPU); motion blur is also read from the "
-                "image's spectrum (up to a few seconds more on a large photo). Outputs the findings for the "
+                "image's spectrum (up to a few seconds more on a large photo), and low light or haze the "
+                "image's tones rule out (a dark scene's bright highlights, deep blacks under supposed haze) are "
+                "left out, with the reason in the report. Outputs the findings for the "
                 "M3UNet Sampler's degradation input, a readable report and the restoration text M3UNet "
                 "understands ('remove the moderate motion blur, then remove the light noise')."),
             inputs=[

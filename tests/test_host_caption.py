@@ -154,15 +154,17 @@ def test_captions_are_cached_by_image_content(comfy_host: ComfyHost, llm_dir: Pa
 
 
 def test_classifier_findings_fuse_with_the_model(comfy_host: ComfyHost, llm_dir: Path, images: dict) -> None:
-    """use_classifier: the shipped DegradationClassifier's findings on the same pixels are fused into
-    the model's degradations (the most severe reading per kind)."""
+    """use_classifier: the reading the pack reports (the shipped DegradationClassifier, with the
+    spectrum's motion and the scene limits) on the same pixels is fused into the model's degradations
+    (the most severe reading per kind)."""
     import torch
 
     from m3unet.auto.classifier import Classifier, load_classifier
     from m3unet.core.degradations import Degradation
     from m3unet.caption.vocabulary import fuse, restoration_text
     pixels = torch.from_numpy(np.asarray(Image.open(comfy_host.input_dir / images["a"]).convert("RGB")).copy())
-    finding = Classifier(load_classifier())(pixels[None].float() / 255)[0]
+    from m3unet.auto.reading import Reader
+    finding = Reader(Classifier(load_classifier()))(pixels[None].float() / 255)[0]
     assert finding.labels, "the classifier finds nothing in random noise: this test would not test fusion"
     model = [Degradation("noise", 0.83), Degradation("blur", 0.17)]
     expected = restoration_text(fuse(model, [Degradation(k, finding.severity[k]) for k in finding.labels]))

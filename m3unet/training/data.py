@@ -17,7 +17,8 @@ The split is by photo, in four parts:
 - ``holdout``: never trained on; measured like validation, in addition to it, on scenes the
   validation photos lack (high-key and grey scenes, shallow depth of field, textures): the
   community photographs of Debian's ``lomiri-wallpapers-16.04`` (:data:`HOLDOUT`), added after every
-  earlier choice, so the figures published for validation stay reproducible;
+  earlier choice, so the figures published for validation stay reproducible; later choices are made
+  on validation and holdout together;
 - ``test``: never trained on and never used to choose anything; published figures come from these
   (:data:`TEST`). They were assigned by a content-blind rule (the six of the twelve Debian wallpaper
   photos whose id has the lowest SHA-256), before any of them was looked at.
