@@ -14,11 +14,16 @@ from .policy import DEFAULT_POLICY, RestorePolicy
 from .scoring import Effect
 
 
+def _sample(v: torch.Tensor) -> torch.Tensor:
+    """``v`` as a flat float vector, strided down to at most 2^20 values (quantile() refuses very
+    large inputs; a stride keeps the histogram)."""
+    v = v.flatten().float()
+    return v[:: v.numel() // (1 << 20) + 1] if v.numel() > 1 << 20 else v
+
+
 def _luminance_sample(x: torch.Tensor) -> torch.Tensor:
-    """The luminance of ``[3, H, W]`` as a flat float vector, strided down to at most 2^20 values
-    (quantile() refuses very large inputs; a stride keeps the histogram)."""
-    lum = luminance(x).flatten().float()
-    return lum[:: lum.numel() // (1 << 20) + 1] if lum.numel() > 1 << 20 else lum
+    """The luminance of ``[3, H, W]`` as a flat float vector of at most 2^20 values (:func:`_sample`)."""
+    return _sample(luminance(x))
 
 
 def looks_like_print(x: torch.Tensor, policy: RestorePolicy = DEFAULT_POLICY) -> bool:
@@ -67,14 +72,20 @@ def highlight(x: torch.Tensor) -> float:
     return float(torch.quantile(_luminance_sample(x[..., :3, :, :]), 0.995))
 
 
-def lit_readings(finding, x: torch.Tensor, policy: RestorePolicy = DEFAULT_POLICY) -> tuple[str, ...]:
-    """Highlight limit: ``("lowlight",)`` when the reading finds low light but the image's
-    :func:`highlight` is at least the policy's ``lowlight_max_highlight`` (its brightest parts are
-    brighter than the under-exposure the brightening step undoes leaves them, so it is a dark scene, not
-    an under-exposed one), else ()."""
+def lit_highlight(finding, x: torch.Tensor, policy: RestorePolicy = DEFAULT_POLICY) -> float | None:
+    """Highlight limit: the image's :func:`highlight` when the reading finds low light and that is at
+    least the policy's ``lowlight_max_highlight`` (its brightest parts are brighter than the
+    under-exposure the brightening step undoes leaves them, so it is a dark scene, not an under-exposed
+    one), else None."""
     if finding is None or "lowlight" not in finding.labels or policy.lowlight_max_highlight > 1:
-        return ()
-    return ("lowlight",) if highlight(x) >= policy.lowlight_max_highlight else ()
+        return None
+    h = highlight(x)
+    return h if h >= policy.lowlight_max_highlight else None
+
+
+def lit_readings(finding, x: torch.Tensor, policy: RestorePolicy = DEFAULT_POLICY) -> tuple[str, ...]:
+    """Highlight limit: ``("lowlight",)`` when :func:`lit_highlight` holds, else ()."""
+    return ("lowlight",) if lit_highlight(finding, x, policy) is not None else ()
 
 
 def black_point(x: torch.Tensor) -> float:
@@ -82,18 +93,23 @@ def black_point(x: torch.Tensor) -> float:
     (the mean keeps single noisy pixels from deciding). Haze adds airlight A(1 - t) to every pixel, so a
     hazy image has no deep blacks (the dark channel prior, He, Sun and Tang, CVPR 2009)."""
     dark = x[..., :3, :, :].amin(-3).float().reshape(1, 1, *x.shape[-2:])
-    smooth = torch.nn.functional.avg_pool2d(dark, 5, 1, 2, count_include_pad=False).flatten()
-    smooth = smooth[:: smooth.numel() // (1 << 20) + 1] if smooth.numel() > 1 << 20 else smooth
-    return float(torch.quantile(smooth, 0.01))
+    smooth = torch.nn.functional.avg_pool2d(dark, 5, 1, 2, count_include_pad=False)
+    return float(torch.quantile(_sample(smooth), 0.01))
+
+
+def deep_black_point(finding, x: torch.Tensor, policy: RestorePolicy = DEFAULT_POLICY) -> float | None:
+    """Black-point limit: the image's :func:`black_point` when the reading finds haze and that is
+    under the policy's ``haze_min_black_point`` (it keeps blacks deeper than the lightest haze the
+    dehazing step removes would leave: a clear, low-contrast scene, not a hazy one), else None."""
+    if finding is None or "haze" not in finding.labels or policy.haze_min_black_point <= 0:
+        return None
+    b = black_point(x)
+    return b if b < policy.haze_min_black_point else None
 
 
 def deep_black_readings(finding, x: torch.Tensor, policy: RestorePolicy = DEFAULT_POLICY) -> tuple[str, ...]:
-    """Black-point limit: ``("haze",)`` when the reading finds haze but the image's :func:`black_point`
-    is under the policy's ``haze_min_black_point`` (it keeps blacks deeper than the lightest haze the
-    dehazing step removes would leave: a clear, low-contrast scene, not a hazy one), else ()."""
-    if finding is None or "haze" not in finding.labels or policy.haze_min_black_point <= 0:
-        return ()
-    return ("haze",) if black_point(x) < policy.haze_min_black_point else ()
+    """Black-point limit: ``("haze",)`` when :func:`deep_black_point` holds, else ()."""
+    return ("haze",) if deep_black_point(finding, x, policy) is not None else ()
 
 
 def unread_later(finding, policy: RestorePolicy = DEFAULT_POLICY) -> tuple[str, ...]:

@@ -11,8 +11,8 @@ under the classifier's minimum side and images that look like print
 (:func:`m3unet.auto.guards.looks_like_print`) are read by the classifier alone.
 
 Where the policy says so (``scene_limits_reading``), the reading also leaves out what the image's
-tones rule out, as the automatic restore does (:func:`m3unet.auto.guards.lit_readings`,
-:func:`m3unet.auto.guards.deep_black_readings`): low light on an image whose highlights are brighter
+tones rule out, as the automatic restore does (:func:`m3unet.auto.guards.lit_highlight`,
+:func:`m3unet.auto.guards.deep_black_point`): low light on an image whose highlights are brighter
 than an under-exposed photo's (a dark scene), and haze on an image that keeps deep blacks (haze lifts
 the black point: He et al. 2009); the finding keeps them in :attr:`Finding.scene`, with why.
 
@@ -40,11 +40,10 @@ def scene_limited(finding: Finding, x: torch.Tensor, policy: RestorePolicy = DEF
     :attr:`Finding.scene`, with why: low light where the highlights reach the policy's
     ``lowlight_max_highlight``, haze where the black point is under ``haze_min_black_point``."""
     scene = dict(finding.scene)
-    if guards.lit_readings(finding, x, policy):
-        scene["lowlight"] = (f"its highlights reach {guards.highlight(x):.2f}, brighter than an under-exposed "
-                             "photo's: a dark scene")
-    if guards.deep_black_readings(finding, x, policy):
-        scene["haze"] = f"its black point is {guards.black_point(x):.2f}: deep blacks, which haze would have lifted"
+    if (h := guards.lit_highlight(finding, x, policy)) is not None:
+        scene["lowlight"] = f"its highlights reach {h:.2f}, brighter than an under-exposed photo's: a dark scene"
+    if (b := guards.deep_black_point(finding, x, policy)) is not None:
+        scene["haze"] = f"its black point is {b:.2f}: deep blacks, which haze would have lifted"
     return dataclasses.replace(finding, scene=scene) if scene != finding.scene else finding
 
 
