@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""Choose the scene limits of the automatic restore's haze and low-light steps on the validation and
+"""Choose the limits of the automatic restore's haze and low-light steps on the validation and
 holdout photos: ``haze_min_black_point`` (dehaze only an image whose black point is lifted, as haze
-lifts it: He, Sun and Tang, CVPR 2009) and ``lowlight_max_highlight`` (brighten only an image whose
-highlights stay under white, as an under-exposed photo's do).
+lifts it: He, Sun and Tang, CVPR 2009), ``lowlight_max_highlight`` (brighten only an image whose
+highlights stay under white, as an under-exposed photo's do) and ``lowlight_min_severity`` (brighten
+only a low-light reading of at least this severity, the classifier's reading of the image as given,
+recorded in the stress results).
 
 Each limit only changes a run that acts on its reading of the image as given, and then the same way
 for every limit past that image's statistic (:func:`m3unet.auto.guards.black_point`,
@@ -16,6 +18,7 @@ before`` over the cases it acts on; the other cases do not change.
     #   --region dark, --split holdout (results/stress-{validation,holdout}[-dark].json)
     python scripts/scene_limit_probe.py haze_min_black_point --json results/haze-black-point-validation-holdout.json
     python scripts/scene_limit_probe.py lowlight_max_highlight --json results/lowlight-highlight-validation-holdout.json
+    python scripts/scene_limit_probe.py lowlight_min_severity --json results/lowlight-floor-validation-holdout.json
 
 The validation photos have no clear scene read as hazy and few dark scenes read as under-exposed, so
 on them a limit can mostly only cost real haze or low light; the holdout photos have such scenes
@@ -43,12 +46,18 @@ from m3unet.evaluation.stress import stress_set  # noqa: E402
 from m3unet.restore.pipeline import Restorer  # noqa: E402
 from m3unet.training.data import evaluation_photos  # noqa: E402
 
-# entry -> (task, statistic, acts(statistic, limit), limits tried (the most extreme last), value when off)
+# entry -> (task, statistic(case, its result row), acts(statistic, limit), limits tried (the most extreme
+# last), value when off)
 RULES = {
-    "haze_min_black_point": ("haze", black_point, lambda s, b: s < b, (0.05, 0.1, 0.15, 0.2, 0.25, 0.3), 0.0),
-    "lowlight_max_highlight": ("lowlight", highlight, lambda s, h: s >= h,
+    "haze_min_black_point": ("haze", lambda c, r: black_point(c.degraded), lambda s, b: s < b,
+                             (0.05, 0.1, 0.15, 0.2, 0.25, 0.3), 0.0),
+    "lowlight_max_highlight": ("lowlight", lambda c, r: highlight(c.degraded), lambda s, h: s >= h,
                                (0.9, 0.8, 0.7, 0.6, 0.55, 0.5, 0.45, 0.4, 0.35, 0.3), 2.0),
+    "lowlight_min_severity": ("lowlight", lambda c, r: r["lowlight"][1], lambda s, f: s < f,
+                              (0.2, 0.21, 0.22, 0.23, 0.25, 0.27, 0.3, 0.35, 0.4), 0.0),
 }
+STATISTIC = {"haze_min_black_point": black_point.__doc__, "lowlight_max_highlight": highlight.__doc__,
+             "lowlight_min_severity": "The classifier's low-light severity of the image as given."}
 
 
 def main() -> int:
@@ -87,7 +96,7 @@ def main() -> int:
                 assert (c.photo, c.name, c.band) == (r["photo"], r["name"], r["band"])
                 if not any(task in s[0].split("+") for s in r["steps"]):
                     continue
-                s = statistic(c.degraded)
+                s = statistic(c, r)
                 if acts(s, extreme) and not acts(s, own):
                     rows.append({"photo": c.photo, "name": c.name, "band": c.band, "truth": task in r["families"],
                                  "statistic": round(s, 4), "shipped": round(r["auto_psnr"] - r["input_psnr"], 3),
@@ -95,7 +104,7 @@ def main() -> int:
             runs[f"{split}-{region}"] = {"cases": len(res["rows"]), "rows": rows}
             print(f"{split} {region}: {len(rows)} re-run ({time.time() - t0:.0f}s)", flush=True)
     out = {"command": f"scripts/scene_limit_probe.py {args.entry} (see its docstring)", "splits": args.splits,
-           "entry": args.entry, "statistic": statistic.__doc__.split("\n")[0], "limits": {}}
+           "entry": args.entry, "statistic": STATISTIC[args.entry].split("\n")[0], "limits": {}}
     for b in limits:
         row = {}
         for name, run in runs.items():

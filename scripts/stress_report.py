@@ -209,14 +209,16 @@ def main() -> int:
     if hold_dark:
         out += ["Holdout photos, now, darkest crops:", "", gain_table([("now", hold_dark)]), ""]
     pv, pt, pt_prev = load("ocr-pages-validation.json"), load("ocr-pages-test.json"), load("ocr-pages-test-e814429.json")
-    pt_last = load("ocr-pages-test-04123b8.json")
+    pt_last, pt_recent = load("ocr-pages-test-04123b8.json"), load("ocr-pages-test-d465eb4.json")
+    small = {(split, when): load(f"ocr-small-lines-{split}-64{suffix}.json") for split in ("validation", "test")
+             for when, suffix in (("d465eb4", "-d465eb4"), ("now", ""))}
     if pv or pt:
         out += ["## Text pages at every size, down-sampled x2-x4: OCR character accuracy (%)", "",
                 "```bash",
                 ".venv/bin/python -m m3unet eval --ocr-pages --split validation --per-cell 16 --json results/ocr-pages-validation.json",
                 ".venv/bin/python -m m3unet eval --ocr-pages --split test --per-cell 16 --json results/ocr-pages-test.json",
-                "# e814429: eval --ocr-pages --split test (4 pages per cell) at that commit; 04123b8: the second",
-                "# command at that commit",
+                "# e814429: eval --ocr-pages --split test (4 pages per cell) at that commit; 04123b8 and d465eb4:",
+                "# the second command at that commit",
                 "```", "",
                 "Pages of one to eight lines (`m3unet/evaluation/ocr_pages.py`), down-sampled by bicubic or area",
                 "filtering and brought back to size; every line read by RapidOCR at its known place. Validation",
@@ -226,11 +228,24 @@ def main() -> int:
         for name, r in (("validation", pv), ("test", pt)):
             if r:
                 truns = ([("e814429, 4 per cell", pt_prev)] if name == "test" and pt_prev else []) + (
-                    [("04123b8", pt_last)] if name == "test" and pt_last else []) + [("now", r)]
+                    [("04123b8", pt_last)] if name == "test" and pt_last else []) + (
+                    [("d465eb4", pt_recent)] if name == "test" and pt_recent else []) + [("now", r)]
                 out += [f"{name.capitalize()} pages ({', '.join(r['fonts'])}):", "", pages_table(truns), ""]
         out += ["The validation pages chose the print guard's low-resolution reading (`print_unread`) and the",
-                "routes a small image that looks like print may take (`small_print_routes`: only the blind",
-                "pass; [automatic.md](automatic.md#small-images), [policy.md](policy.md)).", ""]
+                "routes a small image that looks like print may take (`small_print_routes`: only the small-print",
+                "specialist; [automatic.md](automatic.md#small-images), [policy.md](policy.md)).", ""]
+        if all(small.values()):
+            out += ["One small line per page, 64 pages per factor (the first 16 are those above); d465eb4: the",
+                    "blind pass was also taken on print (`small_print_routes=enlarged_print,blind`), which 16",
+                    "validation pages per factor had chosen and 64 did not:", "",
+                    "```bash",
+                    ".venv/bin/python -m m3unet eval --ocr-pages --split validation --per-cell 64 --page-sizes \"one small line\" \\",
+                    "    --json results/ocr-small-lines-validation-64.json   # and --split test; d465eb4's routes:",
+                    "#   --policy small_print_routes=enlarged_print,blind --json results/ocr-small-lines-<split>-64-d465eb4.json",
+                    "```", ""]
+            for split in ("validation", "test"):
+                out += [f"{split.capitalize()} pages:", "",
+                        pages_table([("d465eb4", small[(split, "d465eb4")]), ("now", small[(split, "now")])]), ""]
     (REPO / "docs" / "stress.md").write_text("\n".join(out))
     print("wrote docs/stress.md")
     return 0

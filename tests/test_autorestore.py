@@ -693,7 +693,7 @@ def test_under_the_minimum_side_an_enlarged_reading_goes_to_the_small_print_spec
     """A small image the blur estimator reads as enlarged (soft, with bicubic ringing, no noise) is
     restored by the small-print specialist (M3UNetPoolModel.small), which is never a candidate of a
     classified step; other readings do not reach it. With the shipped ``small_print_routes`` print
-    does not take the kernel-aware deblur: that reading leaves the line as it is."""
+    takes neither the kernel-aware deblur nor the blind pass: those readings leave the line as it is."""
     ENLARGED_BLOCKY = DEFAULT_POLICY.enlarged_blocky
     from m3unet.auto.deblur import BLOCKY, KernelDeblur
     from m3unet.auto.pool import M3UNetPoolModel
@@ -722,8 +722,8 @@ def test_under_the_minimum_side_an_enlarged_reading_goes_to_the_small_print_spec
         every_route = DEFAULT_POLICY.replace(small_print_routes=("deblur", "enlarged_print", "blind"))
         res = AutoRestorer(pool, classifier, policy=every_route).run(small)
         assert float(res.image.mean()) == pytest.approx(expected, abs=1e-6), reading
-        shipped = AutoRestorer(pool, classifier).run(small)  # print does not take the deblur route
-        assert float(shipped.image.mean()) == pytest.approx(expected if expected != 0.10 else float(small.mean()),
+        shipped = AutoRestorer(pool, classifier).run(small)  # print takes only the specialist
+        assert float(shipped.image.mean()) == pytest.approx(expected if expected == 0.30 else float(small.mean()),
                                                             abs=1e-6), reading
         if expected == 0.30:
             rep = res.reports[0]
@@ -746,9 +746,10 @@ def test_small_print_routes_leave_print_alone_where_a_route_is_not_listed():
     line = torch.from_numpy(render_line("Harbour Road 17", "DejaVuSans.ttf", 18)).float()[None] / 255
     classifier = Classifier(DegradationClassifier(), min_side=96)
     pool = Pool(_FlatRestorer(0.20))  # no estimator: every small image takes the blind pass
-    shipped = AutoRestorer(pool, classifier).run(line)
-    assert float(shipped.image.mean()) == pytest.approx(0.20, abs=1e-6) and shipped.reports[0].stopped.code == "blind"
-    for routes in ((), ("deblur", "enlarged_print")):
+    listed = AutoRestorer(pool, classifier, policy=DEFAULT_POLICY.replace(small_print_routes=("blind",))).run(line)
+    assert float(listed.image.mean()) == pytest.approx(0.20, abs=1e-6) and listed.reports[0].stopped.code == "blind"
+    assert "blind" not in DEFAULT_POLICY.small_print_routes  # as shipped, print is left as it is here
+    for routes in ((), ("deblur", "enlarged_print"), DEFAULT_POLICY.small_print_routes):
         auto = AutoRestorer(pool, classifier, policy=DEFAULT_POLICY.replace(small_print_routes=routes))
         res = auto.run(line)
         rep = res.reports[0]

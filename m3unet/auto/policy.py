@@ -82,7 +82,12 @@ class RestorePolicy:
         "(results/lowlight-floor-validation-stage7.json): +3.44 dB with no floor, +4.28 at 0.2, still the best; "
         "and with the calibrated classifier and haze taken as given (results/lowlight-floor-validation-calibrated.json): "
         "+4.31 dB with no floor, +4.34 at 0.2, +4.33 at 0.25 and 0.3: still the best, and the calibration now "
-        "keeps most faint readings from counting at all")
+        "keeps most faint readings from counting at all. Re-checked on the validation and holdout photos "
+        "(scripts/scene_limit_probe.py lowlight_min_severity, centre and darkest crops, 1058 cases, "
+        "results/lowlight-floor-validation-holdout.json): floors up to 0.22 change no validation result, from "
+        "0.23 they cost validation low-light cases; over both splits -5.4 dB at 0.21, +11.7 at 0.22, +1.3 at "
+        "0.25, +105 at 0.3, +168 at 0.35, the gains above 0.25 nearly all from one photo's darkest crop (a dark "
+        "scene, lomiri16-seeding) and each step up costing real low light, so the floor stays at 0.2")
     lowlight_ramp: float = _entry(
         0.0, "a low-light reading of the image as given between lowlight_min_severity and that plus this width "
         "is brightened only in part (the brightening step's change scaled from 0 at the floor to 1 at the top), "
@@ -263,16 +268,21 @@ class RestorePolicy:
         "eval --rules on the validation suite: fired on 62 of 288 cases (64 and 96 px crops), +0.97 dB "
         "there")
     small_print_routes: tuple[str, ...] = _entry(
-        ("enlarged_print", "blind"), "the small-image routes taken on an image that looks like print (print_guard's "
+        ("enlarged_print",), "the small-image routes taken on an image that looks like print (print_guard's "
         "test): deblur (the kernel-aware deblur), enlarged_print (the small-print specialist), blind (one blind "
         "M3UNet pass); when the route the image would take is not listed, it is left as it is",
-        "eval --ocr-pages --split validation --per-cell 16 --page-sizes 'one small line' and "
-        "scripts/small_print_probe.py (48 lines in four fonts, results/small-print-routes-validation.json): "
-        "where taken, the deblur route cost 11.0 points of character accuracy, the small-print specialist gained "
-        "1.3, the blind pass 1.6; without the deblur route the 48 lines gain 0.9 points, with every route they "
-        "lose 3.0. The cost: eval --small-sides 48,64,96 (results/small-sides-*.json): one of the nine validation "
-        "photos (opencv-building, a white facade with dark windows) passes the print test and keeps its blur, "
-        "blur2 -0.3 / -0.8 / -0.8 dB, the mean of the five settings -0.10 / -0.17 / -0.15 dB")
+        "eval --ocr-pages --split validation --per-cell 64 --page-sizes 'one small line' with every route and "
+        "scripts/small_print_probe.py (192 lines in four fonts, x2-x4 down-sampled, "
+        "results/small-print-routes-validation-64.json): where taken, the deblur route cost 4.3 points of "
+        "character accuracy, the blind pass 0.4 (x2: -0.6 over its 64 lines), the small-print specialist gained "
+        "2.1; the specialist alone gains 0.8 points over the 192 lines and no factor reads worse than its input "
+        "(x2 0.0, x3 +1.7, x4 +0.9), with the blind pass too 0.7 (x2 -0.6). The first 16 pages per cell alone "
+        "(results/small-print-routes-validation.json) had the blind pass gaining 1.6 points: too few lines to "
+        "tell. The cost: eval --small-sides 48,64,96 (results/small-sides-specialist-only.json against "
+        "results/small-sides-d465eb4.json, the specialist with the blind pass): crops of the validation photos that pass the "
+        "print test keep what the left-out routes would remove; mean of the five settings 28.20 -> 28.19 dB at "
+        "48 px and 28.52 -> 28.48 at 64 px against the specialist and blind pass (JPEG q15 and the mix), "
+        "unchanged at 96 px")
     small_noise: float = _entry(
         6.0, "estimated noise (1/255) from which the blind pass on a small image takes a noise step's "
         "sampler steps", "validation 64/96 px crops: noisy, compressed and mixed read 7-41, clean 0-5")
