@@ -10,7 +10,7 @@ from comfy_api.latest import io
 from ..m3unet.auto import DEFAULT_BUDGET, MAX_BUDGET, SHIPPED_CLASSIFIER, AutoProgress, load_shipped_classifier
 from ..m3unet.restore import DEFAULT_TILE
 from ..m3unet.auto import TASKS, PlanError, parse_plans
-from ..m3unet.auto import M3UNetPoolModel, PoolError, PoolModel, build_auto_restorer
+from ..m3unet.auto import DEFAULT_POLICY, M3UNetPoolModel, PoolError, PoolModel, build_auto_restorer
 from .common import CATEGORY, FileCache, M3UNetHandle, M3UNetModel, file_fingerprint, manage_model
 from .compat import schema, seed_input
 
@@ -47,6 +47,10 @@ def _pool_inputs() -> list:
     return out
 
 
+# the "leave" input: what the restore never acts on (the policy entry leave_alone)
+LEAVE = {"nothing": (), "low light": ("lowlight",), "haze": ("haze",), "low light and haze": ("lowlight", "haze")}
+
+
 def parse_tasks(text: str) -> list[str]:
     """``"blur, motion"`` -> ``["blur", "motion"]`` (raises PoolError naming unknown tasks)."""
     tasks = [t.strip() for t in str(text).replace(";", ",").split(",") if t.strip()]
@@ -77,7 +81,8 @@ class M3UNetAutoRestore(io.ComfyNode):
                 "that the blur estimator measures is deconvolved first (M3UNet Kernel Deblur), and where JPEG or noise is "
                 "the only degradation read a shipped specialist (m3unet-jpeg, m3unet-noise) removes it; small enlarged "
                 "print (under the classifier's minimum side, 96 px) goes to m3unet-smallprint. Stops when the image is "
-                "clean or after the step budget. Outputs the image (same size, channels and batch), a "
+                "clean or after the step budget; \"leave\" keeps low light or haze as they are (a night, low-key or misty "
+                "photo). Outputs the image (same size, channels and batch), a "
                 "report of what was done and why, and the plan as editable JSON."),
             inputs=[
                 M3UNetModel.Input("model", tooltip="The model from Load M3UNet Model."),
@@ -96,6 +101,10 @@ class M3UNetAutoRestore(io.ComfyNode):
                     + ", ".join(TASKS) + "; \"also\": {\"jpeg\": 0.3} makes one pass remove further tasks "
                     "(a joint step).")),
                 *_pool_inputs(),
+                io.Combo.Input("leave", options=list(LEAVE), default="nothing", optional=True, tooltip=(
+                    "Degradations never to act on, whatever the classifier reads (automatic plans only). A dark, "
+                    "low-key or misty photo can read as under-exposed or hazy; leave \"low light and haze\" to keep "
+                    "its mood. The report says what was read and left.")),
             ],
             outputs=[
                 io.Image.Output(display_name="IMAGE", tooltip="The restored image(s)."),
@@ -106,7 +115,10 @@ class M3UNetAutoRestore(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, plan: str = "", pool_m3unet_tasks: str = "blur, motion", **kwargs):
+    def validate_inputs(cls, plan: str = "", pool_m3unet_tasks: str = "blur, motion", leave: str = "nothing",
+                        **kwargs):
+        if isinstance(leave, str) and leave not in LEAVE:
+            return f"leave: {leave!r} is not one of {', '.join(LEAVE)}"
         try:
             if isinstance(pool_m3unet_tasks, str):
                 parse_tasks(pool_m3unet_tasks)
@@ -118,7 +130,7 @@ class M3UNetAutoRestore(io.ComfyNode):
 
     @classmethod
     def execute(cls, model: M3UNetHandle, image, budget: int, seed: int, keep_larger: bool, plan: str = "",
-                **pool_inputs) -> io.NodeOutput:
+                leave: str = "nothing", **pool_inputs) -> io.NodeOutput:
         model_management.throw_exception_if_processing_interrupted()
         plans = parse_plans(plan or "", batch=image.shape[0])
         restorer = model.ready()
@@ -154,7 +166,8 @@ class M3UNetAutoRestore(io.ComfyNode):
             # The kernel-aware deblur and the shipped specialists join the pool when their weights
             # are there; every network the factory loads goes through ComfyUI's model management.
             auto = build_auto_restorer(restorer, model_path=model.path, classifier=classifier, pool_models=models,
-                                       tile=DEFAULT_TILE, manage=manage_model)
+                                       tile=DEFAULT_TILE, manage=manage_model,
+                                       policy=DEFAULT_POLICY.replace(leave_alone=LEAVE[leave or "nothing"]))
             result = auto.run(image, plans, budget=budget, seed=seed, upscale=keep_larger, progress=on_progress)
         finally:
             for m in movable:

@@ -216,6 +216,8 @@ def test_restore_auto_default_runs(tmp_path):
     (["--pool", "model.safetensors"], "write FILE=TASK"),
     (["--pool", "nowhere.safetensors=noise"], "model file not found"),
     (["--text", "remove the noise", "--budget", "2"], "belong to the automatic mode"),
+    (["--leave", "shadows"], "'leave_alone': shadows unknown; choose from noise, blur"),
+    (["--text", "remove the noise", "--leave", "lowlight"], "--leave and --policy belong to the automatic mode"),
 ])
 def test_restore_auto_errors_are_clear(tmp_path, extra, message):
     _auto_inputs(tmp_path)

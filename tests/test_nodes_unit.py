@@ -448,6 +448,27 @@ def test_autorestore_keep_larger_with_a_2x_pool_model(pack, tiny_model, node_mod
     assert same[0].shape == noisy.shape
 
 
+def test_autorestore_leave_keeps_low_light_and_haze_as_they_are(pack, tiny_model, node_module, monkeypatch) -> None:
+    """The leave input: a reading of low light and haze is not acted on and the report says so; the
+    other readings still are; an unknown choice is refused before running."""
+    from m3unet_pack.m3unet.auto.classifier import LABELS, Finding
+    read = {"lowlight": (0.95, 0.6), "haze": (0.9, 0.5), "noise": (0.9, 0.5)}
+    reading = Finding({k: read.get(k, (0.01, 0.0))[0] for k in LABELS}, {k: read.get(k, (0.01, 0.0))[1] for k in LABELS})
+    monkeypatch.setattr(node_module, "shipped_classifier", lambda: lambda image: [reading] * image.shape[0])
+    dark = smooth_photo(48, 64) * 0.3
+    steps = lambda plan: [t for s in json.loads(plan)["steps"] for t in [s["task"], *s.get("also", {})]]  # noqa: E731
+    _, report, plan = run(pack.nodes.M3UNetAutoRestore, model=tiny_model, image=dark, budget=4, seed=0,
+                          keep_larger=False, plan="")
+    assert "lowlight" in steps(plan), plan  # (haze: this image keeps deep blacks, so not dehazed anyway)
+    _, report, plan = run(pack.nodes.M3UNetAutoRestore, model=tiny_model, image=dark, budget=4, seed=0,
+                          keep_larger=False, plan="", leave="low light and haze")
+    assert steps(plan) == ["noise"], plan
+    assert "darkness (low light) and haze were read too, and left alone as asked" in report, report
+    assert "low light and haze" in pack.nodes.M3UNetAutoRestore.GET_SCHEMA().inputs[-1].options
+    msg = pack.nodes.M3UNetAutoRestore.validate_inputs(plan="", leave="shadows")
+    assert isinstance(msg, str) and "leave: 'shadows' is not one of nothing, low light, haze" in msg
+
+
 def test_autorestore_interrupt_and_missing_classifier(pack, tiny_model, node_module, monkeypatch) -> None:
     mm = pack.mm
     monkeypatch.setattr(node_module, "shipped_classifier", lambda: None)

@@ -282,6 +282,44 @@ def test_a_hazy_reading_on_an_image_with_deep_blacks_is_not_dehazed():
     assert [s.tasks for s in rep.plan.steps] == [["haze"]] and "haze_black_point" not in rep.rules
 
 
+def test_leave_alone_keeps_a_reading_out_of_an_automatic_plan_and_says_so():
+    """leave_alone (the user's choice): a low-light and haze reading is not acted on, for the whole run,
+    and the report names what was read and left; other readings are still acted on; a given plan runs
+    as written; the entry takes only classifier labels."""
+    from m3unet.auto.pool import Pool
+    from m3unet.auto.restorer import AutoRestorer
+
+    dark = torch.full((1, 160, 160, 3), 0.15)  # highlights far under the limit: a plain under-exposure
+    read = finding(lowlight=(0.95, 0.6), haze=(0.9, 0.5), noise=(0.9, 0.5))
+
+    def classifier(image):
+        return [read for _ in range(image.shape[0])]
+
+    shipped = AutoRestorer(Pool(None, []), classifier).run(dark).reports[0]
+    assert {"lowlight", "haze"} <= {t for s in shipped.plan.steps for t in s.tasks}
+    assert "leave_alone" not in shipped.rules and shipped.first.left == []
+    keep = DEFAULT_POLICY.replace(leave_alone=("lowlight", "haze"))
+    rep = AutoRestorer(Pool(None, []), classifier, policy=keep).run(dark).reports[0]
+    assert [t for s in rep.plan.steps for t in s.tasks] == ["noise"]
+    assert "leave_alone" in rep.rules and rep.first.left == ["lowlight", "haze"]
+    assert "darkness (low light) and haze were read too, and left alone as asked" in render(rep)
+    only = finding(lowlight=(0.95, 0.6))
+    rep = AutoRestorer(Pool(None, []), lambda image: [only], policy=keep).run(dark).reports[0]
+    assert not rep.plan.steps and "nothing else wrong found; darkness (low light) was read too" in render(rep)
+
+    class Brighten:  # a Restorer stand-in: every pass doubles the image
+        def restore(self, image, **kwargs):
+            return (image * 2).clamp(0, 1)
+
+    given = Plan([Step("lowlight", 0.6)])
+    res = AutoRestorer(Pool(Brighten(), []), classifier, policy=keep).run(dark, given)
+    assert [s.tasks for s in res.reports[0].plan.steps] == [["lowlight"]] and "leave_alone" not in res.reports[0].rules
+    assert float(res.image.mean()) == pytest.approx(0.30, abs=1e-6)  # the given plan's step ran
+    assert policy_from(["leave_alone=lowlight, haze"]).leave_alone == ("lowlight", "haze")
+    with pytest.raises(PolicyError, match="shadows unknown; choose from noise, .*lowlight"):
+        policy_from(["leave_alone=shadows"])
+
+
 def test_a_low_light_reading_just_over_the_floor_is_brightened_in_part():
     """lowlight_ramp: between the floor and the floor plus the ramp the brightening step's change is
     scaled by (severity - floor) / ramp, and the report says how much was applied; at the top of the

@@ -31,16 +31,17 @@ class Reading:
     faint: list[str] = field(default_factory=list)  # read too faintly to act on (the policy's low-light floor)
     lit: list[str] = field(default_factory=list)  # read, but the highlights are too bright for under-exposure (a dark scene)
     deep_blacks: list[str] = field(default_factory=list)  # read, but the image keeps deep blacks (no haze veil)
+    left: list[str] = field(default_factory=list)  # read, but the user asked to leave them alone (policy leave_alone)
 
     @classmethod
     def of(cls, finding, labels: list[str] | None = None, ignored=(), faint=(), lit=(),
-           deep_blacks=()) -> "Reading | None":
+           deep_blacks=(), left=()) -> "Reading | None":
         if finding is None:
             return None
         keep = finding.labels if labels is None else labels
         return cls({k: (round(float(finding.probabilities.get(k, 0.0)), 4), round(float(finding.severity.get(k, 0.0)), 4))
                     for k in keep}, "print" if ignored else "", list(ignored), list(faint), list(lit),
-                   list(deep_blacks))
+                   list(deep_blacks), list(left))
 
 
 @dataclass

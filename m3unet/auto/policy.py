@@ -27,13 +27,20 @@ class PolicyError(ValueError):
 
 
 # entries whose items come from a fixed vocabulary
-CHOICES = {"small_print_routes": ("deblur", "enlarged_print", "blind")}
+CHOICES = {"small_print_routes": ("deblur", "enlarged_print", "blind"), "leave_alone": tuple(LABELS)}
 
 
 @dataclass(frozen=True)
 class RestorePolicy:
     """The automatic restore's thresholds and rules (defaults: the shipped policy)."""
 
+    # --- the user's choice ------------------------------------------------------------------------
+    leave_alone: tuple[str, ...] = _entry(
+        (), "degradations the automatic restore never acts on, whatever it reads (an automatic plan only; a "
+        "given plan runs as written): e.g. lowlight, haze keeps the mood of a dark, low-key or misty photo, "
+        "which the classifier can read as under-exposed or hazy",
+        "a choice, not a measurement: empty as shipped. Why one may want it: on the holdout photos' stress "
+        "set (docs/stress.md) dark crops of dark scenes were brightened and grey indoor scenes dehazed")
     # --- reading ---------------------------------------------------------------------------------
     detection_threshold: float = _entry(
         0.5, "probability from which the classifier's reading counts a degradation as present",

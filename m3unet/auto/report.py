@@ -44,7 +44,10 @@ def reading(r) -> str:
     if r is None:
         return "not read (no degradation classifier)"
     parts = [f"{name(k)} ({level(s)}, {certainty(p)})" for k, (p, s) in r.labels.items()]
-    text = ", ".join(parts) if parts else "nothing wrong found"
+    left = getattr(r, "left", None)
+    text = ", ".join(parts) if parts else "nothing else wrong found" if left else "nothing wrong found"
+    if left:
+        text += f"; {names(left)} {'was' if len(left) == 1 else 'were'} read too, and left alone as asked"
     if r.ignored:
         text += f"; it looks like print, so the {names(r.ignored)} readings were ignored (they misjudge paper and letters)"
     if getattr(r, "faint", None):

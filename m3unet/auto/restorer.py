@@ -96,7 +96,7 @@ class _State:
     finding: object | None
     score: float | None
     fixed: bool                 # the plan was given: run as written
-    unread: tuple[str, ...]     # readings ignored all run: on_print + the low-light and haze rules' (faint, lit, deep, later)
+    unread: tuple[str, ...]     # readings ignored all run: on_print + leave_alone + the low-light and haze rules' (faint, lit, deep, later)
     first_labels: list[str]
     report: AutoReport
     queue: list[Step]
@@ -245,13 +245,15 @@ class AutoRestorer:
         print_like = not fixed and self.classifier is not None and guards.looks_like_print(x, self.policy)
         on_print = guards.unread_on_print(x, self.policy, print_like)
         raw = self._read(x)
-        given = self._hide(raw, on_print)
+        leave = () if fixed else tuple(k for k in self.policy.leave_alone if k not in on_print)
+        left = [k for k in leave if raw is not None and k in raw.labels]  # read, and left as the user asked
+        given = self._hide(raw, on_print + leave)
         faint = () if fixed else guards.faint_readings(given, self.policy)
         lit = () if fixed or faint else guards.lit_readings(given, x, self.policy)
         deep = () if fixed else guards.deep_black_readings(given, x, self.policy)
         later = () if fixed else tuple(k for k in guards.unread_later(given, self.policy)
-                                       if k not in on_print + faint + lit + deep)
-        unread = on_print + faint + lit + deep + later
+                                       if k not in on_print + leave + faint + lit + deep)
+        unread = on_print + leave + faint + lit + deep + later
         f = self._hide(raw, unread)
         if not fixed:
             plan = plan_from_finding(f, self.table, joint=self._joint_tasks())
@@ -265,9 +267,11 @@ class AutoRestorer:
             rest = [s.only(t for t in s.tasks if t not in self.policy.defocus_labels) for s in plan.steps]
             plan = Plan([defocus[0]] + [s for s in rest if s is not None])
         report = AutoReport(Reading.of(f, ignored=[k for k in on_print if f is not None and k in f.probabilities],
-                                       faint=list(faint), lit=list(lit), deep_blacks=list(deep)),
+                                       faint=list(faint), lit=list(lit), deep_blacks=list(deep), left=left),
                             degradation_score(f) if f is not None else None, Plan(list(plan.steps)),
                             size=(int(x.shape[-1]), int(x.shape[-2])))
+        if left:
+            report.fired("leave_alone")
         if on_print and any(k in raw.labels for k in on_print):
             report.fired("print_guard")  # the guard hid a reading that would have been acted on
         if faint:

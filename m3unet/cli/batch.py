@@ -332,9 +332,12 @@ def settings_from_args(args) -> Settings:
     need(threads is None or 1 <= threads <= 1024, f"--threads must be at least 1; got {threads}")
     auto = args.mode == "auto" and args.text is None
     policy = list(getattr(args, "policy", None) or [])
+    leave = getattr(args, "leave", None)
+    if leave is not None:  # shorthand for the policy entry
+        policy.append(f"leave_alone={leave}")
     if not auto and any((args.plan, args.pool, args.budget, args.upscale, args.classifier, args.report_json, policy)):
-        raise UsageError("--plan, --pool, --budget, --upscale, --classifier, --report-json and --policy belong to "
-                         "the automatic mode; drop --text / --mode single to use them")
+        raise UsageError("--plan, --pool, --budget, --upscale, --classifier, --report-json, --leave and --policy "
+                         "belong to the automatic mode; drop --text / --mode single to use them")
     plan_text = None
     if args.plan:
         if args.plan.strip()[:1] in ("[", "{"):

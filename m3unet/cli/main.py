@@ -61,6 +61,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--classifier", default=None, help="auto: DegradationClassifier weights (default: shipped)")
     r.add_argument("--report-json", dest="report_json", default=None,
                    help="auto: write each image's report (what was done and why) as JSON lines here")
+    r.add_argument("--leave", default=None, metavar="TASK[,TASK]",
+                   help="auto: never act on these degradations, whatever is read, e.g. --leave lowlight,haze keeps "
+                   "the mood of a dark or misty photo (the policy entry leave_alone)")
     r.add_argument("--policy", action="append", default=[], metavar="KEY=VALUE",
                    help="auto: change one entry of the restore policy, e.g. print_guard=false (repeatable; "
                    "`python -m m3unet policy` lists them)")
