@@ -226,6 +226,39 @@ def test_restore_auto_errors_are_clear(tmp_path, extra, message):
     assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
 
 
+def test_restore_leave_keeps_what_the_classifier_reads(tmp_path):
+    """--leave: a classifier file built to read low light (p ~ 1, severity 0.6) and nothing else on
+    any image; without --leave the automatic plan brightens, with --leave lowlight the report says it
+    was read and left, and the file comes out as it went in."""
+    import torch
+    from auto_helpers import smooth_photo
+    from m3unet.auto.classifier import LABELS, DegradationClassifier, save_classifier
+    model = DegradationClassifier()
+    n = len(LABELS)
+    with torch.no_grad():
+        for layer in (model.head[2], model.image_head[2]):
+            layer.weight.zero_()
+            layer.bias.zero_()
+        model.head[2].bias[:n] = -8.0
+        model.head[2].bias[LABELS.index("lowlight")] = 8.0
+        model.head[2].bias[n + LABELS.index("lowlight")] = float(torch.logit(torch.tensor(0.6)))
+    save_classifier(model, tmp_path / "reads-dark.safetensors")
+    arr = (smooth_photo(160, 160)[0].numpy() * 0.4 * 255).round().astype(np.uint8)  # dark, no highlights
+    Image.fromarray(arr).save(tmp_path / "dark.png")
+    args = ["restore", str(tmp_path / "dark.png"), "--classifier", str(tmp_path / "reads-dark.safetensors"),
+            "--no-kernel-deblur", "--no-specialists"]
+    r = m3unet(*args, "-o", str(tmp_path / "auto"), "--report-json", str(tmp_path / "auto.jsonl"))
+    assert r.returncode == 0, r.stderr
+    rep = json.loads((tmp_path / "auto.jsonl").read_text().splitlines()[0])
+    assert [s["task"] for s in rep["plan"]["steps"]] == ["lowlight"] and rep["first"]["left"] == []
+    r = m3unet(*args, "--leave", "lowlight", "-o", str(tmp_path / "left"), "--report-json", str(tmp_path / "left.jsonl"))
+    assert r.returncode == 0, r.stderr
+    assert "darkness (low light) was read too, and left alone as asked" in r.stdout, r.stdout
+    rep = json.loads((tmp_path / "left.jsonl").read_text().splitlines()[0])
+    assert rep["plan"]["steps"] == [] and rep["first"]["left"] == ["lowlight"] and "leave_alone" in rep["rules"]
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "left" / "dark.png").convert("RGB")), arr)
+
+
 def test_plan_orders_and_eval_auto_smoke(tmp_path):
     _auto_inputs(tmp_path)
     out, md = tmp_path / "orders.json", tmp_path / "orders.md"
