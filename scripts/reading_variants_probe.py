@@ -5,9 +5,9 @@ holdout stress sets, centre and darkest crops; with ``--samples N`` also the sam
 
 ``exposure``: where low light is read, read the other labels on an exposure-corrected copy, as the
 automatic restore does after its brightening step: ``inverse`` undoes the classifier's training model
-of under-exposure at the read severity s (``y = (g x)^gamma`` with ``g = 0.55 - 0.4 s``,
-``gamma = 1 + 0.6 s``: :func:`m3unet.training.synthesis.params_for`), ``gain`` scales the image so
-that its luminance reaches 0.9 at the 99.5th percentile. Low light itself keeps the first reading.
+of under-exposure at the read severity (``y = (g x)^gamma``, g and gamma from
+:func:`m3unet.training.synthesis.params_for`), ``gain`` scales the image so that its highlight
+(:func:`m3unet.auto.guards.highlight`) reaches 0.9. Low light itself keeps the first reading.
 
 ``jpeg_noise``: where JPEG is read, noise counts only from a logit margin ``delta`` over its decision
 point (JPEG's ringing around edges reads as noise on the crops).
@@ -31,11 +31,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from m3unet.auto.classifier import Classifier, load_classifier  # noqa: E402
+from m3unet.auto.guards import highlight  # noqa: E402
 from m3unet.auto.reading import Reader  # noqa: E402
 from m3unet.core.degradations import LABEL  # noqa: E402
 from m3unet.evaluation.stress import FAMILIES, FAMILY_OF_LABEL, STRESS_SEED, _f1, stress_set  # noqa: E402
 from m3unet.training.classifier import validation_samples  # noqa: E402
 from m3unet.training.data import evaluation_photos  # noqa: E402
+from m3unet.training.synthesis import params_for  # noqa: E402
 
 DELTAS = (0.0, 0.3, 0.6, 0.9, 1.2, 1.6, 2.0)
 
@@ -43,11 +45,9 @@ DELTAS = (0.0, 0.3, 0.6, 0.9, 1.2, 1.6, 2.0)
 def corrected(x: torch.Tensor, severity: float, mode: str) -> torch.Tensor:
     """``[3, H, W]`` with the read under-exposure undone (``inverse``) or a gain to 0.9 (``gain``)."""
     if mode == "inverse":
-        g, gamma = 0.55 - 0.4 * severity, 1.0 + 0.6 * severity
-        return (x.clamp(1e-6, 1) ** (1 / gamma) / g).clamp(0, 1)
-    lum = 0.299 * x[0] + 0.587 * x[1] + 0.114 * x[2]
-    top = float(torch.quantile(lum.flatten()[::7], 0.995))
-    return (x * (0.9 / max(top, 0.02))).clamp(0, 1)
+        p = params_for("lowlight", severity)
+        return (x.clamp(1e-6, 1) ** (1 / p["gamma"]) / p["gain"]).clamp(0, 1)
+    return (x * (0.9 / max(highlight(x), 0.02))).clamp(0, 1)
 
 
 def margin(finding, labels) -> float:

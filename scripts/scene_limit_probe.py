@@ -46,18 +46,17 @@ from m3unet.evaluation.stress import stress_set  # noqa: E402
 from m3unet.restore.pipeline import Restorer  # noqa: E402
 from m3unet.training.data import evaluation_photos  # noqa: E402
 
-# entry -> (task, statistic(case, its result row), acts(statistic, limit), limits tried (the most extreme
-# last), value when off)
+# entry -> (task, statistic(case, its result row), what the statistic is, acts(statistic, limit), limits
+# tried (the most extreme last), value when off)
 RULES = {
-    "haze_min_black_point": ("haze", lambda c, r: black_point(c.degraded), lambda s, b: s < b,
-                             (0.05, 0.1, 0.15, 0.2, 0.25, 0.3), 0.0),
-    "lowlight_max_highlight": ("lowlight", lambda c, r: highlight(c.degraded), lambda s, h: s >= h,
-                               (0.9, 0.8, 0.7, 0.6, 0.55, 0.5, 0.45, 0.4, 0.35, 0.3), 2.0),
-    "lowlight_min_severity": ("lowlight", lambda c, r: r["lowlight"][1], lambda s, f: s < f,
-                              (0.2, 0.21, 0.22, 0.23, 0.25, 0.27, 0.3, 0.35, 0.4), 0.0),
+    "haze_min_black_point": ("haze", lambda c, r: black_point(c.degraded), black_point.__doc__,
+                             lambda s, b: s < b, (0.05, 0.1, 0.15, 0.2, 0.25, 0.3), 0.0),
+    "lowlight_max_highlight": ("lowlight", lambda c, r: highlight(c.degraded), highlight.__doc__,
+                               lambda s, h: s >= h, (0.9, 0.8, 0.7, 0.6, 0.55, 0.5, 0.45, 0.4, 0.35, 0.3), 2.0),
+    "lowlight_min_severity": ("lowlight", lambda c, r: r["lowlight"][1],
+                              "The classifier's low-light severity of the image as given.",
+                              lambda s, f: s < f, (0.2, 0.21, 0.22, 0.23, 0.25, 0.27, 0.3, 0.35, 0.4), 0.0),
 }
-STATISTIC = {"haze_min_black_point": black_point.__doc__, "lowlight_max_highlight": highlight.__doc__,
-             "lowlight_min_severity": "The classifier's low-light severity of the image as given."}
 
 
 def main() -> int:
@@ -70,7 +69,7 @@ def main() -> int:
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    task, statistic, acts, limits, off = RULES[args.entry]
+    task, statistic, what, acts, limits, off = RULES[args.entry]
     extreme = limits[-1]
     model, autos = load_model(None), {}
 
@@ -104,7 +103,7 @@ def main() -> int:
             runs[f"{split}-{region}"] = {"cases": len(res["rows"]), "rows": rows}
             print(f"{split} {region}: {len(rows)} re-run ({time.time() - t0:.0f}s)", flush=True)
     out = {"command": f"scripts/scene_limit_probe.py {args.entry} (see its docstring)", "splits": args.splits,
-           "entry": args.entry, "statistic": STATISTIC[args.entry].split("\n")[0], "limits": {}}
+           "entry": args.entry, "statistic": what.split("\n")[0], "limits": {}}
     for b in limits:
         row = {}
         for name, run in runs.items():
